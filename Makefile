@@ -1,0 +1,30 @@
+# The two commands of README.md: `make demo` and `make test`. Both set up .venv from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+# torch first, pinned to the CPU build on this machine's disk (NOTES.md): an unpinned
+# torch, or one pulled in by sentence-transformers, would be a multi-GB CUDA build.
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(INSTALLED)
+	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
+	cd examples && ../$(BIN)/kbflow search "How do I restore a backup?" --config kbflow.toml --k 3
+	cd examples && ../$(BIN)/kbflow status --config kbflow.toml
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/ingest_bench.py
+
+clean:
+	rm -rf $(VENV) examples/.kbflow

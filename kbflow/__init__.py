@@ -1,0 +1,29 @@
+"""kbflow: an observable, incremental data pipeline for RAG and fine-tuning.
+
+Importing kbflow sets privacy- and offline-first defaults before Prefect, GX or
+Hugging Face libraries are imported. Each uses `setdefault`, so a user who sets
+the variable explicitly (for example a remote `PREFECT_API_URL`) keeps it.
+"""
+
+import os
+
+__version__ = "0.1.0"
+
+_DEFAULT_ENVIRONMENT = {
+    # Nothing phones home.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # also stops a 'database is locked' heartbeat
+    "GX_ANALYTICS_ENABLED": "false",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    # Models load from local files; a hub name fails fast instead of hanging.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    # Quiet libraries that print progress bars or advice on our users' terminals.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "LANCEDB_LOG": "error",  # hybrid search logs a deprecation warning per query otherwise
+}
+
+for _name, _value in _DEFAULT_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)

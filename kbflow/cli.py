@@ -1,0 +1,258 @@
+"""The `kbflow` command line: tables for people, `--json` for machines.
+
+Exit codes: 0 success, 1 an error with a message on stderr, 2 a usage error,
+3 a data-quality gate blocked the publish. With `--json`, stdout carries only JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kbflow.config import STARTER_CONFIG, ConfigError, load_config
+
+EXIT_ERROR, EXIT_BLOCKED = 1, 3
+
+app = typer.Typer(
+    name="kbflow",
+    help="A data pipeline for RAG and fine-tuning: checked, traceable, always current.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", envvar="KBFLOW_CONFIG", help="path to kbflow.toml")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON only, for machines")]
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from kbflow.errors import ModelMismatch
+    from kbflow.models import ModelNotAvailable
+    from kbflow.store import StoreEmpty
+
+    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, ValueError)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the config")] = Path("kbflow.toml"),
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter kbflow.toml."""
+    if path.exists() and not force:
+        raise _fail(f"{path} exists; pass --force to overwrite it")
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    stderr.print(f"wrote {path}; edit [bold][[sources]][/] then run `kbflow ingest --config {path}`")
+
+
+@app.command()
+def ingest(
+    config: ConfigOption = Path("kbflow.toml"),
+    source: Annotated[str | None, typer.Option(help="ingest only this source")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring the index up to date with the sources: only what changed is processed."""
+    from kbflow.errors import QualityGateFailed
+
+    try:
+        load_config(config).select_sources(source)  # fail fast, before Prefect starts
+        from flows.ingest import ingest as ingest_flow
+
+        with _progress(enabled=not as_json):
+            report = ingest_flow(config_path=str(config.resolve()), source=source)
+    except QualityGateFailed as blocked:
+        report = {**(blocked.report or {}), "status": "blocked", "failures": [
+            {"suite": f.suite, **f.as_dict()} for f in blocked.failures
+        ]}
+        if as_json:
+            _print_json(report)
+        else:
+            _print_ingest(report)
+        raise _fail(str(blocked), EXIT_BLOCKED) from None
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(report)
+    else:
+        _print_ingest(report)
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="what to search for")] = None,
+    config: ConfigOption = Path("kbflow.toml"),
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="hits per query")] = 10,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's chunks")] = None,
+    mode: Annotated[str, typer.Option(help="vector | fts | hybrid")] = "vector",
+    queries: Annotated[Path | None, typer.Option(help="JSONL file of {\"query\": ...} lines")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the index by meaning (vector), keywords (fts) or both (hybrid)."""
+    from kbflow.search import search as search_index
+
+    if (query is None) == (queries is None):
+        raise _fail("give either a QUERY or --queries FILE.jsonl")
+    try:
+        texts = [query] if query is not None else _read_queries(queries)
+        results = search_index(load_config(config), texts, k=k, tenant=tenant, mode=mode)
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if queries is not None:
+        for text, hits in zip(texts, results):
+            if as_json:
+                _print_json({"query": text, "hits": hits})
+            else:
+                _print_hits(text, hits)
+    elif as_json:
+        _print_json(results[0])
+    else:
+        _print_hits(query, results[0])
+
+
+def _read_queries(path: Path) -> list[str]:
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            texts.append(str(json.loads(line)["query"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}:{number}: expected a JSON object with a \"query\" ({error})") from None
+    return texts
+
+
+@app.command()
+def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
+    """What the index holds now and how the last run went."""
+    from kbflow.store import Store
+
+    try:
+        store = Store(load_config(config).store)
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    runs = store.runs(limit=1)
+    summary = {
+        "documents": store.count("documents", "status = 'active'"),
+        "chunks": store.count("chunks"),
+        "quarantined": store.count("quarantine"),
+        "last_run": _decoded_run(runs[0]) if runs else None,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"kbflow store {store.uri}", show_header=False)
+    for key in ("documents", "chunks", "quarantined"):
+        table.add_row(key, str(summary[key]))
+    last = summary["last_run"]
+    if last:
+        table.add_row("last run", f"{last['run_id']} ({last['status']}, {last['duration_s']:.1f} s)")
+    stdout.print(table)
+
+
+def _decoded_run(run: dict[str, Any]) -> dict[str, Any]:
+    json_fields = ("stage_durations", "documents", "chunks", "dq_failures")
+    return {k: (json.loads(v) if k in json_fields and v else v) for k, v in run.items()}
+
+
+# -- human output -------------------------------------------------------------------------
+
+
+def _print_ingest(report: dict[str, Any]) -> None:
+    table = Table(title=f"ingest {report.get('run_id', '')}: {report.get('status')}")
+    table.add_column("documents")
+    table.add_column("", justify="right")
+    table.add_column("chunks")
+    table.add_column("", justify="right")
+    documents, chunks = report.get("documents", {}), report.get("chunks", {})
+    for (d_key, d_value), (c_key, c_value) in zip(
+        list(documents.items()), list(chunks.items()) + [("", "")] * len(documents)
+    ):
+        table.add_row(d_key, str(d_value), c_key, str(c_value))
+    stdout.print(table)
+    if "duration_s" in report:
+        stdout.print(f"took {report['duration_s']:.1f} s")
+
+
+def _print_hits(query: str, hits: list[dict[str, Any]]) -> None:
+    table = Table(title=f"search: {query}", show_lines=True)
+    for column in ("#", "score", "source / uri", "text"):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, start=1):
+        snippet = " ".join(hit["text"].split())[:300]
+        table.add_row(str(rank), f"{hit['score']:.3f}", f"{hit['source']}\n{hit['uri']}", snippet)
+    stdout.print(table)
+
+
+class _progress:
+    """A progress bar on stderr fed by kbflow.progress reports (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and stderr.is_terminal
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from kbflow import progress
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=stderr, transient=True,
+        )
+        self.tasks: dict[str, int] = {}
+        self.bar.start()
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+
+        progress.listen(update)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.enabled:
+            from kbflow import progress
+
+            progress.listen(None)
+            self.bar.stop()
+
+
+def main() -> None:
+    """Console entry point: quiet library logging unless asked, then run the app."""
+    if "--verbose" in sys.argv:
+        sys.argv.remove("--verbose")
+    else:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The one configuration model: `kbflow.toml`, then `KBFLOW_*` environment variables.
+
+Relative paths are resolved against the directory of the config file, so a
+config works the same from any working directory. Environment variables use
+`__` between nested keys: `KBFLOW_EMBEDDING__MODEL=/models/tuned` overrides
+`[embedding] model`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx")
+RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
+ENV_PREFIX = "KBFLOW_"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Section):
+    uri: str = Field(".kbflow", description="LanceDB directory or object-store URI")
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    vector_index_min_rows: int = Field(
+        100_000, ge=256, description="build an ANN index once the chunks table has this many rows"
+    )
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri
+
+
+class EmbeddingConfig(_Section):
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: str = "cpu"
+    allow_download: bool = Field(
+        False, description="let a hub model name download; off so runs never touch the network"
+    )
+
+
+class ChunkingConfig(_Section):
+    max_tokens: int | None = Field(
+        None, ge=16, description="tokens per chunk incl. special tokens; default: the model's max"
+    )
+    overlap_tokens: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.max_tokens is not None and self.overlap_tokens >= self.max_tokens // 2:
+            raise ValueError("overlap_tokens must be less than half of max_tokens")
+        return self
+
+
+class QualityConfig(_Section):
+    expectations_dir: Path | None = Field(None, description="folder of GX suites; default: bundled")
+    min_document_chars: int = Field(1, ge=0)
+    max_file_bytes: int = Field(50_000_000, ge=1)
+
+
+class SourceConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["files", "records"]
+    path: Path
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    tenant: str = "default"
+    # records only
+    id_field: str | None = None
+    text_field: str | None = None
+    title_field: str | None = None
+    metadata: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _records_fields(self) -> SourceConfig:
+        if self.kind == "records" and not (self.id_field and self.text_field):
+            raise ValueError("a records source needs id_field and text_field")
+        if not self.include:
+            formats = FILE_FORMATS if self.kind == "files" else RECORD_FORMATS
+            self.include = [f"**/*{ext}" for ext in formats]
+        return self
+
+
+class KbflowConfig(_Section):
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    root: Path = Field(Path("."), exclude=True, description="directory of the config file")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [source.name for source in sources]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicated)}")
+        return sources
+
+    def select_sources(self, name: str | None) -> list[SourceConfig]:
+        """All sources, or the one called `name` (a clear error if there is none)."""
+        if name is None:
+            return list(self.sources)
+        for source in self.sources:
+            if source.name == name:
+                return [source]
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"sources: no source named {name!r} (known: {known})")
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> KbflowConfig:
+    """Read, override from the environment, validate and resolve a `kbflow.toml`."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; create one with `kbflow init`")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    _apply_environment(raw, os.environ if environ is None else environ)
+    try:
+        config = KbflowConfig.model_validate({**raw, "root": path.parent})
+    except ValidationError as error:
+        raise ConfigError(_explain(path, error)) from error
+    return _resolve_paths(config)
+
+
+def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "KBFLOW_CONFIG":
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        section = raw
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+        section[keys[-1]] = value
+
+
+def _explain(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        fix = "remove it or check its spelling" if problem["type"] == "extra_forbidden" else ""
+        lines.append(f"  {key}: {problem['msg']}" + (f" ({fix})" if fix else ""))
+    return "\n".join(lines)
+
+
+def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
+    root = config.root
+    if config.store.is_local:
+        config.store.uri = str((root / Path(config.store.uri).expanduser()).resolve())
+    for source in config.sources:
+        source.path = (root / source.path.expanduser()).resolve()
+    if config.quality.expectations_dir is not None:
+        config.quality.expectations_dir = (root / config.quality.expectations_dir).resolve()
+    model_path = (root / Path(config.embedding.model).expanduser())
+    if config.embedding.model != DEFAULT_MODEL and model_path.exists():
+        config.embedding.model = str(model_path.resolve())
+    return config
+
+
+STARTER_CONFIG = '''\
+# kbflow configuration. Paths are relative to this file.
+# Any key can be overridden from the environment: KBFLOW_EMBEDDING__MODEL=/models/tuned
+
+[store]
+# LanceDB directory (or an object-store URI such as s3://bucket/prefix).
+uri = ".kbflow"
+
+[embedding]
+# "all-MiniLM-L6-v2" is the packaged model (offline). A local folder of a
+# sentence-transformers model works too. Hub names need allow_download = true.
+model = "all-MiniLM-L6-v2"
+batch_size = 64
+
+[chunking]
+# Tokens per chunk, counted with the model's own tokenizer (default: the model's max).
+# max_tokens = 256
+overlap_tokens = 32
+
+[[sources]]
+name = "docs"
+kind = "files"               # or "records" for .jsonl/.csv/.parquet
+path = "docs/"
+include = ["**/*.md", "**/*.txt", "**/*.rst", "**/*.html", "**/*.pdf", "**/*.docx"]
+exclude = []
+tenant = "public"
+
+# [[sources]]
+# name = "faq"
+# kind = "records"
+# path = "records/"
+# include = ["**/*.jsonl"]
+# id_field = "id"
+# text_field = "answer"
+# title_field = "question"
+# metadata = ["category"]
+# tenant = "public"
+'''

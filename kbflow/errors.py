@@ -1,0 +1,31 @@
+"""Typed errors a run can end with; each message says what failed and what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class QualityGateFailed(RuntimeError):
+    """A blocking expectation failed, so nothing was published.
+
+    `failures` are the failed expectation outcomes (tasks.quality.ExpectationOutcome);
+    `report` is the run's report once the run has been recorded.
+    """
+
+    def __init__(self, failures: list[Any]) -> None:
+        self.failures = failures
+        self.report: dict[str, Any] | None = None
+        names = ", ".join(f"{f.suite}.{f.type}({f.column or 'table'})" for f in failures)
+        super().__init__(f"data-quality gate blocked the publish: {names}")
+
+
+class ModelMismatch(RuntimeError):
+    """The configured embedding model is not the one the index was built with."""
+
+    def __init__(self, configured: str, indexed: str) -> None:
+        self.configured, self.indexed = configured, indexed
+        super().__init__(
+            f"the index holds vectors of {indexed!r} but embedding.model is {configured!r}; "
+            "vectors of two models must not mix. Set embedding.model back, or re-embed "
+            "everything with `kbflow reindex`."
+        )

@@ -1,0 +1,33 @@
+"""Quarantine records: what was set aside, where, and why.
+
+Every stage reports bad input the same way, so a run can go on and a user can
+see afterwards exactly what was left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from kbflow.schemas import QUARANTINE
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    source: str
+    uri: str
+    stage: str
+    reason: str
+    detail: str = ""
+    doc_id: str | None = None
+    chunk_id: str | None = None
+    content_hash: str | None = None
+
+
+def quarantine_table(records: list[Quarantined], run_id: str) -> pa.Table:
+    """The `quarantine` table rows for `records`, stamped with the run."""
+    now = datetime.now(UTC)
+    rows = [{**asdict(record), "run_id": run_id, "quarantined_at": now} for record in records]
+    return pa.Table.from_pylist(rows, schema=QUARANTINE)

@@ -1,0 +1,108 @@
+"""The record of one flow run: counts, stage durations, data-quality outcome.
+
+Used as a context manager around a flow's body, so that a run is recorded in
+the `runs` table (and its quarantine records kept) however it ends: published,
+with nothing to do, blocked by a quality gate, or failed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kbflow import __version__
+from kbflow.errors import QualityGateFailed
+from kbflow.quarantine import Quarantined, quarantine_table
+from kbflow.store import Store, new_run_id
+
+
+@dataclass
+class RunRecord:
+    store: Store
+    flow: str
+    source: str | None
+    model: str
+    run_id: str = field(default_factory=new_run_id)
+    status: str = "running"
+    documents: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("new", "changed", "unchanged", "deleted", "quarantined"), 0)
+    )
+    chunks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("embedded", "reused", "deleted", "total"), 0))
+    stage_durations: dict[str, float] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    dq_failures: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, int | None] = field(default_factory=lambda: {"chunks": None, "documents": None})
+    error: str | None = None
+    _started: float = field(default_factory=time.perf_counter)
+    _started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _lap: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        """Close the current stage: the time since the previous lap is charged to it."""
+        now = time.perf_counter()
+        self.stage_durations[stage] = round(self.stage_durations.get(stage, 0.0) + now - self._lap, 4)
+        self._lap = now
+
+    def quarantine(self, records: list[Quarantined]) -> set[str]:
+        """Keep records for the run; return the doc_ids they name."""
+        self.quarantined.extend(records)
+        return {record.doc_id for record in records if record.doc_id}
+
+    @property
+    def duration_s(self) -> float:
+        return round(time.perf_counter() - self._started, 3)
+
+    def report(self) -> dict[str, Any]:
+        """The run as the CLI's `ingest --json` prints it."""
+        self.documents["quarantined"] = len({(q.source, q.uri) for q in self.quarantined})
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "documents": dict(self.documents),
+            "chunks": dict(self.chunks),
+            "duration_s": self.duration_s,
+        }
+
+    def __enter__(self) -> RunRecord:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if isinstance(error, QualityGateFailed):
+            self.status = "blocked"
+            self.dq_failures = [{"suite": f.suite, **f.as_dict()} for f in error.failures]
+        elif error is not None:
+            self.status, self.error = "failed", f"{type(error).__name__}: {error}"[:4000]
+        report = self.report()
+        self.store.add_quarantine(quarantine_table(self.quarantined, self.run_id))
+        self.store.add_run(
+            {
+                "run_id": self.run_id,
+                "flow": self.flow,
+                "source": self.source,
+                "status": self.status,
+                "started_at": self._started_at,
+                "duration_s": report["duration_s"],
+                "stage_durations": self.stage_durations,
+                "documents": self.documents,
+                "chunks": self.chunks,
+                "dq_success": not self.dq_failures,
+                "dq_failures": self.dq_failures,
+                "error": self.error,
+                "chunks_version": self.versions["chunks"],
+                "documents_version": self.versions["documents"],
+                "model": self.model,
+                "kbflow_version": __version__,
+                "prefect_flow_run_id": _prefect_flow_run_id(),
+            }
+        )
+        if isinstance(error, QualityGateFailed):
+            error.report = report
+
+
+def _prefect_flow_run_id() -> str | None:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context and context.flow_run else None

@@ -1,0 +1,297 @@
+"""Discover: list what each source holds, with a content hash, and diff it against the manifest.
+
+A `files` source is a directory walked without following symlinks; a file that
+is a symlink to somewhere outside the source root is quarantined, never read.
+A `records` source is .jsonl/.csv/.parquet files whose rows are documents.
+The diff sorts every item into new / changed / unchanged / deleted: unchanged
+documents cost one hash and nothing more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from kbflow.config import SourceConfig
+from kbflow.quarantine import Quarantined
+from kbflow.schemas import DISCOVERED
+
+HASH_BLOCK = 1 << 20
+
+
+def make_doc_id(source: str, uri: str) -> str:
+    """A stable id from where a document lives: same source and uri, same id."""
+    return hashlib.sha256(f"{source}\0{uri}".encode()).hexdigest()[:32]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """gitignore-like globs on posix relative paths: `**/` any dirs, `*` within one name."""
+    regex, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            regex, i = regex + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            regex, i = regex + ".*", i + 2
+        elif pattern[i] == "*":
+            regex, i = regex + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            regex, i = regex + "[^/]", i + 1
+        else:
+            regex, i = regex + re.escape(pattern[i]), i + 1
+    return re.compile(regex + r"\Z", re.IGNORECASE)
+
+
+def matches(relative_path: str, include: list[str], exclude: list[str]) -> bool:
+    def any_match(patterns: list[str]) -> bool:
+        return any(_glob_regex(p).match(relative_path) for p in patterns)
+
+    return any_match(include) and not any_match(exclude)
+
+
+def _walk_files(root: Path):
+    """Relative posix paths of the files under root; symlinked directories are not entered."""
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(directory, name)
+            yield full, full.relative_to(root).as_posix()
+
+
+@dataclass
+class Discovery:
+    items: pa.Table  # DISCOVERED
+    quarantined: list[Quarantined] = field(default_factory=list)
+    # (source, file uri) that exist but could not be read this time: their documents are
+    # kept as they are, not deleted
+    unreadable: set[tuple[str, str]] = field(default_factory=set)
+
+
+def discover_files(source: SourceConfig, max_file_bytes: int) -> Discovery:
+    """Every included file under a `files` source, hashed."""
+    rows, quarantined, unreadable = [], [], set()
+    root = source.path.resolve()
+    for full, uri in _walk_files(root):
+        if not matches(uri, source.include, source.exclude):
+            continue
+        if full.is_symlink():
+            target = full.resolve()
+            if not target.is_relative_to(root):
+                quarantined.append(
+                    Quarantined(source.name, uri, "discover", "symlink_outside_root", f"points to {target}")
+                )
+                continue
+        try:
+            stat = full.stat()
+            if stat.st_size > max_file_bytes:
+                quarantined.append(
+                    Quarantined(source.name, uri, "discover", "file_too_large",
+                                f"{stat.st_size} bytes > quality.max_file_bytes = {max_file_bytes}")
+                )
+                unreadable.add((source.name, uri))
+                continue
+            content_hash = sha256_file(full)
+        except OSError as error:
+            quarantined.append(Quarantined(source.name, uri, "discover", "unreadable", str(error)))
+            unreadable.add((source.name, uri))
+            continue
+        rows.append(
+            {
+                "doc_id": make_doc_id(source.name, uri),
+                "source": source.name,
+                "tenant": source.tenant,
+                "uri": uri,
+                "path": str(full),
+                "format": full.suffix.lower().lstrip("."),
+                "content_hash": content_hash,
+                "size": stat.st_size,
+                "mtime": stat.st_mtime,
+            }
+        )
+    return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
+
+
+def record_fields(source: SourceConfig) -> list[str]:
+    fields = [source.id_field, source.text_field, source.title_field, *source.metadata]
+    return [name for name in dict.fromkeys(fields) if name]
+
+
+def read_records(path: Path, source: SourceConfig) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The rows of one records file (only the configured fields) and its bad lines.
+
+    JSON Lines are read line by line so one malformed line is reported, not fatal.
+    Raises OSError / pyarrow.ArrowInvalid for a file that cannot be read at all.
+    """
+    wanted = record_fields(source)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows, bad = [], []
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    bad.append((number, f"invalid JSON: {error}"))
+                    continue
+                if not isinstance(row, dict):
+                    bad.append((number, "not a JSON object"))
+                    continue
+                rows.append({name: row.get(name) for name in wanted})
+        return rows, bad
+    if suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    else:
+        raise ValueError(f"unsupported records format {suffix!r}")
+    missing = [name for name in wanted if name not in table.column_names]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; configured fields: {wanted}")
+    return table.select(wanted).to_pylist(), []
+
+
+def record_hash(row: dict) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def discover_records(source: SourceConfig, max_file_bytes: int) -> Discovery:
+    """Every row of every included records file, hashed per row."""
+    rows, quarantined, unreadable = [], [], set()
+    root = source.path.resolve()
+    for full, file_uri in _walk_files(root):
+        if not matches(file_uri, source.include, source.exclude):
+            continue
+        if full.is_symlink() and not full.resolve().is_relative_to(root):
+            quarantined.append(Quarantined(source.name, file_uri, "discover", "symlink_outside_root",
+                                           f"points to {full.resolve()}"))
+            continue
+        try:
+            records, bad_lines = read_records(full, source)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            quarantined.append(Quarantined(source.name, file_uri, "discover", "unreadable_records_file", str(error)))
+            unreadable.add((source.name, file_uri))
+            continue
+        for number, problem in bad_lines:
+            quarantined.append(Quarantined(source.name, f"{file_uri}:{number}", "discover", "bad_record", problem))
+        seen: set[str] = set()
+        for record in records:
+            record_id = record.get(source.id_field)
+            if record_id is None or str(record_id) == "":
+                quarantined.append(Quarantined(source.name, file_uri, "discover", "missing_id",
+                                               f"row without {source.id_field!r}: {str(record)[:200]}"))
+                continue
+            uri = f"{file_uri}#{record_id}"
+            if uri in seen:
+                quarantined.append(Quarantined(source.name, uri, "discover", "duplicate_id",
+                                               f"{source.id_field} {record_id!r} repeats in {file_uri}"))
+                continue
+            seen.add(uri)
+            rows.append(
+                {
+                    "doc_id": make_doc_id(source.name, uri),
+                    "source": source.name,
+                    "tenant": source.tenant,
+                    "uri": uri,
+                    "path": str(full),
+                    "format": full.suffix.lower().lstrip("."),
+                    "content_hash": record_hash(record),
+                    "size": len(str(record.get(source.text_field) or "").encode()),
+                    "mtime": full.stat().st_mtime,
+                }
+            )
+    return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
+
+
+def discover_source(source: SourceConfig, max_file_bytes: int) -> Discovery:
+    """What one source holds now."""
+    if not source.path.is_dir():
+        raise FileNotFoundError(f"source {source.name!r}: path {source.path} is not a directory")
+    if source.kind == "files":
+        return discover_files(source, max_file_bytes)
+    return discover_records(source, max_file_bytes)
+
+
+@dataclass
+class ChangeSet:
+    """Items sorted against the manifest."""
+
+    to_parse: pa.Table  # DISCOVERED rows plus `change`: "new" | "changed"
+    unchanged: int
+    deleted: pa.Table  # manifest rows of documents gone from their source
+
+    @property
+    def counts(self) -> dict[str, int]:
+        changes = self.to_parse.column("change").to_pylist()
+        return {
+            "new": changes.count("new"),
+            "changed": changes.count("changed"),
+            "unchanged": self.unchanged,
+            "deleted": self.deleted.num_rows,
+        }
+
+
+def diff_against_manifest(discovery: Discovery, manifest: pa.Table) -> ChangeSet:
+    """New, changed, unchanged and deleted documents, comparing content hashes.
+
+    `manifest` holds the `documents` rows of the sources that were discovered.
+    Documents whose file could not be read this time are neither changed nor deleted.
+    """
+    items = discovery.items
+    known_hash = dict(zip(manifest.column("doc_id").to_pylist(), manifest.column("content_hash").to_pylist()))
+    changes = [
+        "new" if doc_id not in known_hash else ("unchanged" if known_hash[doc_id] == content_hash else "changed")
+        for doc_id, content_hash in zip(items.column("doc_id").to_pylist(), items.column("content_hash").to_pylist())
+    ]
+    with_change = items.append_column("change", pa.array(changes, pa.string()))
+    to_parse = with_change.filter(pc.field("change") != "unchanged")
+
+    present = set(items.column("doc_id").to_pylist())
+
+    def is_deleted(doc_id: str, source: str, uri: str) -> bool:
+        kept = (source, uri) in discovery.unreadable or (source, uri.split("#", 1)[0]) in discovery.unreadable
+        return doc_id not in present and not kept
+
+    deleted_mask = [
+        is_deleted(*row)
+        for row in zip(*(manifest.column(name).to_pylist() for name in ("doc_id", "source", "uri")))
+    ]
+    return ChangeSet(
+        to_parse=to_parse,
+        unchanged=changes.count("unchanged"),
+        deleted=manifest.filter(pa.array(deleted_mask, pa.bool_())),
+    )
+
+
+@task(name="discover", cache_policy=NO_CACHE)
+def discover(sources: list[SourceConfig], max_file_bytes: int) -> Discovery:
+    """Discover all given sources into one table of items."""
+    found = [discover_source(source, max_file_bytes) for source in sources]
+    return Discovery(
+        items=pa.concat_tables([d.items for d in found]) if found else DISCOVERED.empty_table(),
+        quarantined=[q for d in found for q in d.quarantined],
+        unreadable={key for d in found for key in d.unreadable},
+    )

@@ -1,0 +1,382 @@
+"""Parse: bytes to clean text, a title and the heading structure.
+
+Each format uses a well-kept parser: markdown-it-py, docutils, the standard
+library's streaming HTML tokenizer (linear in the input, so pathological nesting
+costs nothing: tree builders here were quadratic or silently dropped text past a
+depth limit), pypdf and python-docx. Text that is not UTF-8 is decoded with a
+detected charset. A document that cannot be parsed becomes a quarantine record
+with the reason; the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from kbflow.config import SourceConfig
+from kbflow.quarantine import Quarantined
+from kbflow.schemas import PARSED
+from tasks.discover import read_records
+
+HEADING_SEPARATOR = " > "
+
+
+class ParseError(ValueError):
+    """A document whose content cannot be turned into text; `reason` is a short code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class ParsedText:
+    """Text assembled section by section; `sections` holds (heading path, start offset)."""
+
+    title: str = ""
+    parts: list[str] = field(default_factory=list)
+    sections: list[tuple[str, int]] = field(default_factory=list)
+    _length: int = 0
+
+    def add(self, heading: str, body: str) -> None:
+        body = normalize_whitespace(body)
+        if not body and not heading:
+            return
+        if self.parts:
+            self.parts.append("\n\n")
+            self._length += 2
+        self.sections.append((heading, self._length))
+        self.parts.append(body)
+        self._length += len(body)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def normalize_whitespace(text: str) -> str:
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes of a text format, surviving encodings other than UTF-8."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    if b"\x00" in data[:8192]:
+        raise ParseError("binary_content", "NUL bytes in a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    candidates = from_bytes(data)
+    best = candidates.best()
+    if best is None:
+        raise ParseError("binary_content", "no text encoding fits these bytes")
+    # Short texts fit several code pages equally well; then prefer windows-1252, the
+    # WHATWG default for legacy Western text (what "latin-1" files usually are).
+    tied = [match for match in candidates if match.chaos <= best.chaos]
+    return str(next((match for match in tied if match.encoding == "cp1252"), best))
+
+
+class _HeadingStack:
+    """Heading path bookkeeping shared by the formats that have heading levels."""
+
+    def __init__(self) -> None:
+        self._levels: list[tuple[int, str]] = []
+
+    def push(self, level: int, title: str) -> str:
+        while self._levels and self._levels[-1][0] >= level:
+            self._levels.pop()
+        self._levels.append((level, title.strip()))
+        return HEADING_SEPARATOR.join(t for _, t in self._levels if t)
+
+
+def parse_markdown(text: str) -> ParsedText:
+    from markdown_it import MarkdownIt
+
+    lines = text.splitlines()
+    tokens = MarkdownIt("commonmark").parse(text)
+    headings = [
+        (int(tokens[i].tag[1]), tokens[i + 1].content, tokens[i].map)
+        for i, token in enumerate(tokens)
+        if token.type == "heading_open" and token.map
+    ]
+    parsed, stack = ParsedText(), _HeadingStack()
+    first_heading_line = headings[0][2][0] if headings else len(lines)
+    parsed.add("", "\n".join(lines[:first_heading_line]))
+    for index, (level, title, (start, end)) in enumerate(headings):
+        body_end = headings[index + 1][2][0] if index + 1 < len(headings) else len(lines)
+        parsed.add(stack.push(level, title), "\n".join(lines[end:body_end]))
+        if level == 1 and not parsed.title:
+            parsed.title = title.strip()
+    return parsed
+
+
+def parse_rst(text: str) -> ParsedText:
+    from docutils import nodes
+    from docutils.core import publish_doctree
+
+    settings = {
+        "report_level": 5,  # never print docutils warnings on our users' terminals
+        "halt_level": 5,
+        "file_insertion_enabled": False,  # no `.. include::` of files outside the source
+        "raw_enabled": False,
+        "doctitle_xform": False,  # keep the top section a section, like the others
+    }
+    document = publish_doctree(text, settings_overrides=settings)
+    parsed = ParsedText()
+
+    def body_of(node) -> str:
+        return "\n\n".join(
+            child.astext()
+            for child in node.children
+            if not isinstance(child, (nodes.section, nodes.title, nodes.system_message))
+        )
+
+    def walk(node, path: list[str]) -> None:
+        for child in node.children:
+            if isinstance(child, nodes.section):
+                title = child.next_node(nodes.title)
+                heading_path = [*path, title.astext() if title else ""]
+                parsed.title = parsed.title or heading_path[0]
+                parsed.add(HEADING_SEPARATOR.join(p for p in heading_path if p), body_of(child))
+                walk(child, heading_path)
+
+    parsed.add("", body_of(document))
+    walk(document, [])
+    return parsed
+
+
+class _HtmlText(HTMLParser):
+    """Collects visible text and headings from a stream of HTML tokens."""
+
+    SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+    BLOCK = {
+        "p", "div", "br", "li", "tr", "td", "th", "pre", "blockquote", "section", "article",
+        "table", "ul", "ol", "dl", "dd", "dt", "header", "footer", "nav", "main", "aside",
+        "figure", "figcaption", "hr", "form",
+    }
+    HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parsed, self.stack = ParsedText(), _HeadingStack()
+        self.skip_depth, self.in_title = 0, False
+        self.heading: str = ""
+        self.heading_level: int | None = None
+        self.heading_parts: list[str] = []
+        self.body_parts: list[str] = []
+        self.title_parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "title":
+            self.in_title = True
+        elif tag in self.SKIP:
+            self.skip_depth += 1
+        elif tag in self.HEADINGS and not self.skip_depth:
+            self._flush()
+            self.heading_level, self.heading_parts = self.HEADINGS[tag], []
+        elif tag in self.BLOCK:
+            self.body_parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+        elif tag in self.SKIP:
+            self.skip_depth = max(0, self.skip_depth - 1)
+        elif tag in self.HEADINGS and self.heading_level is not None:
+            title = " ".join("".join(self.heading_parts).split())
+            self.heading = self.stack.push(self.heading_level, title)
+            if self.heading_level == 1 and not self.parsed.title:
+                self.parsed.title = title
+            self.heading_level = None
+        elif tag in self.BLOCK:
+            self.body_parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title_parts.append(data)
+        elif self.skip_depth:
+            return
+        elif self.heading_level is not None:
+            self.heading_parts.append(data)
+        else:
+            self.body_parts.append(data)
+
+    def _flush(self) -> None:
+        self.parsed.add(self.heading, "".join(self.body_parts))
+        self.body_parts = []
+
+    def result(self) -> ParsedText:
+        self.close()
+        self._flush()
+        page_title = " ".join("".join(self.title_parts).split())
+        self.parsed.title = page_title or self.parsed.title
+        return self.parsed
+
+
+def parse_html(text: str) -> ParsedText:
+    collector = _HtmlText()
+    collector.feed(text)
+    return collector.result()
+
+
+def parse_plain(text: str) -> ParsedText:
+    parsed = ParsedText()
+    parsed.add("", text)
+    return parsed
+
+
+def parse_pdf(data: bytes) -> ParsedText:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    if reader.is_encrypted:
+        raise ParseError("encrypted_pdf", "the PDF is encrypted")
+    pages = [page.extract_text() or "" for page in reader.pages]
+    if not any(page.strip() for page in pages):
+        raise ParseError("no_text", "the PDF has no extractable text (a scan?)")
+    parsed = ParsedText()
+    parsed.add("", "\n\n".join(pages))
+    metadata_title = (reader.metadata.title if reader.metadata else None) or ""
+    parsed.title = metadata_title.strip()
+    return parsed
+
+
+def parse_docx(data: bytes) -> ParsedText:
+    import docx
+
+    document = docx.Document(io.BytesIO(data))
+    parsed, stack = ParsedText(), _HeadingStack()
+    heading, body = "", []
+    for paragraph in document.paragraphs:
+        style = paragraph.style.name if paragraph.style is not None else ""
+        level = int(style.split()[-1]) if style.startswith("Heading") and style.split()[-1].isdigit() else None
+        if style == "Title":
+            parsed.title = paragraph.text.strip()
+        elif level is not None:
+            parsed.add(heading, "\n".join(body))
+            heading, body = stack.push(level, paragraph.text), []
+        else:
+            body.append(paragraph.text)
+    for table in document.tables:
+        body.extend(" | ".join(cell.text for cell in row.cells) for row in table.rows)
+    parsed.add(heading, "\n".join(body))
+    return parsed
+
+
+TEXT_PARSERS = {
+    "md": parse_markdown,
+    "markdown": parse_markdown,
+    "rst": parse_rst,
+    "html": parse_html,
+    "htm": parse_html,
+    "txt": parse_plain,
+}
+BINARY_PARSERS = {"pdf": parse_pdf, "docx": parse_docx}
+
+
+def parse_bytes(data: bytes, format: str) -> ParsedText:
+    """Parse the bytes of one file in the given format."""
+    if format in BINARY_PARSERS:
+        return BINARY_PARSERS[format](data)
+    if format in TEXT_PARSERS:
+        return TEXT_PARSERS[format](decode_text(data))
+    raise ParseError("unsupported_format", f"no parser for .{format} files")
+
+
+def _document_row(item: dict, parsed: ParsedText, metadata: dict | None = None) -> dict:
+    fallback_title = parsed.sections[0][0] if parsed.sections and parsed.sections[0][0] else Path(item["uri"]).stem
+    return {
+        **{name: item[name] for name in ("doc_id", "source", "tenant", "uri", "format", "content_hash", "size")},
+        "title": parsed.title or fallback_title,
+        "text": parsed.text,
+        "sections": [{"heading": heading, "start": start} for heading, start in parsed.sections],
+        "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
+    }
+
+
+def _quarantine(item: dict, stage: str, reason: str, detail: str) -> Quarantined:
+    return Quarantined(item["source"], item["uri"], stage, reason, detail[:2000],
+                       doc_id=item["doc_id"], content_hash=item["content_hash"])
+
+
+def parse_file_items(items: list[dict]) -> tuple[list[dict], list[Quarantined]]:
+    documents, quarantined = [], []
+    for item in items:
+        try:
+            parsed = parse_bytes(Path(item["path"]).read_bytes(), item["format"])
+        except ParseError as error:
+            quarantined.append(_quarantine(item, "parse", error.reason, error.detail))
+            continue
+        except OSError as error:
+            quarantined.append(_quarantine(item, "parse", "unreadable", str(error)))
+            continue
+        except Exception as error:  # noqa: BLE001 - third-party parsers raise anything on corrupt bytes
+            quarantined.append(_quarantine(item, "parse", "corrupt_file", f"{type(error).__name__}: {error}"))
+            continue
+        documents.append(_document_row(item, parsed))
+    return documents, quarantined
+
+
+def parse_record_items(items: list[dict], source: SourceConfig) -> tuple[list[dict], list[Quarantined]]:
+    """Records of changed rows, read once per file."""
+    documents, quarantined = [], []
+    by_path: dict[str, list[dict]] = defaultdict(list)
+    for item in items:
+        by_path[item["path"]].append(item)
+    for path, path_items in by_path.items():
+        try:
+            records, _ = read_records(Path(path), source)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            quarantined.extend(_quarantine(item, "parse", "unreadable_records_file", str(error)) for item in path_items)
+            continue
+        by_id = {str(record.get(source.id_field)): record for record in records}
+        for item in path_items:
+            record = by_id.get(item["uri"].split("#", 1)[1])
+            if record is None:
+                quarantined.append(_quarantine(item, "parse", "record_vanished", "changed while reading"))
+                continue
+            parsed = parse_plain(str(record.get(source.text_field) or ""))
+            parsed.title = str(record.get(source.title_field) or "") if source.title_field else ""
+            metadata = {name: record.get(name) for name in source.metadata}
+            documents.append(_document_row(item, parsed, metadata))
+    return documents, quarantined
+
+
+def parse_documents(items: pa.Table, sources: list[SourceConfig]) -> tuple[pa.Table, list[Quarantined]]:
+    """Parse discovered items of any source kind into `PARSED` rows."""
+    by_name = {source.name: source for source in sources}
+    documents, quarantined = [], []
+    rows_by_source: dict[str, list[dict]] = defaultdict(list)
+    for row in items.to_pylist():
+        rows_by_source[row["source"]].append(row)
+    for name, rows in rows_by_source.items():
+        source = by_name[name]
+        parsed, bad = parse_file_items(rows) if source.kind == "files" else parse_record_items(rows, source)
+        documents.extend(parsed)
+        quarantined.extend(bad)
+    return pa.Table.from_pylist(documents, schema=PARSED), quarantined
+
+
+@task(name="parse", cache_policy=NO_CACHE)
+def parse(items: pa.Table, sources: list[SourceConfig]) -> tuple[pa.Table, list[Quarantined]]:
+    """Parse new and changed documents; quarantine what cannot be parsed."""
+    return parse_documents(items, sources)
