@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from datetime import datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +49,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -191,9 +192,7 @@ def _print_ingest(report: dict[str, Any]) -> None:
     table.add_column("chunks")
     table.add_column("", justify="right")
     documents, chunks = report.get("documents", {}), report.get("chunks", {})
-    for (d_key, d_value), (c_key, c_value) in zip(
-        list(documents.items()), list(chunks.items()) + [("", "")] * len(documents)
-    ):
+    for (d_key, d_value), (c_key, c_value) in zip_longest(documents.items(), chunks.items(), fillvalue=("", "")):
         table.add_row(d_key, str(d_value), c_key, str(c_value))
     stdout.print(table)
     if "duration_s" in report:

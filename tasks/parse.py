@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import unicodedata
 from collections import defaultdict
@@ -247,6 +248,8 @@ def parse_plain(text: str) -> ParsedText:
 def parse_pdf(data: bytes) -> ParsedText:
     from pypdf import PdfReader
 
+    # pypdf logs repairs of damaged files as warnings; a failure becomes a quarantine record.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     reader = PdfReader(io.BytesIO(data), strict=False)
     if reader.is_encrypted:
         raise ParseError("encrypted_pdf", "the PDF is encrypted")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_config
+from kbflow.config import DEFAULT_MODEL, STARTER_CONFIG, ConfigError, load_config
+
+
+def test_paths_resolve_relative_to_the_config_file(tmp_path):
+    (tmp_path / "docs").mkdir()
+    config = load_config(write_config(tmp_path, '[[sources]]\nname = "docs"\nkind = "files"\npath = "docs/"\n'))
+    assert config.store.uri == str(tmp_path / ".kbflow")
+    assert config.sources[0].path == tmp_path / "docs"
+    assert config.embedding.model == DEFAULT_MODEL
+    assert "**/*.pdf" in config.sources[0].include  # all supported formats by default
+
+
+def test_environment_overrides_nested_keys(tmp_path):
+    path = write_config(tmp_path, "")
+    config = load_config(path, environ={"KBFLOW_EMBEDDING__BATCH_SIZE": "8", "KBFLOW_STORE__URI": "elsewhere"})
+    assert config.embedding.batch_size == 8 and config.store.uri == str(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[embedding]\nbatch_sise = 8\n', "embedding.batch_sise: Extra inputs are not permitted (remove it"),
+        ('[[sources]]\nname = "r"\nkind = "records"\npath = "."\n', "needs id_field and text_field"),
+        ('[[sources]]\nname = "a"\nkind = "web"\npath = "."\n', "sources.0.kind"),
+        ('[[sources]]\nname = "a"\nkind = "files"\npath = "."\n' * 2, "repeated: a"),
+        ("[store\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(write_config(tmp_path, body))
+
+
+def test_missing_file_and_unknown_source_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="kbflow init"):
+        load_config(tmp_path / "nope.toml")
+    config = load_config(write_config(tmp_path, ""))
+    with pytest.raises(ConfigError, match="no source named 'x'"):
+        config.select_sources("x")
+
+
+def test_starter_config_is_valid(tmp_path):
+    (tmp_path / "kbflow.toml").write_text(STARTER_CONFIG)
+    config = load_config(tmp_path / "kbflow.toml")
+    assert [s.name for s in config.sources] == ["docs"] and config.chunking.overlap_tokens == 32

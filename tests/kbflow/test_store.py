@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from kbflow.config import StoreConfig
+from kbflow.quarantine import Quarantined, quarantine_table
+from kbflow.schemas import CHUNKED, DOCUMENTS
+from kbflow.store import Store, new_run_id
+from tasks.embed import vector_column
+
+
+def chunk_rows(doc_id: str, texts: list[str], run_id: str, dim: int = 4) -> pa.Table:
+    rows = [{"chunk_id": f"{doc_id}-{i}", "doc_id": doc_id, "source": "s", "uri": f"{doc_id}.md", "tenant": "t",
+             "ordinal": i, "heading": "", "text": text, "text_hash": f"h-{text}", "n_tokens": 3, "metadata": "{}"}
+            for i, text in enumerate(texts)]
+    table = pa.Table.from_pylist(rows, schema=CHUNKED)
+    vectors = np.eye(dim, dtype=np.float32)[np.arange(len(texts)) % dim]
+    return (table.append_column("vector", vector_column(vectors, dim))
+            .append_column("model", pa.array(["m"] * len(texts)))
+            .append_column("run_id", pa.array([run_id] * len(texts))))
+
+
+def manifest_rows(doc_ids: list[str], run_id: str) -> pa.Table:
+    return pa.Table.from_pylist([{"doc_id": d, "source": "s", "uri": f"{d}.md", "content_hash": "c", "status": "active",
+                                  "n_chunks": 1, "first_run_id": run_id, "last_run_id": run_id} for d in doc_ids],
+                                schema=DOCUMENTS)
+
+
+def test_publish_replaces_a_documents_chunks_in_one_tagged_commit(tmp_path):
+    store = Store(StoreConfig(uri=str(tmp_path / "db")))
+    first = new_run_id()
+    store.publish(first, chunk_rows("a", ["one", "two", "three"], first), manifest_rows(["a"], first), ["a"])
+    second = new_run_id()
+    published = store.publish(second, chunk_rows("a", ["one"], second), manifest_rows(["a"], second), ["a"])
+    assert published.chunks_deleted == 2 and store.count("chunks") == 1
+    chunks = store.table("chunks")
+    assert {first, second} <= set(chunks.tags.list())
+    assert chunks.tags.list()[second]["version"] == published.chunks_version
+    assert store.count("documents") == 1
+
+
+def test_embedding_cache_is_keyed_by_model_and_text_hash(tmp_path):
+    store = Store(StoreConfig(uri=str(tmp_path / "db")))
+    run_id = new_run_id()
+    store.publish(run_id, chunk_rows("a", ["one", "two"], run_id), manifest_rows(["a"], run_id), ["a"])
+    cached = store.cached_vectors("m", ["h-one", "h-missing"])
+    assert list(cached) == ["h-one"] and cached["h-one"].shape == (4,)
+    assert store.cached_vectors("other-model", ["h-one"]) == {}
+
+
+def test_quarantine_records_are_not_duplicated_across_runs(tmp_path):
+    store = Store(StoreConfig(uri=str(tmp_path / "db")))
+    record = Quarantined("s", "bad.pdf", "parse", "corrupt_file", "EOF", doc_id="d", content_hash="c1")
+    assert store.add_quarantine(quarantine_table([record], new_run_id())) == 1
+    assert store.add_quarantine(quarantine_table([record], new_run_id())) == 0
+    changed = Quarantined("s", "bad.pdf", "parse", "corrupt_file", "EOF", doc_id="d", content_hash="c2")
+    assert store.add_quarantine(quarantine_table([changed], new_run_id())) == 1
+
+
+def test_runs_are_listed_newest_first(tmp_path):
+    store = Store(StoreConfig(uri=str(tmp_path / "db")))
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    for offset, run_id in ((0, "old"), (5, "new")):
+        store.add_run({"run_id": run_id, "flow": "ingest", "status": "published",
+                       "started_at": now + timedelta(seconds=offset), "documents": {"new": 1}})
+    assert [run["run_id"] for run in store.runs()] == ["new", "old"]

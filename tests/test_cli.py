@@ -1,0 +1,88 @@
+"""The CLI's contracts: JSON shapes on stdout only, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write
+from kbflow.cli import app
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+runner = CliRunner()
+
+
+def kbflow(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_ingest_search_status_json_contracts(small_corpus, hash_embedder):
+    config = str(small_corpus)
+    result = kbflow("ingest", "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"run_id", "status", "documents", "chunks", "duration_s"}
+    assert set(report["documents"]) == {"new", "changed", "unchanged", "deleted", "quarantined"}
+    assert set(report["chunks"]) == {"embedded", "reused", "deleted", "total"}
+
+    result = kbflow("search", "which port does the server listen on", "--config", config, "--k", "2", "--json")
+    hits = json.loads(result.stdout)
+    assert len(hits) == 2
+    assert {"chunk_id", "doc_id", "uri", "source", "score", "text", "heading"} <= set(hits[0])
+    assert hits[0]["uri"] == "install.md"
+
+    for mode in ("fts", "hybrid"):
+        result = kbflow("search", "nightly backups", "--config", config, "--mode", mode, "--json")
+        assert json.loads(result.stdout)[0]["uri"] == "backup.md", mode
+
+    result = kbflow("status", "--config", config, "--json")
+    status = json.loads(result.stdout)
+    assert (status["documents"], status["quarantined"]) == (3, 0)
+    assert status["chunks"] == report["chunks"]["total"]
+    assert status["last_run"]["run_id"] == report["run_id"]
+
+
+def test_batch_queries_answer_in_input_order(small_corpus, hash_embedder, tmp_path):
+    kbflow("ingest", "--config", str(small_corpus), "--json")
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"query": "refunds invoices"}\n\n{"query": "restore a snapshot"}\n')
+    result = kbflow("search", "--queries", str(queries), "--config", str(small_corpus), "--k", "1", "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == ["refunds invoices", "restore a snapshot"]
+    assert [line["hits"][0]["uri"] for line in lines] == ["billing.txt", "backup.md"]
+
+
+def test_blocked_gate_exits_3_with_the_failing_expectation(small_corpus, hash_embedder):
+    kbflow("ingest", "--config", str(small_corpus))
+    write(small_corpus.parent, {"docs/twin.md": "# Twin\n\ntext"})
+    checks = small_corpus.parent / "checks"
+    checks.mkdir()
+    for name in ("chunks", "embeddings"):
+        (checks / f"{name}.json").write_text(json.dumps({"name": name, "expectations": []}))
+    (checks / "documents.json").write_text(json.dumps({"name": "documents", "expectations": [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 0}, "meta": {"on_failure": "block"}}]}))
+    with small_corpus.open("a") as handle:
+        handle.write('\n[quality]\nexpectations_dir = "checks"\n')
+    result = kbflow("ingest", "--config", str(small_corpus), "--json")
+    assert result.exit_code == 3
+    report = json.loads(result.stdout)
+    assert report["status"] == "blocked"
+    assert report["failures"][0]["type"] == "expect_table_row_count_to_be_between"
+    assert "expect_table_row_count_to_be_between" in result.stderr
+
+
+def test_errors_are_clear_and_exit_1(tmp_path):
+    result = kbflow("ingest", "--config", str(tmp_path / "missing.toml"))
+    assert result.exit_code == 1 and "kbflow init" in result.stderr
+    (tmp_path / "kbflow.toml").write_text('[store]\nuri = ".kbflow"\n')
+    result = kbflow("search", "anything", "--config", str(tmp_path / "kbflow.toml"))
+    assert result.exit_code == 1 and "run `kbflow ingest` first" in result.stderr
+
+
+def test_init_writes_a_starter_config_once(tmp_path):
+    target = tmp_path / "kbflow.toml"
+    assert kbflow("init", str(target)).exit_code == 0
+    assert "[[sources]]" in target.read_text()
+    assert kbflow("init", str(target)).exit_code == 1
