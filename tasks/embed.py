@@ -39,7 +39,8 @@ def embed_chunks(chunks: pa.Table, embedder: Embedder, cached: Mapping[str, np.n
     texts = chunks.column("text").to_pylist()
     to_encode = {h: t for h, t in zip(hashes, texts) if h not in cached}  # distinct, first-seen order
     fresh: dict[str, np.ndarray] = {}
-    pending = list(to_encode.items())
+    # Sorted by length so each encode call pads short texts only to other short ones.
+    pending = sorted(to_encode.items(), key=lambda item: len(item[1]))
     step = max(embedder_batch(embedder), -(-len(pending) // PROGRESS_BATCHES))
     for begin in range(0, len(pending), step):
         batch = pending[begin : begin + step]
