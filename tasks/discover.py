@@ -67,13 +67,40 @@ def matches(relative_path: str, include: list[str], exclude: list[str]) -> bool:
     return any_match(include) and not any_match(exclude)
 
 
-def _walk_files(root: Path):
-    """Relative posix paths of the files under root; symlinked directories are not entered."""
+def _included_files(source: SourceConfig, quarantined: list[Quarantined]):
+    """(path, posix path relative to the root) of the source's included files, in name order.
+
+    Symlinked directories are not entered; a symlinked file that points outside the
+    root is quarantined instead of read.
+    """
+    root = source.path.resolve()
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(directory, name)
-            yield full, full.relative_to(root).as_posix()
+            uri = full.relative_to(root).as_posix()
+            if not matches(uri, source.include, source.exclude):
+                continue
+            if full.is_symlink() and not full.resolve().is_relative_to(root):
+                quarantined.append(
+                    Quarantined(source.name, uri, "discover", "symlink_outside_root", f"points to {full.resolve()}")
+                )
+                continue
+            yield full, uri
+
+
+def _item(source: SourceConfig, uri: str, path: Path, content_hash: str, size: int, mtime: float) -> dict:
+    return {
+        "doc_id": make_doc_id(source.name, uri),
+        "source": source.name,
+        "tenant": source.tenant,
+        "uri": uri,
+        "path": str(path),
+        "format": path.suffix.lower().lstrip("."),
+        "content_hash": content_hash,
+        "size": size,
+        "mtime": mtime,
+    }
 
 
 @dataclass
@@ -88,17 +115,7 @@ class Discovery:
 def discover_files(source: SourceConfig, max_file_bytes: int) -> Discovery:
     """Every included file under a `files` source, hashed."""
     rows, quarantined, unreadable = [], [], set()
-    root = source.path.resolve()
-    for full, uri in _walk_files(root):
-        if not matches(uri, source.include, source.exclude):
-            continue
-        if full.is_symlink():
-            target = full.resolve()
-            if not target.is_relative_to(root):
-                quarantined.append(
-                    Quarantined(source.name, uri, "discover", "symlink_outside_root", f"points to {target}")
-                )
-                continue
+    for full, uri in _included_files(source, quarantined):
         try:
             stat = full.stat()
             if stat.st_size > max_file_bytes:
@@ -113,19 +130,7 @@ def discover_files(source: SourceConfig, max_file_bytes: int) -> Discovery:
             quarantined.append(Quarantined(source.name, uri, "discover", "unreadable", str(error)))
             unreadable.add((source.name, uri))
             continue
-        rows.append(
-            {
-                "doc_id": make_doc_id(source.name, uri),
-                "source": source.name,
-                "tenant": source.tenant,
-                "uri": uri,
-                "path": str(full),
-                "format": full.suffix.lower().lstrip("."),
-                "content_hash": content_hash,
-                "size": stat.st_size,
-                "mtime": stat.st_mtime,
-            }
-        )
+        rows.append(_item(source, uri, full, content_hash, stat.st_size, stat.st_mtime))
     return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
 
 
@@ -178,19 +183,13 @@ def record_hash(row: dict) -> str:
     return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def discover_records(source: SourceConfig, max_file_bytes: int) -> Discovery:
+def discover_records(source: SourceConfig) -> Discovery:
     """Every row of every included records file, hashed per row."""
     rows, quarantined, unreadable = [], [], set()
-    root = source.path.resolve()
-    for full, file_uri in _walk_files(root):
-        if not matches(file_uri, source.include, source.exclude):
-            continue
-        if full.is_symlink() and not full.resolve().is_relative_to(root):
-            quarantined.append(Quarantined(source.name, file_uri, "discover", "symlink_outside_root",
-                                           f"points to {full.resolve()}"))
-            continue
+    for full, file_uri in _included_files(source, quarantined):
         try:
             records, bad_lines = read_records(full, source)
+            mtime = full.stat().st_mtime
         except (OSError, ValueError, pa.ArrowException) as error:
             quarantined.append(Quarantined(source.name, file_uri, "discover", "unreadable_records_file", str(error)))
             unreadable.add((source.name, file_uri))
@@ -210,19 +209,8 @@ def discover_records(source: SourceConfig, max_file_bytes: int) -> Discovery:
                                                f"{source.id_field} {record_id!r} repeats in {file_uri}"))
                 continue
             seen.add(uri)
-            rows.append(
-                {
-                    "doc_id": make_doc_id(source.name, uri),
-                    "source": source.name,
-                    "tenant": source.tenant,
-                    "uri": uri,
-                    "path": str(full),
-                    "format": full.suffix.lower().lstrip("."),
-                    "content_hash": record_hash(record),
-                    "size": len(str(record.get(source.text_field) or "").encode()),
-                    "mtime": full.stat().st_mtime,
-                }
-            )
+            size = len(str(record.get(source.text_field) or "").encode())
+            rows.append(_item(source, uri, full, record_hash(record), size, mtime))
     return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
 
 
@@ -232,7 +220,7 @@ def discover_source(source: SourceConfig, max_file_bytes: int) -> Discovery:
         raise FileNotFoundError(f"source {source.name!r}: path {source.path} is not a directory")
     if source.kind == "files":
         return discover_files(source, max_file_bytes)
-    return discover_records(source, max_file_bytes)
+    return discover_records(source)  # a records file may be large: max_file_bytes is per document
 
 
 @dataclass
