@@ -1,7 +1,7 @@
 """The `ingest` flow: sources to a checked, searchable LanceDB index, incrementally.
 
     discover -> diff vs manifest -> parse -> DQ(documents) -> chunk -> DQ(chunks)
-             -> embed (new text only) -> DQ(embeddings) -> publish -> run record
+             -> embed (new text only) -> DQ(embeddings) -> DQ(run) -> publish -> run record
 
 What is loaded: every document of the configured sources (or of one). How
 incrementally: a document whose content hash matches the manifest is not
@@ -24,18 +24,24 @@ from tasks.discover import diff_against_manifest, discover
 from tasks.embed import embed
 from tasks.parse import parse
 from tasks.publish import build_manifest, publish
-from tasks.quality import check_quality
+from tasks.quality import QualityGate, check_quality, check_run, run_profile
 
 
 @flow(name="ingest")
-def ingest(config_path: str, source: str | None = None) -> dict:
-    """Ingest all sources of the config at `config_path` (or only `source`); return the run report."""
+def ingest(config_path: str, source: str | None = None, allow_mass_delete: bool = False) -> dict:
+    """Ingest all sources of the config at `config_path` (or only `source`); return the run report.
+
+    Raises QualityGateFailed, with nothing published, when a blocking check fails;
+    `allow_mass_delete` lets a source lose more documents than `quality.max_deleted_share`.
+    """
     config = load_config(config_path)
     sources = config.select_sources(source)
     store = Store(config.store)
-    checks_dir = config.quality.expectations_dir
 
-    with RunRecord(store, flow="ingest", source=source, model=config.embedding.model) as run:
+    with (
+        RunRecord(store, flow="ingest", source=source, model=config.embedding.model) as run,
+        QualityGate(config.quality, run, allow_mass_delete) as gate,
+    ):
         discovery = discover(sources, config.quality.max_file_bytes)
         run.quarantine(discovery.quarantined)
         manifest = store.manifest([s.name for s in sources])
@@ -49,9 +55,7 @@ def ingest(config_path: str, source: str | None = None) -> dict:
 
         documents, unparsed = parse(changes.to_parse, sources)
         set_aside = run.quarantine(unparsed)
-        documents, bad_documents, _ = check_quality(
-            "documents", documents, {"min_document_chars": config.quality.min_document_chars}, checks_dir
-        )
+        documents, bad_documents = check_quality(gate, "documents", documents)
         set_aside |= run.quarantine(bad_documents)
         run.lap("parse")
 
@@ -61,16 +65,17 @@ def ingest(config_path: str, source: str | None = None) -> dict:
             raise ModelMismatch(embedder.name, indexed_model)
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
         chunks = chunk(documents, embedder.tokenizer, max_tokens, config.chunking.overlap_tokens)
-        chunks, bad_chunks, _ = check_quality("chunks", chunks, {"max_tokens": max_tokens}, checks_dir)
+        chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens})
         run.quarantine(bad_chunks)
         run.lap("chunk")
 
         cached = store.cached_vectors(embedder.name, chunks.column("text_hash").to_pylist())
         embedded = embed(chunks, embedder, cached)
-        chunks, bad_vectors, _ = check_quality("embeddings", embedded.chunks, {"dim": embedder.dim}, checks_dir)
+        chunks, bad_vectors = check_quality(gate, "embeddings", embedded.chunks, {"dim": embedder.dim})
         run.quarantine(bad_vectors)
         run.lap("embed")
 
+        check_run(gate, run_profile(manifest, changes, run.quarantined))
         manifest_rows, replaced = build_manifest(changes.to_parse, documents, chunks, set_aside, manifest, run.run_id)
         deleted = changes.deleted.column("doc_id").to_pylist()
         published = publish(store, run.run_id, chunks, manifest_rows, replaced + deleted)

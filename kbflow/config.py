@@ -64,9 +64,28 @@ class ChunkingConfig(_Section):
 
 
 class QualityConfig(_Section):
+    """Where checks and results live, and the thresholds the GX suites read as parameters."""
+
     expectations_dir: Path | None = Field(None, description="folder of GX suites; default: bundled")
-    min_document_chars: int = Field(1, ge=0)
+    results_dir: Path | None = Field(None, description="default: <store>/quality, or .kbflow-quality")
     max_file_bytes: int = Field(50_000_000, ge=1)
+    # documents
+    min_document_chars: int = Field(10, ge=0)
+    min_text_to_bytes: float = Field(0.2, ge=0, le=1, description="plain-text formats only")
+    max_control_char_ratio: float = Field(0.01, ge=0, le=1)
+    max_replacement_ratio: float = Field(0.05, ge=0, le=1)
+    allowed_languages: list[str] = Field(default_factory=list, description="ISO 639-1; empty: any")
+    # chunks
+    min_unique_chunk_ratio: float = Field(0.3, ge=0, le=1)
+    # run (per source, against the last successful run)
+    max_deleted_share: float = Field(0.5, ge=0, le=1, description="mass-deletion guard")
+    max_quarantined_share: float = Field(0.25, ge=0, le=1)
+    min_document_count_ratio: float = Field(0.5, ge=0)
+    max_document_count_ratio: float | None = Field(None, ge=1)
+
+    def parameters(self) -> dict[str, Any]:
+        """Thresholds as GX expectation parameters (`{"$PARAMETER": name}` in the suites)."""
+        return self.model_dump(exclude={"expectations_dir", "results_dir", "max_file_bytes"})
 
 
 class SourceConfig(_Section):
@@ -165,6 +184,12 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
         source.path = (root / source.path.expanduser()).resolve()
     if config.quality.expectations_dir is not None:
         config.quality.expectations_dir = (root / config.quality.expectations_dir).resolve()
+    if config.quality.results_dir is not None:
+        config.quality.results_dir = (root / config.quality.results_dir).resolve()
+    elif config.store.is_local:
+        config.quality.results_dir = Path(config.store.uri) / "quality"
+    else:
+        config.quality.results_dir = root / ".kbflow-quality"
     model_path = (root / Path(config.embedding.model).expanduser())
     if config.embedding.model != DEFAULT_MODEL and model_path.exists():
         config.embedding.model = str(model_path.resolve())

@@ -32,7 +32,9 @@ class RunRecord:
     chunks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("embedded", "reused", "deleted", "total"), 0))
     stage_durations: dict[str, float] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
-    dq_failures: list[dict[str, Any]] = field(default_factory=list)
+    dq_success: bool = True  # every expectation of every suite passed
+    dq_failures: list[dict[str, Any]] = field(default_factory=list)  # the blocking ones
+    quality_results: str | None = None  # path of the run's quality summary JSON
     versions: dict[str, int | None] = field(default_factory=lambda: {"chunks": None, "documents": None})
     error: str | None = None
     _started: float = field(default_factory=time.perf_counter)
@@ -87,9 +89,10 @@ class RunRecord:
                 "stage_durations": self.stage_durations,
                 "documents": self.documents,
                 "chunks": self.chunks,
-                "dq_success": not self.dq_failures,
+                "dq_success": self.dq_success and not self.dq_failures,
                 "dq_failures": self.dq_failures,
                 "error": self.error,
+                "quality_results": self.quality_results,
                 "chunks_version": self.versions["chunks"],
                 "documents_version": self.versions["documents"],
                 "model": self.model,

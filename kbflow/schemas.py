@@ -94,6 +94,7 @@ RUNS = pa.schema(
         ("chunks", pa.string()),  # JSON {embedded, reused, deleted, total}
         ("dq_success", pa.bool_()),
         ("dq_failures", pa.string()),  # JSON list of failed blocking expectations
+        ("quality_results", pa.string()),  # path of the run's quality summary (kbflow quality)
         ("error", pa.string()),
         ("chunks_version", pa.int64()),
         ("documents_version", pa.int64()),

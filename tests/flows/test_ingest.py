@@ -54,7 +54,7 @@ def test_cold_ingest_publishes_documents_chunks_and_a_run(small_corpus, hash_emb
     store = Store(load_config(small_corpus).store)
     (last_run,) = store.runs()
     assert last_run["run_id"] == report["run_id"] and last_run["status"] == "published"
-    assert set(json.loads(last_run["stage_durations"])) == {"discover", "parse", "chunk", "embed", "publish"}
+    assert set(json.loads(last_run["stage_durations"])) == {"discover", "parse", "chunk", "embed", "publish", "quality_checks"}
     assert last_run["prefect_flow_run_id"]
     index_types = {index.index_type for index in store.table("chunks").list_indices()}
     assert "FTS" in index_types
@@ -125,6 +125,8 @@ BAD_FILES = {
 
 def test_bad_inputs_are_quarantined_and_the_rest_is_indexed(small_corpus, hash_embedder, tmp_path):
     write(small_corpus.parent, BAD_FILES)
+    with small_corpus.open("a") as handle:  # half of this corpus is broken on purpose
+        handle.write("\n[quality]\nmax_quarantined_share = 0.6\n")
     outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
     outside.write_text("private text outside the source root")
     os.symlink(outside, small_corpus.parent / "docs/escape.txt")
