@@ -58,7 +58,7 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from kbflow.models import ModelNotAvailable
     from kbflow.store import StoreEmpty
 
-    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, ValueError)
+    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, LookupError, ValueError)
 
 
 @app.command()
@@ -77,6 +77,9 @@ def init(
 def ingest(
     config: ConfigOption = Path("kbflow.toml"),
     source: Annotated[str | None, typer.Option(help="ingest only this source")] = None,
+    allow_mass_delete: Annotated[
+        bool, typer.Option("--allow-mass-delete", help="let a source lose more than quality.max_deleted_share")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index up to date with the sources: only what changed is processed."""
@@ -87,7 +90,7 @@ def ingest(
         from flows.ingest import ingest as ingest_flow
 
         with _progress(enabled=not as_json):
-            report = ingest_flow(config_path=str(config.resolve()), source=source)
+            report = ingest_flow(config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete)
     except QualityGateFailed as blocked:
         report = {**(blocked.report or {}), "status": "blocked", "failures": [
             {"suite": f.suite, **f.as_dict()} for f in blocked.failures
@@ -180,6 +183,143 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
 def _decoded_run(run: dict[str, Any]) -> dict[str, Any]:
     json_fields = ("stage_durations", "documents", "chunks", "dq_failures")
     return {k: (json.loads(v) if k in json_fields and v else v) for k, v in run.items()}
+
+
+RunOption = Annotated[str | None, typer.Option("--run", help="a run id (default: the last run)")]
+
+
+def _open_store(config: Path):
+    from kbflow.store import Store
+
+    return Store(load_config(config).store)
+
+
+def _find_run(store, run_id: str | None) -> dict[str, Any]:
+    runs = store.runs()
+    if not runs:
+        raise ValueError(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
+    if run_id is None:
+        return runs[0]
+    for run in runs:
+        if run["run_id"] == run_id:
+            return run
+    raise ValueError(f"no run {run_id!r}; `kbflow runs` lists them")
+
+
+@app.command()
+def quality(
+    config: ConfigOption = Path("kbflow.toml"),
+    run: RunOption = None,
+    docs: Annotated[bool, typer.Option("--docs", help="print the path of the GX Data Docs index.html")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Data-quality results of the last (or given) run: every expectation, failures first."""
+    try:
+        store = _open_store(config)
+        record = _find_run(store, run)
+        summary = _quality_summary(record)
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if docs:
+        if not summary.get("data_docs") or not Path(summary["data_docs"]).is_file():
+            raise _fail(f"no Data Docs were built for run {record['run_id']}")
+        sys.stdout.write(f"{summary['data_docs']}\n")
+        return
+    if as_json:
+        _print_json(summary)
+        return
+    verdict = "[green]passed[/]" if summary["success"] else "[red]failures[/]"
+    stdout.print(f"run {summary['run_id']} ({record['status']}): {verdict}")
+    if not summary["suites"]:
+        stdout.print("no checks ran in this run (nothing changed); `kbflow runs` lists earlier runs")
+    for suite in summary["suites"]:
+        table = Table(title=f"suite {suite['name']}", title_justify="left")
+        for column in ("", "expectation", "column", "on failure", "unexpected", "examples"):
+            table.add_column(column, overflow="fold")
+        for e in suite["expectations"]:
+            examples = "; ".join(f"{x.get('uri') or x.get('id')}: {x.get('value')}" for x in e["examples"][:3])
+            table.add_row("✅" if e["success"] else "❌", e["type"].removeprefix("expect_"), e["column"] or "", e.get("on_failure", ""),
+                          str(e["unexpected_count"]), examples or (str(e["observed"]) if e["observed"] is not None else ""))
+        stdout.print(table)
+
+
+def _quality_summary(run: dict[str, Any]) -> dict[str, Any]:
+    path = run.get("quality_results")
+    if not path or not Path(path).is_file():
+        return {"run_id": run["run_id"], "success": bool(run.get("dq_success")), "suites": []}
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@app.command()
+def quarantine(config: ConfigOption = Path("kbflow.toml"), run: RunOption = None, as_json: JsonOption = False) -> None:
+    """What was set aside, where and why (all runs, or one)."""
+    try:
+        rows = sorted(_open_store(config).quarantine(run), key=lambda r: r["quarantined_at"], reverse=True)
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"quarantine ({len(rows)})")
+    for column in ("run", "source", "uri", "stage", "reason", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["run_id"], row["source"], row["uri"], row["stage"], row["reason"], (row["detail"] or "")[:120])
+    stdout.print(table)
+
+
+@app.command()
+def trace(
+    chunk_id: Annotated[str, typer.Argument(help="a chunk_id from search results")],
+    config: ConfigOption = Path("kbflow.toml"),
+    as_json: JsonOption = False,
+) -> None:
+    """Where a chunk comes from: document, source, the run that wrote it, the table version."""
+    from kbflow.lineage import trace_chunk
+
+    try:
+        loaded = load_config(config)
+        lineage = trace_chunk(loaded, chunk_id)
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(lineage)
+        return
+    for part in ("chunk", "document", "source", "run"):
+        table = Table(title=part, show_header=False, title_justify="left")
+        for key, value in (lineage[part] or {}).items():
+            table.add_row(key, str(value))
+        stdout.print(table)
+    stdout.print(f"chunks table version: {lineage['table_version']}")
+
+
+@app.command()
+def runs(
+    config: ConfigOption = Path("kbflow.toml"),
+    limit: Annotated[int, typer.Option(min=1, help="newest N runs")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Run history: counts, durations per stage, data-quality outcome."""
+    try:
+        history = [_decoded_run(run) for run in _open_store(config).runs(limit=limit)]
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(history)
+        return
+    table = Table(title="runs, newest first")
+    for column in ("run", "flow", "status", "DQ", "documents n/c/u/d/q", "chunks e/r/d/total", "seconds", "slowest stage"):
+        table.add_column(column, overflow="fold", no_wrap=column in {"flow", "status", "DQ"})
+    for run in history:
+        d, c, stages = run["documents"] or {}, run["chunks"] or {}, run["stage_durations"] or {}
+        slowest = max(stages.items(), key=lambda item: item[1], default=("", 0))
+        table.add_row(
+            run["run_id"], run["flow"], run["status"], "✅" if run["dq_success"] else "❌",
+            "/".join(str(d.get(k, 0)) for k in ("new", "changed", "unchanged", "deleted", "quarantined")),
+            "/".join(str(c.get(k, 0)) for k in ("embedded", "reused", "deleted", "total")),
+            f"{run['duration_s']:.1f}", f"{slowest[0]} {slowest[1]:.1f}s" if slowest[0] else "",
+        )
+    stdout.print(table)
 
 
 # -- human output -------------------------------------------------------------------------

@@ -93,6 +93,15 @@ class Store:
             query = query.select(columns)
         return query.limit(None).to_arrow()
 
+    def row(self, name: str, where: str, exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The first row matching `where`, without the `exclude` columns, or None."""
+        if not self.has(name):
+            return None
+        table = self.db.open_table(name)
+        columns = [n for n in table.schema.names if n not in exclude]
+        found = table.search().where(where).select(columns).limit(1).to_arrow().to_pylist()
+        return found[0] if found else None
+
     def count(self, name: str, where: str | None = None) -> int:
         return self.db.open_table(name).count_rows(where) if self.has(name) else 0
 

@@ -1,0 +1,113 @@
+"""The CLI of the data-quality layer: quality, quarantine, trace, runs, the mass-deletion guard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write
+from kbflow.cli import app
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+runner = CliRunner()
+
+
+def kbflow(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def ingest_json(config: Path, *extra: str) -> tuple[int, dict]:
+    result = kbflow("ingest", "--config", str(config), "--json", *extra)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_quality_reports_every_expectation_with_failures_first(small_corpus, hash_embedder):
+    write(small_corpus.parent, {"docs/stub.txt": "tiny"})
+    code, report = ingest_json(small_corpus)
+    assert code == 0 and report["documents"]["quarantined"] == 1
+    summary = json.loads(kbflow("quality", "--config", str(small_corpus), "--json").stdout)
+    assert summary["run_id"] == report["run_id"] and summary["success"] is False
+    assert [s["name"] for s in summary["suites"]] == ["documents", "chunks", "embeddings", "run"]
+    documents = summary["suites"][0]
+    assert documents["success"] is False
+    failed = documents["expectations"][0]
+    assert failed["success"] is False and failed["column"] == "n_chars" and failed["unexpected_count"] == 1
+    assert failed["examples"] == [{"id": failed["examples"][0]["id"], "uri": "stub.txt", "value": 4}]
+    for expectation in documents["expectations"]:
+        assert {"type", "column", "success", "observed", "unexpected_count", "examples"} <= set(expectation)
+
+    human = kbflow("quality", "--config", str(small_corpus))
+    assert human.exit_code == 0 and "stub.txt" in human.stdout
+
+    docs = kbflow("quality", "--config", str(small_corpus), "--docs").stdout.strip().splitlines()[-1]
+    assert docs.endswith("index.html") and Path(docs).is_file()
+
+    rows = json.loads(kbflow("quarantine", "--config", str(small_corpus), "--run", report["run_id"], "--json").stdout)
+    assert [(r["uri"], r["stage"]) for r in rows] == [("stub.txt", "quality:documents")]
+    assert "n_chars" in rows[0]["reason"] and json.loads(rows[0]["detail"]) == {"n_chars": 4}
+
+
+def test_trace_leads_from_a_chunk_to_its_source_and_run(small_corpus, hash_embedder):
+    code, report = ingest_json(small_corpus)
+    hit = json.loads(kbflow("search", "restore a snapshot", "--config", str(small_corpus), "--json").stdout)[0]
+    lineage = json.loads(kbflow("trace", hit["chunk_id"], "--config", str(small_corpus), "--json").stdout)
+    assert lineage["chunk"]["chunk_id"] == hit["chunk_id"] and lineage["chunk"]["run_id"] == report["run_id"]
+    assert lineage["document"]["uri"] == "backup.md" and len(lineage["document"]["content_hash"]) == 64
+    assert Path(lineage["document"]["path"]).read_text().startswith("# Backups")
+    assert lineage["source"] == {"name": "docs", "kind": "files", "path": str(small_corpus.parent / "docs"),
+                                 "tenant": "public"}
+    assert lineage["run"]["run_id"] == report["run_id"] and lineage["run"]["prefect_flow_run_id"]
+    assert isinstance(lineage["table_version"], int)
+    missing = kbflow("trace", "nope", "--config", str(small_corpus))
+    assert missing.exit_code == 1 and "no chunk 'nope'" in missing.stderr
+
+
+def test_mass_deletion_is_blocked_with_exit_3_and_search_keeps_the_old_results(small_corpus, hash_embedder):
+    ingest_json(small_corpus)
+    before = kbflow("search", "nightly backups", "--config", str(small_corpus), "--json").stdout
+    for name in ("backup.md", "billing.txt"):
+        (small_corpus.parent / "docs" / name).unlink()
+    code, report = ingest_json(small_corpus)
+    assert code == 3 and report["status"] == "blocked"
+    failures = {(f["suite"], f["column"]) for f in report["failures"]}
+    assert failures == {("run", "deleted_share"), ("run", "document_count_ratio")}  # 3 documents -> 1
+    assert kbflow("search", "nightly backups", "--config", str(small_corpus), "--json").stdout == before
+    runs = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)
+    assert runs[0]["status"] == "blocked" and runs[0]["dq_success"] is False
+    assert {f["column"] for f in runs[0]["dq_failures"]} == {"deleted_share", "document_count_ratio"}
+    summary = json.loads(kbflow("quality", "--config", str(small_corpus), "--json").stdout)
+    assert summary["suites"][-1]["name"] == "run" and summary["suites"][-1]["success"] is False
+
+    code, report = ingest_json(small_corpus, "--allow-mass-delete")
+    assert code == 0 and report["documents"]["deleted"] == 2
+    after = json.loads(kbflow("search", "nightly backups", "--config", str(small_corpus), "--json").stdout)
+    assert {hit["uri"] for hit in after} == {"install.md"}
+
+
+def test_runs_lists_counts_durations_and_outcome(small_corpus, hash_embedder):
+    ingest_json(small_corpus)
+    ingest_json(small_corpus)
+    runs = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)
+    assert [run["status"] for run in runs] == ["no_change", "published"]
+    assert runs[1]["documents"]["new"] == 3 and runs[1]["chunks"]["total"] > 0
+    assert {"discover", "parse", "chunk", "embed", "publish"} <= set(runs[1]["stage_durations"])
+    assert all(run["dq_success"] for run in runs)
+    assert "published" in kbflow("runs", "--config", str(small_corpus)).stdout
+
+
+def test_prefect_artifacts_show_quality_next_to_the_run(small_corpus, hash_embedder):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    code, report = ingest_json(small_corpus)
+    run = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)[0]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["kbflow-quality", "kbflow-expectations"])))
+    mine = [a for a in artifacts if str(a.flow_run_id) == run["prefect_flow_run_id"]]
+    assert {a.type for a in mine} == {"markdown", "table"}
+    markdown = next(a for a in mine if a.type == "markdown")
+    assert report["run_id"] in markdown.data and "| documents |" in markdown.data
