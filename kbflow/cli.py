@@ -389,7 +389,9 @@ def main() -> None:
     if "--verbose" in sys.argv:
         sys.argv.remove("--verbose")
     else:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The CLI reports outcomes itself (a blocked gate is an exit code, not a traceback);
+        # Prefect's own log lines stay in the Prefect UI, or on the terminal with --verbose.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     app()
 
 
