@@ -16,6 +16,7 @@ from prefect import flow
 
 from kbflow.config import load_config
 from kbflow.errors import ModelMismatch
+from kbflow.lock import store_lock
 from kbflow.models import load_embedder
 from kbflow.runs import RunRecord
 from kbflow.store import Store
@@ -28,20 +29,29 @@ from tasks.quality import QualityGate, check_quality, check_run, run_profile
 
 
 @flow(name="ingest")
-def ingest(config_path: str, source: str | None = None, allow_mass_delete: bool = False) -> dict:
+def ingest(
+    config_path: str, source: str | None = None, allow_mass_delete: bool = False, store_uri: str | None = None
+) -> dict:
     """Ingest all sources of the config at `config_path` (or only `source`); return the run report.
 
     Raises QualityGateFailed, with nothing published, when a blocking check fails;
-    `allow_mass_delete` lets a source lose more documents than `quality.max_deleted_share`.
+    `allow_mass_delete` lets a source lose more documents than `quality.max_deleted_share`;
+    `store_uri` writes to another store than the config's (reindex builds its staging store so).
     """
     config = load_config(config_path)
+    if store_uri is not None:
+        config.store.uri = store_uri
     sources = config.select_sources(source)
     store = Store(config.store)
 
     with (
+        store_lock(config),
         RunRecord(store, flow="ingest", source=source, model=config.embedding.model) as run,
         QualityGate(config.quality, run, allow_mass_delete) as gate,
     ):
+        indexed_model = store.index_model()
+        if indexed_model not in (None, config.embedding.model):
+            raise ModelMismatch(config.embedding.model, indexed_model)
         discovery = discover(sources, config.quality.max_file_bytes)
         run.quarantine(discovery.quarantined)
         manifest = store.manifest([s.name for s in sources])
@@ -60,9 +70,6 @@ def ingest(config_path: str, source: str | None = None, allow_mass_delete: bool 
         run.lap("parse")
 
         embedder = load_embedder(config.embedding)
-        indexed_model = store.index_model()
-        if indexed_model not in (None, embedder.name):
-            raise ModelMismatch(embedder.name, indexed_model)
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
         chunks = chunk(documents, embedder.tokenizer, max_tokens, config.chunking.overlap_tokens)
         chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens})

@@ -92,20 +92,11 @@ def ingest(
         with _progress(enabled=not as_json):
             report = ingest_flow(config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete)
     except QualityGateFailed as blocked:
-        report = {**(blocked.report or {}), "status": "blocked", "failures": [
-            {"suite": f.suite, **f.as_dict()} for f in blocked.failures
-        ]}
-        if as_json:
-            _print_json(report)
-        else:
-            _print_ingest(report)
+        _print_ingest({**(blocked.report or {}), "status": "blocked", "failures": blocked.failure_dicts()}, as_json)
         raise _fail(str(blocked), EXIT_BLOCKED) from None
     except _known_errors() as error:
         raise _fail(str(error)) from None
-    if as_json:
-        _print_json(report)
-    else:
-        _print_ingest(report)
+    _print_ingest(report, as_json)
 
 
 @app.command()
@@ -183,6 +174,46 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
 def _decoded_run(run: dict[str, Any]) -> dict[str, Any]:
     json_fields = ("stage_durations", "documents", "chunks", "dq_failures")
     return {k: (json.loads(v) if k in json_fields and v else v) for k, v in run.items()}
+
+
+@app.command()
+def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
+    """Re-embed everything with the configured model; switch search to it only if it passes DQ."""
+    from kbflow.errors import QualityGateFailed
+
+    try:
+        load_config(config)
+        from flows.reindex import reindex as reindex_flow
+
+        with _progress(enabled=not as_json):
+            report = reindex_flow(config_path=str(config.resolve()))
+    except QualityGateFailed as blocked:
+        _print_ingest({**(blocked.report or {}), "status": "blocked", "failures": blocked.failure_dicts()}, as_json)
+        raise _fail(f"{blocked}; the index was not switched", EXIT_BLOCKED) from None
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    _print_ingest(report, as_json)
+
+
+@app.command()
+def rollback(
+    config: ConfigOption = Path("kbflow.toml"),
+    to: Annotated[str | None, typer.Option("--to", help="run id to return to (default: the one before the last)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore the index (chunks + manifest) to what an earlier run published."""
+    try:
+        load_config(config)
+        from flows.rollback import rollback as rollback_flow
+
+        report = rollback_flow(config_path=str(config.resolve()), to_run=to)
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(report)
+    else:
+        stdout.print(f"restored the index to run {report['restored_run_id']} as run {report['run_id']}: "
+                     f"{report['chunks']['total']} chunks")
 
 
 RunOption = Annotated[str | None, typer.Option("--run", help="a run id (default: the last run)")]
@@ -325,7 +356,10 @@ def runs(
 # -- human output -------------------------------------------------------------------------
 
 
-def _print_ingest(report: dict[str, Any]) -> None:
+def _print_ingest(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(report)
+        return
     table = Table(title=f"ingest {report.get('run_id', '')}: {report.get('status')}")
     table.add_column("documents")
     table.add_column("", justify="right")

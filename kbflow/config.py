@@ -215,6 +215,13 @@ batch_size = 64
 # max_tokens = 256
 overlap_tokens = 32
 
+[quality]
+# Data-quality thresholds (GX expectation parameters); suites live in expectations/.
+max_deleted_share = 0.5      # block a publish that would delete more of a source
+max_quarantined_share = 0.25 # block when this share of a source fails its checks
+# allowed_languages = ["en"]
+# expectations_dir = "checks"
+
 [[sources]]
 name = "docs"
 kind = "files"               # or "records" for .jsonl/.csv/.parquet

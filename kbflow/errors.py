@@ -18,6 +18,10 @@ class QualityGateFailed(RuntimeError):
         names = ", ".join(f"{f.suite}.{f.type}({f.column or 'table'})" for f in failures)
         super().__init__(f"data-quality gate blocked the publish: {names}")
 
+    def failure_dicts(self) -> list[dict[str, Any]]:
+        """The failed expectations as JSON-able dicts, each with its suite."""
+        return [{"suite": f.suite, **f.as_dict()} for f in self.failures]
+
 
 class ModelMismatch(RuntimeError):
     """The configured embedding model is not the one the index was built with."""

@@ -35,6 +35,7 @@ class RunRecord:
     dq_success: bool = True  # every expectation of every suite passed
     dq_failures: list[dict[str, Any]] = field(default_factory=list)  # the blocking ones
     quality_results: str | None = None  # path of the run's quality summary JSON
+    parent_run_id: str | None = None  # rollback: the run whose state was restored
     versions: dict[str, int | None] = field(default_factory=lambda: {"chunks": None, "documents": None})
     error: str | None = None
     _started: float = field(default_factory=time.perf_counter)
@@ -73,7 +74,7 @@ class RunRecord:
     def __exit__(self, kind, error, traceback) -> None:
         if isinstance(error, QualityGateFailed):
             self.status = "blocked"
-            self.dq_failures = [{"suite": f.suite, **f.as_dict()} for f in error.failures]
+            self.dq_failures = error.failure_dicts()
         elif error is not None:
             self.status, self.error = "failed", f"{type(error).__name__}: {error}"[:4000]
         report = self.report()
@@ -98,6 +99,7 @@ class RunRecord:
                 "model": self.model,
                 "kbflow_version": __version__,
                 "prefect_flow_run_id": _prefect_flow_run_id(),
+                "parent_run_id": self.parent_run_id,
             }
         )
         if isinstance(error, QualityGateFailed):

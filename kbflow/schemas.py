@@ -101,6 +101,7 @@ RUNS = pa.schema(
         ("model", pa.string()),
         ("kbflow_version", pa.string()),
         ("prefect_flow_run_id", pa.string()),
+        ("parent_run_id", pa.string()),  # rollback: the run whose published state was restored
     ]
 )
 

@@ -26,11 +26,11 @@ def search(
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
     store = Store(config.store)
     store.table("chunks")  # a clear error before loading a model for an empty store
+    indexed_model = store.index_model()
+    if indexed_model not in (None, config.embedding.model):
+        raise ModelMismatch(config.embedding.model, indexed_model)
     vectors = [None] * len(queries)
     if mode != "fts":
         embedder = load_embedder(config.embedding)
-        indexed_model = store.index_model()
-        if indexed_model not in (None, embedder.name):
-            raise ModelMismatch(embedder.name, indexed_model)
         vectors = list(embedder.encode(queries)) if queries else []
     return [store.search(vector, query, k, tenant, mode) for query, vector in zip(queries, vectors)]

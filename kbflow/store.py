@@ -68,6 +68,10 @@ class Store:
         )
         self.vector_index_min_rows = config.vector_index_min_rows
 
+    @classmethod
+    def from_uri(cls, uri: str) -> Store:
+        return cls(StoreConfig(uri=uri))
+
     # -- tables -------------------------------------------------------------------------------
 
     def has(self, name: str) -> bool:
@@ -166,14 +170,23 @@ class Store:
         removed in the same commit. `manifest_rows` are upserted; manifest rows of
         documents in `replaced_doc_ids` that are not among them are removed.
         """
-        chunks_version, chunks_deleted = self._commit(CHUNKS, chunks, replaced_doc_ids, run_id)
-        documents_version, _ = self._commit(DOCUMENTS_TABLE, manifest_rows, replaced_doc_ids, run_id)
+        chunks_version, chunks_deleted = self._commit(CHUNKS, chunks, replaced_doc_ids)
         if chunks_version is not None:
-            self._maintain_indexes()
+            chunks_version = self._maintain_indexes()
+            self._tag(CHUNKS, run_id)
+        documents_version, _ = self._commit(DOCUMENTS_TABLE, manifest_rows, replaced_doc_ids)
+        if documents_version is not None:
+            self._tag(DOCUMENTS_TABLE, run_id)
         return Published(chunks_version, documents_version, chunks_deleted)
 
-    def _commit(self, name: str, rows: pa.Table, doc_ids: list[str], run_id: str) -> tuple[int | None, int]:
-        """Upsert rows by key and drop the rest of `doc_ids`' rows: one commit, tagged `run_id`."""
+    def _tag(self, name: str, run_id: str) -> None:
+        """Tag the table's current version with the run: what rollback and trace find."""
+        table = self.db.open_table(name)
+        if run_id not in table.tags.list():
+            table.tags.create(run_id, table.version)
+
+    def _commit(self, name: str, rows: pa.Table, doc_ids: list[str]) -> tuple[int | None, int]:
+        """Upsert rows by key and drop the rest of `doc_ids`' rows: one commit."""
         if rows.num_rows == 0 and not doc_ids:
             return None, 0
         key = "chunk_id" if name == CHUNKS else "doc_id"
@@ -192,11 +205,10 @@ class Store:
                 merge = merge.when_not_matched_by_source_delete(scope)
             result = merge.execute(rows.select(table.schema.names))
             deleted = result.num_deleted_rows
-        if run_id not in table.tags.list():
-            table.tags.create(run_id, table.version)
         return table.version, deleted
 
-    def _maintain_indexes(self) -> None:
+    def _maintain_indexes(self) -> int:
+        """Create or refresh the FTS index (and the ANN index once large); the table's version after."""
         table = self.db.open_table(CHUNKS)
         indexes = {index.index_type: index for index in table.list_indices()}
         if "FTS" not in indexes:
@@ -208,6 +220,50 @@ class Store:
         rows = table.count_rows()
         if rows >= self.vector_index_min_rows and not any(t.startswith("IVF") for t in indexes):
             table.create_index("vector", config=IvfPq(distance_type="cosine"))
+        return table.version
+
+    def published_runs(self) -> list[dict[str, Any]]:
+        """Runs that changed the index, newest first: what `rollback` can return to."""
+        return [run for run in self.runs() if run["status"] == "published"]
+
+    def restore(self, target_run_id: str, run_id: str) -> dict[str, int]:
+        """Make `chunks` and `documents` what `target_run_id` published: one commit each, tagged `run_id`.
+
+        A table the target run did not write is restored to the version the newest
+        earlier published run left it at.
+        """
+        history = [run["run_id"] for run in self.published_runs()]
+        if target_run_id not in history:
+            raise LookupError(f"run {target_run_id!r} did not publish anything; `kbflow runs` lists the runs")
+        candidates = history[history.index(target_run_id):]  # the target, then older runs
+        versions = {}
+        for name in (CHUNKS, DOCUMENTS_TABLE):
+            table = self.table(name)
+            tags = table.tags.list()
+            tagged = next((tags[r]["version"] for r in candidates if r in tags), None)
+            if tagged is None:
+                raise LookupError(f"no version of {name!r} is tagged with {target_run_id!r} or an earlier run")
+            table.restore(tagged)
+            if name == CHUNKS:
+                self._maintain_indexes()  # a version tagged before indexes existed has none
+            self._tag(name, run_id)
+            versions[name] = self.db.open_table(name).version
+        return versions
+
+    def replace_with(self, staging: Store, run_id: str) -> dict[str, int]:
+        """Switch `chunks`, then `documents`, to staging's: one overwrite commit each, tagged `run_id`.
+
+        The overwrite keeps the tables' history, so the replaced index stays reachable
+        by `restore` (rollback) until old versions are cleaned up.
+        """
+        versions = {}
+        for name in (CHUNKS, DOCUMENTS_TABLE):
+            self.db.create_table(name, data=staging.table(name).to_arrow(), mode="overwrite")
+            if name == CHUNKS:
+                self._maintain_indexes()
+            self._tag(name, run_id)
+            versions[name] = self.db.open_table(name).version
+        return versions
 
     def add_quarantine(self, records: pa.Table) -> int:
         """Append quarantine records not already recorded (same place, stage, reason, content)."""

@@ -318,10 +318,12 @@ class QualityGate:
 
     def check(self, stage: str, profile: pd.DataFrame, **parameters: Any) -> SuiteResult:
         """Validate a stage's profile; raise QualityGateFailed on a blocking failure."""
+        started = time.perf_counter()
         if self._context is None:
-            self._context = open_context(self.config.results_dir)
+            self._context = open_context(self.config.results_dir)  # the GX import is charged here
         suite = load_suite(stage, self.config.expectations_dir)
         result = validate_frame(self._context, suite, profile, {**self.parameters, **parameters}, self.run_id)
+        result.duration_s = round(time.perf_counter() - started, 4)
         self.results.append(result)
         if result.blocking_failures:
             raise QualityGateFailed(result.blocking_failures)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
+
+import lancedb
+import numpy as np
 
 import pytest
 
 import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
 from fakes import HashEmbedder
+from kbflow.config import EmbeddingConfig, load_config
+
+HELPER = Path(__file__).parent / "ingest_helper.py"
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +31,21 @@ def prefect_harness():
 
 @pytest.fixture
 def hash_embedder(monkeypatch) -> HashEmbedder:
-    """Make flows and search use the fast deterministic test embedder."""
-    embedder = HashEmbedder()
-    monkeypatch.setattr("flows.ingest.load_embedder", lambda config: embedder)
-    monkeypatch.setattr("kbflow.search.load_embedder", lambda config: embedder)
-    return embedder
+    """Flows and search embed with fast test embedders, one per configured model name.
+
+    Returns the default model's; `hash_embedder.registry` maps names to embedders,
+    so a test can configure another model (a different name and dimension).
+    """
+    registry: dict[str, HashEmbedder] = {}
+
+    def load(config: EmbeddingConfig) -> HashEmbedder:
+        return registry.setdefault(config.model, HashEmbedder(name=config.model))
+
+    monkeypatch.setattr("flows.ingest.load_embedder", load)
+    monkeypatch.setattr("kbflow.search.load_embedder", load)
+    default = load(EmbeddingConfig())
+    default.registry = registry
+    return default
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:
@@ -86,3 +105,40 @@ def small_corpus(tmp_path) -> Path:
     """A three-document `files` source and its config; returns the config path."""
     write(tmp_path, SMALL_CORPUS)
     return write_config(tmp_path, DOCS_SOURCE)
+
+
+# -- whole-index comparisons and ingests in another process ------------------------------------
+
+
+def snapshot(config_path) -> dict:
+    """Everything a reader can see: chunks with vectors, and the manifest."""
+    db = lancedb.connect(load_config(config_path).store.uri)
+    chunks = {row["chunk_id"]: row for row in db.open_table("chunks").to_arrow().to_pylist()}
+    documents = {row["doc_id"]: (row["uri"], row["content_hash"], row["status"], row["n_chunks"])
+                 for row in db.open_table("documents").to_arrow().to_pylist()}
+    return {"chunks": chunks, "documents": documents}
+
+
+def assert_same_index(actual: dict, expected: dict) -> None:
+    assert actual["documents"] == expected["documents"]
+    assert set(actual["chunks"]) == set(expected["chunks"])
+    for chunk_id, row in expected["chunks"].items():
+        assert actual["chunks"][chunk_id]["text"] == row["text"]
+        np.testing.assert_allclose(actual["chunks"][chunk_id]["vector"], row["vector"], atol=1e-6)
+
+
+def edit_corpus(root: Path) -> None:
+    docs = root / "docs"
+    (docs / "billing.txt").unlink()
+    path = docs / "install.md"
+    path.write_text(path.read_text().replace("8420", "8500"))
+    write(root, {"docs/new-a.md": "# Sync\n\nClients sync every ten seconds.",
+                 "docs/new-b.txt": "Support is open on weekdays from nine to five."})
+
+
+def start_helper(config_path, marker, crash_point) -> subprocess.Popen:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
+    return subprocess.Popen([sys.executable, str(HELPER), str(config_path), str(marker), crash_point],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import lancedb
-import numpy as np
 import pytest
 
-from conftest import DOCS_SOURCE, SMALL_CORPUS, write, write_config
+from conftest import DOCS_SOURCE, SMALL_CORPUS, assert_same_index, edit_corpus, snapshot, start_helper, write, write_config
 from flows.ingest import ingest
-from kbflow.config import load_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-HELPER = Path(__file__).parents[1] / "crash_helper.py"
-
-
-def snapshot(config_path) -> dict:
-    """Everything a reader can see: chunks with vectors, and the manifest."""
-    db = lancedb.connect(load_config(config_path).store.uri)
-    chunks = {row["chunk_id"]: row for row in db.open_table("chunks").to_arrow().to_pylist()}
-    documents = {row["doc_id"]: (row["uri"], row["content_hash"], row["status"], row["n_chunks"])
-                 for row in db.open_table("documents").to_arrow().to_pylist()}
-    return {"chunks": chunks, "documents": documents}
-
-
-def assert_same_index(actual: dict, expected: dict) -> None:
-    assert actual["documents"] == expected["documents"]
-    assert set(actual["chunks"]) == set(expected["chunks"])
-    for chunk_id, row in expected["chunks"].items():
-        assert actual["chunks"][chunk_id]["text"] == row["text"]
-        np.testing.assert_allclose(actual["chunks"][chunk_id]["vector"], row["vector"], atol=1e-6)
-
-
-def edit_corpus(root: Path) -> None:
-    docs = root / "docs"
-    (docs / "billing.txt").unlink()
-    path = docs / "install.md"
-    path.write_text(path.read_text().replace("8420", "8500"))
-    write(root, {"docs/new-a.md": "# Sync\n\nClients sync every ten seconds.",
-                 "docs/new-b.txt": "Support is open on weekdays from nine to five."})
-
-
-def start_helper(config_path, marker, crash_point) -> subprocess.Popen:
-    from prefect.settings import PREFECT_API_URL
-
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
-    return subprocess.Popen([sys.executable, str(HELPER), str(config_path), str(marker), crash_point],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.mark.parametrize("crash_point", ["during-embedding", "after-chunks-commit"])

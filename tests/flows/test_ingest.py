@@ -50,7 +50,7 @@ def test_cold_ingest_publishes_documents_chunks_and_a_run(small_corpus, hash_emb
     assert report["chunks"]["embedded"] == report["chunks"]["total"] == sum(len(c) for c in chunks.values())
     first = chunks["install.md"][1]
     assert first["heading"] == "Installation > Ports" and first["text"].startswith("Installation > Ports\n")
-    assert first["model"] == "test-hash" and first["run_id"] == report["run_id"] and first["tenant"] == "public"
+    assert first["model"] == "all-MiniLM-L6-v2" and first["run_id"] == report["run_id"] and first["tenant"] == "public"
     store = Store(load_config(small_corpus).store)
     (last_run,) = store.runs()
     assert last_run["run_id"] == report["run_id"] and last_run["status"] == "published"
@@ -223,10 +223,11 @@ def test_blocking_gate_leaves_the_store_exactly_as_it_was(small_corpus, hash_emb
     assert Store(config.store).runs()[0]["status"] == "blocked"
 
 
-def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, hash_embedder, monkeypatch):
+def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, hash_embedder):
     run(small_corpus)
-    other = HashEmbedder(name="another-model")
-    monkeypatch.setattr("flows.ingest.load_embedder", lambda config: other)
-    write(small_corpus.parent, {"docs/extra.md": "# Extra\n\nMore text."})
+    with small_corpus.open("a") as handle:
+        handle.write('\n[embedding]\nmodel = "another-model"\n')
     with pytest.raises(ModelMismatch, match="kbflow reindex"):
-        run(small_corpus)
+        run(small_corpus)  # refused even with nothing to do: the config no longer matches the index
+    with pytest.raises(ModelMismatch):
+        search(load_config(small_corpus), ["anything"])

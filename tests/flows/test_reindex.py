@@ -1,0 +1,97 @@
+"""Blue-green model switch: reindex builds, checks, then switches; rollback returns."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import lancedb
+import pytest
+
+from fakes import HashEmbedder
+from flows.ingest import ingest
+from flows.reindex import reindex
+from flows.rollback import rollback
+from kbflow.config import load_config
+from kbflow.errors import ModelMismatch, QualityGateFailed
+from kbflow.search import search
+from tasks.quality import bundled_expectations_dir
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def index_models(config_path) -> dict[str, int]:
+    """{model name: vector dimension} of the chunks table."""
+    table = lancedb.connect(load_config(config_path).store.uri).open_table("chunks")
+    models = set(table.to_arrow().column("model").to_pylist())
+    return {model: table.schema.field("vector").type.list_size for model in models}
+
+
+def configure_model(config_path, name: str) -> None:
+    text = config_path.read_text()
+    config_path.write_text(text.replace("[store]", f'[embedding]\nmodel = "{name}"\n\n[store]', 1))
+
+
+def test_reindex_switches_models_without_mixing_and_rollback_returns(small_corpus, hash_embedder):
+    first = ingest(config_path=str(small_corpus))
+    assert index_models(small_corpus) == {"all-MiniLM-L6-v2": 32}
+
+    hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=16)
+    configure_model(small_corpus, "model-b")
+    config = load_config(small_corpus)
+    with pytest.raises(ModelMismatch):
+        search(config, ["nightly backups"])
+    with pytest.raises(ModelMismatch):
+        ingest(config_path=str(small_corpus))
+
+    report = reindex(config_path=str(small_corpus))
+    assert report["status"] == "published" and report["chunks"]["embedded"] == report["chunks"]["total"]
+    assert index_models(small_corpus) == {"model-b": 16}
+    assert search(config, ["nightly backups"], k=1)[0][0]["uri"] == "backup.md"
+    assert ingest(config_path=str(small_corpus))["status"] == "no_change"
+    assert not (small_corpus.parent / ".kbflow" / "staging").exists()
+
+    rollback(config_path=str(small_corpus), to_run=first["run_id"])
+    assert index_models(small_corpus) == {"all-MiniLM-L6-v2": 32}
+    with pytest.raises(ModelMismatch):
+        search(config, ["nightly backups"])  # the config still names model-b
+    small_corpus.write_text(small_corpus.read_text().replace('model = "model-b"', ""))
+    assert search(load_config(small_corpus), ["nightly backups"], k=1)[0][0]["uri"] == "backup.md"
+
+
+def test_a_reindex_that_fails_its_checks_leaves_the_index_alone(small_corpus, hash_embedder):
+    ingest(config_path=str(small_corpus))
+    table = lancedb.connect(load_config(small_corpus).store.uri).open_table("chunks")
+    version = table.version
+    checks = small_corpus.parent / "checks"
+    shutil.copytree(bundled_expectations_dir(), checks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    suite = json.loads((checks / "embeddings.json").read_text())
+    suite["expectations"].append({"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1},
+                                  "meta": {"on_failure": "block"}})
+    (checks / "embeddings.json").write_text(json.dumps(suite))
+    with small_corpus.open("a") as handle:
+        handle.write('\n[quality]\nexpectations_dir = "checks"\n')
+    hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=16)
+    configure_model(small_corpus, "model-b")
+    with pytest.raises(QualityGateFailed):
+        reindex(config_path=str(small_corpus))
+    table.checkout_latest()
+    assert table.version == version and index_models(small_corpus) == {"all-MiniLM-L6-v2": 32}
+
+
+@pytest.mark.model
+def test_reindex_with_a_local_copy_of_the_real_model(small_corpus, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from kbflow.models import resolve_model_path
+
+    ingest(config_path=str(small_corpus))  # the packaged model
+    copy = tmp_path / "minilm-copy"
+    SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu").save(str(copy))
+    configure_model(small_corpus, str(copy))
+    with pytest.raises(ModelMismatch, match="kbflow reindex"):
+        search(load_config(small_corpus), ["port"])
+    reindex(config_path=str(small_corpus))
+    assert index_models(small_corpus) == {str(copy): 384}
+    hits = search(load_config(small_corpus), ["Which port does the server listen on?"], k=1)[0]
+    assert hits[0]["uri"] == "install.md"

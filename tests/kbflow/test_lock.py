@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import write_config
+from kbflow.config import load_config
+from kbflow.lock import StoreBusy, store_lock
+
+
+def hold_lock(config_path, ready) -> None:
+    with store_lock(load_config(config_path)):
+        ready.set()
+        time.sleep(600)
+
+
+def test_a_second_writer_waits_and_a_killed_holder_frees_the_lock(tmp_path):
+    config_path = write_config(tmp_path, "")
+    config = load_config(config_path)
+    ready = multiprocessing.Event()
+    holder = multiprocessing.get_context("fork").Process(target=hold_lock, args=(config_path, ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(StoreBusy), store_lock(config, timeout_s=0.5):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)  # a crashed writer: no chance to clean up
+        holder.join(30)
+        started = time.monotonic()
+        with store_lock(config, timeout_s=10):
+            assert time.monotonic() - started < 5
+    finally:
+        if holder.is_alive():
+            holder.kill()
+
+
+def test_the_lock_is_reentrant_across_sequential_runs(tmp_path):
+    config = load_config(write_config(tmp_path, ""))
+    for _ in range(3):
+        with store_lock(config, timeout_s=1):
+            pass
