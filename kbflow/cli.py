@@ -196,6 +196,77 @@ def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fa
 
 
 @app.command()
+def serve(config: ConfigOption = Path("kbflow.toml")) -> None:
+    """Run kbflow continuously: scheduled ingests, event-triggered ingests, on-demand reindex."""
+    try:
+        loaded = load_config(config)
+        from flows.serve import serve_kbflow
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if not os.environ.get("PREFECT_API_URL"):
+        stderr.print("note: no PREFECT_API_URL; serving against a temporary local API. Event triggers need "
+                     "a Prefect server: `prefect server start`, then export PREFECT_API_URL.")
+    stderr.print(f"serving kbflow deployments for {config} (Ctrl-C to stop)")
+    serve_kbflow(str(config.resolve()), loaded)
+
+
+@app.command()
+def watch(
+    config: ConfigOption = Path("kbflow.toml"),
+    source: Annotated[str | None, typer.Option(help="watch only this source")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow the sources: each change is ingested (or announced to `kbflow serve`) seconds later."""
+    from kbflow.errors import QualityGateFailed
+    from kbflow.watch import serves_change_trigger, watch as watch_sources
+
+    try:
+        loaded = load_config(config)
+        loaded.select_sources(source)
+        from flows.ingest import ingest as ingest_flow
+        from flows.serve import SOURCE_CHANGED, source_resource
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    announce = serves_change_trigger()
+    stderr.print(f"watching {config} ({'announcing changes to the Prefect API' if announce else 'ingesting here'})")
+
+    def run_source(name: str | None) -> None:
+        if announce:
+            from prefect.events import emit_event
+
+            for changed in [name] if name else [s.name for s in loaded.select_sources(source)]:
+                emit_event(event=SOURCE_CHANGED, resource=source_resource(changed))
+                stderr.print(f"announced {SOURCE_CHANGED} for {changed}")
+            return
+        try:
+            report = ingest_flow(config_path=str(config.resolve()), source=name)
+        except QualityGateFailed as blocked:
+            report = {**(blocked.report or {}), "status": "blocked", "failures": blocked.failure_dicts()}
+        except _known_errors() as error:
+            stderr.print(f"[red]ingest of {name or 'all sources'} failed:[/] {error}")
+            return
+        if as_json:
+            _print_json({"source": name, **report})
+        else:
+            d, c = report.get("documents", {}), report.get("chunks", {})
+            stdout.print(f"{report.get('run_id')} {name or 'all'}: {report['status']}, documents "
+                         f"+{d.get('new', 0)} ~{d.get('changed', 0)} -{d.get('deleted', 0)}, "
+                         f"chunks embedded {c.get('embedded', 0)}, total {c.get('total', 0)}")
+        sys.stdout.flush()
+
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: finish the tick, exit
+    try:
+        watch_sources(loaded, run_source, source, stop=stop)
+    except KeyboardInterrupt:
+        pass
+    stderr.print("stopped watching")
+
+
+@app.command()
 def rollback(
     config: ConfigOption = Path("kbflow.toml"),
     to: Annotated[str | None, typer.Option("--to", help="run id to return to (default: the one before the last)")] = None,

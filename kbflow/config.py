@@ -88,6 +88,15 @@ class QualityConfig(_Section):
         return self.model_dump(exclude={"expectations_dir", "results_dir", "max_file_bytes"})
 
 
+class ScheduleConfig(_Section):
+    """When `kbflow serve` runs flows on its own."""
+
+    ingest_cron: str | None = Field("0 * * * *", description="ingest all sources; null: only on events")
+    timezone: str = "UTC"
+    watch_debounce_s: float = Field(2.0, ge=0, description="kbflow watch: quiet time before a run")
+    records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records sources are hashed")
+
+
 class SourceConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["files", "records"]
@@ -116,6 +125,7 @@ class KbflowConfig(_Section):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     root: Path = Field(Path("."), exclude=True, description="directory of the config file")
 

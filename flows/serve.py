@@ -1,0 +1,55 @@
+"""What `kbflow serve` runs: kbflow's deployments, with their schedules and event triggers.
+
+- `ingest-all`: every source, on `[schedule] ingest_cron`;
+- `ingest-on-change`: one source, whenever a `kbflow.source.changed` event names it
+  (`kbflow watch` emits those; so can any system that talks to the Prefect API);
+- `reindex`: on demand (`prefect deployment run reindex/reindex`).
+
+All run from one process with Prefect's own `serve`; the store's writer lock
+keeps two of them from writing at once. deployments/prefect.yaml declares the
+same deployments for a Prefect server with workers.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+from flows.ingest import ingest
+from flows.reindex import reindex
+from kbflow.config import KbflowConfig
+
+SOURCE_CHANGED = "kbflow.source.changed"
+
+
+def source_resource(source: str) -> dict[str, str]:
+    """The resource a `kbflow.source.changed` event is about: the source, by name."""
+    return {"prefect.resource.id": f"kbflow.source.{source}", "prefect.resource.name": source}
+
+
+def kbflow_deployments(config_path: str, config: KbflowConfig) -> list:
+    on_change = DeploymentEventTrigger(
+        expect={SOURCE_CHANGED},
+        match={"prefect.resource.id": "kbflow.source.*"},
+        parameters={"config_path": config_path, "source": "{{ event.resource.name }}"},
+    )
+    return [
+        ingest.to_deployment(
+            name="ingest-all",
+            parameters={"config_path": config_path},
+            cron=config.schedule.ingest_cron,
+            description="Bring the index up to date with every source.",
+        ),
+        ingest.to_deployment(
+            name="ingest-on-change",
+            parameters={"config_path": config_path},
+            triggers=[on_change],
+            description=f"Ingest the source a {SOURCE_CHANGED} event names.",
+        ),
+        reindex.to_deployment(name="reindex", parameters={"config_path": config_path}),
+    ]
+
+
+def serve_kbflow(config_path: str, config: KbflowConfig) -> None:
+    """Serve kbflow's deployments from this process until interrupted."""
+    serve(*kbflow_deployments(config_path, config), print_starting_message=False)

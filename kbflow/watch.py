@@ -1,0 +1,125 @@
+"""`kbflow watch`: keep the index following its sources as they are edited.
+
+`files` sources are watched with watchdog; a burst of edits is debounced into
+one run per source. `records` sources are polled by content hash. Each change
+either emits a `kbflow.source.changed` event (when a Prefect API is configured
+and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
+ingest in this process. Changes that arrive while a run is going are coalesced
+into the next run, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kbflow.config import KbflowConfig, SourceConfig
+
+log = logging.getLogger("kbflow.watch")
+TICK_S = 0.2
+
+
+class PendingSources:
+    """Sources with unprocessed changes, and when each last changed (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_change: dict[str, float] = {}
+
+    def mark(self, source: str) -> None:
+        with self._lock:
+            self._last_change[source] = time.monotonic()
+
+    def settled(self, quiet_s: float) -> list[str]:
+        """Take the sources with no change for `quiet_s` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            ready = sorted(s for s, at in self._last_change.items() if now - at >= quiet_s)
+            for source in ready:
+                del self._last_change[source]
+        return ready
+
+
+def source_of(path: str, sources: list[SourceConfig]) -> str | None:
+    """The files source an event path belongs to, if it is one of its included files."""
+    from tasks.discover import matches
+
+    for source in sources:
+        root = source.path.resolve()
+        candidate = Path(path).resolve() if os.path.exists(path) else Path(path).absolute()
+        if candidate.is_relative_to(root) and matches(candidate.relative_to(root).as_posix(), source.include,
+                                                       source.exclude):
+            return source.name
+    return None
+
+
+def records_fingerprint(source: SourceConfig) -> tuple:
+    """What changes when a records source's files change (names, sizes, mtimes)."""
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in source.path.rglob("*") if p.is_file()))
+
+
+def watch(
+    config: KbflowConfig,
+    run_source: Callable[[str | None], None],
+    source: str | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Catch up once, then call `run_source(name)` after each settled change, until `stop`."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    sources = config.select_sources(source)
+    files = [s for s in sources if s.kind == "files"]
+    records = [s for s in sources if s.kind == "records"]
+    pending, stop = PendingSources(), stop or threading.Event()
+
+    class OnChange(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            if event.event_type in {"opened", "closed_no_write"} or event.is_directory:
+                return
+            for path in {event.src_path, getattr(event, "dest_path", "") or ""} - {""}:
+                name = source_of(path, files)
+                if name:
+                    pending.mark(name)
+
+    run_source(source)  # catch up with what changed while nobody watched
+    observer = Observer()
+    for watched in files:
+        observer.schedule(OnChange(), str(watched.path), recursive=True)
+    observer.start()
+    fingerprints = {s.name: records_fingerprint(s) for s in records}
+    next_poll = time.monotonic() + config.schedule.records_poll_s
+    try:
+        while not stop.is_set():
+            if records and time.monotonic() >= next_poll:
+                for polled in records:
+                    now = records_fingerprint(polled)
+                    if now != fingerprints[polled.name]:
+                        fingerprints[polled.name] = now
+                        pending.mark(polled.name)
+                next_poll = time.monotonic() + config.schedule.records_poll_s
+            for name in pending.settled(config.schedule.watch_debounce_s):
+                run_source(name)  # edits during this run are marked and picked up next time
+            stop.wait(TICK_S)
+    finally:
+        observer.stop()
+        observer.join(10)
+
+
+def serves_change_trigger() -> bool:
+    """Whether a Prefect API is configured and has the `ingest-on-change` deployment."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return False
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name("ingest/ingest-on-change")
+        return True
+    except ObjectNotFound:
+        return False

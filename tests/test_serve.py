@@ -1,0 +1,107 @@
+"""`kbflow serve` against a real `prefect server start` on loopback: an event runs an ingest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kbflow.config import load_config
+from kbflow.store import Store
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real Prefect server (API, UI, event triggers) on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, 180, "prefect server start")
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
+
+
+def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, prefect_server, tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    log = (tmp_path / "serve.log").open("w")
+    served = subprocess.Popen([str(BIN / "kbflow"), "serve", "--config", str(small_corpus)], env=env, cwd=REPO,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def deployments() -> set[str]:
+            found = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5).json()
+            return {d["name"] for d in found}
+
+        assert wait_for(lambda: deployments() >= {"ingest-all", "ingest-on-change", "reindex"} and deployments(),
+                        120, "the served deployments")
+        automations = httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=5).json()
+        assert any("kbflow.source.changed" in json.dumps(a["trigger"]) for a in automations)
+
+        emit = ("from prefect.events import emit_event; from flows.serve import SOURCE_CHANGED, source_resource; "
+                "emit_event(event=SOURCE_CHANGED, resource=source_resource('docs'))")
+        subprocess.run([sys.executable, "-c", emit], env=env, cwd=REPO, check=True, timeout=120)
+
+        store = Store(load_config(small_corpus).store)
+        run = wait_for(lambda: next((r for r in store.runs() if r["status"] == "published"), None), 300,
+                       "the triggered ingest to publish")
+        assert run["flow"] == "ingest" and run["source"] == "docs"
+        flow_runs = httpx.post(f"{prefect_server}/flow_runs/filter", json={}, timeout=5).json()
+        (triggered,) = [r for r in flow_runs if str(r["id"]) == run["prefect_flow_run_id"]]
+        assert triggered["parameters"]["source"] == "docs" and triggered["deployment_id"]
+
+        # kbflow watch, seeing the served trigger, announces edits instead of ingesting itself.
+        watch_log = (tmp_path / "watch.log").open("w")
+        watcher = subprocess.Popen([str(BIN / "kbflow"), "watch", "--config", str(small_corpus)], env=env,
+                                   cwd=REPO, stdout=watch_log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: "announced" in (tmp_path / "watch.log").read_text(), 120, "the watcher's catch-up")
+            (small_corpus.parent / "docs" / "announced.md").write_text("# Kiwi\n\nThe kiwi release notes.\n")
+            wait_for(lambda: any(r["documents"] and '"new": 1' in r["documents"] for r in store.runs()), 300,
+                     "the announced change to be ingested by the served deployment")
+        finally:
+            os.killpg(watcher.pid, signal.SIGTERM)
+            watcher.wait(60)
+        assert "ingesting here" not in (tmp_path / "watch.log").read_text()
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        served.wait(60)

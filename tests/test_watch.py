@@ -1,0 +1,96 @@
+"""`kbflow watch` end to end: an edit becomes searchable without a manual ingest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kbflow.config import load_config
+from kbflow.search import search
+from kbflow.watch import PendingSources
+
+BIN = Path(sys.executable).parent
+
+
+def test_pending_sources_settle_after_a_quiet_period():
+    pending = PendingSources()
+    pending.mark("docs")
+    assert pending.settled(0.3) == []
+    time.sleep(0.15)
+    pending.mark("docs")  # a burst: the clock restarts
+    time.sleep(0.2)
+    assert pending.settled(0.3) == []
+    time.sleep(0.15)
+    assert pending.settled(0.3) == ["docs"] and pending.settled(0) == []
+
+
+def test_an_edit_is_searchable_without_a_manual_ingest(small_corpus, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    with small_corpus.open("a") as handle:
+        handle.write("\n[schedule]\nwatch_debounce_s = 1.0\n")
+    out = (tmp_path / "watch.out").open("w")
+    watcher = subprocess.Popen([str(BIN / "kbflow"), "watch", "--config", str(small_corpus), "--json"], env=env,
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def runs() -> list[dict]:
+        lines = (tmp_path / "watch.out").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    try:
+        deadline = time.monotonic() + 240
+        while not runs() and time.monotonic() < deadline and watcher.poll() is None:
+            time.sleep(0.5)
+        assert runs() and runs()[0]["status"] == "published", (tmp_path / "watch.out").read_text()[-3000:]
+
+        saved = time.monotonic()
+        (small_corpus.parent / "docs" / "new-feature.md").write_text(
+            "# Offline mode\n\nLumen Notes keeps working offline and syncs the zebra notebook later.\n")
+        config = load_config(small_corpus)
+        while time.monotonic() - saved < 120:
+            hits = search(config, ["zebra notebook offline"], k=1, mode="fts")[0]
+            if hits and hits[0]["uri"] == "new-feature.md":
+                break
+            time.sleep(0.5)
+        latency = time.monotonic() - saved
+        assert hits and hits[0]["uri"] == "new-feature.md", (tmp_path / "watch.out").read_text()[-3000:]
+        print(f"edit searchable {latency:.1f} s after the save")
+        deadline = time.monotonic() + 60
+        while len(runs()) < 2 and time.monotonic() < deadline:  # the report follows the publish
+            time.sleep(0.5)
+        assert runs()[-1]["source"] == "docs" and runs()[-1]["documents"]["new"] == 1
+    finally:
+        os.killpg(watcher.pid, signal.SIGTERM)
+        watcher.wait(60)
+
+
+def test_a_change_during_a_run_is_coalesced_into_the_next_run(small_corpus):
+    """watch() itself, with a stand-in for the ingest: an edit made mid-run is not lost."""
+    import threading
+
+    from kbflow.watch import watch
+
+    with small_corpus.open("a") as handle:
+        handle.write("\n[schedule]\nwatch_debounce_s = 0.3\n")
+    config = load_config(small_corpus)
+    docs, calls, stop = small_corpus.parent / "docs", [], threading.Event()
+
+    def run_source(name):
+        calls.append(name)
+        if len(calls) == 2:  # the first run after an edit: edit again while it "runs"
+            (docs / "during-run.md").write_text("# Late\n\nWritten while the previous run was going.")
+            time.sleep(1.0)
+        if len(calls) == 3:
+            stop.set()
+
+    worker = threading.Thread(target=watch, args=(config, run_source), kwargs={"stop": stop})
+    worker.start()
+    time.sleep(1.0)
+    (docs / "first-edit.md").write_text("# Edit\n\nA first edit.")
+    worker.join(30)
+    assert not worker.is_alive()
+    assert calls == [None, "docs", "docs"]  # catch-up, the edit, then the edit made during that run
