@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from lancedb.index import FTS, IvfPq
 
 from kbflow.config import StoreConfig
-from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, chunks_schema
+from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
 SEARCH_COLUMNS = ["chunk_id", "doc_id", "uri", "source", "tenant", "heading", "text"]

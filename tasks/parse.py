@@ -122,7 +122,7 @@ def parse_markdown(text: str) -> ParsedText:
     parsed, stack = ParsedText(), _HeadingStack()
     first_heading_line = headings[0][2][0] if headings else len(lines)
     parsed.add("", "\n".join(lines[:first_heading_line]))
-    for index, (level, title, (start, end)) in enumerate(headings):
+    for index, (level, title, (_, end)) in enumerate(headings):
         body_end = headings[index + 1][2][0] if index + 1 < len(headings) else len(lines)
         parsed.add(stack.push(level, title), "\n".join(lines[end:body_end]))
         if level == 1 and not parsed.title:

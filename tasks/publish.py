@@ -13,7 +13,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from kbflow.schemas import DOCUMENTS
+from kbflow.schemas import DOCUMENTS, chunks_schema
 from kbflow.store import Published, Store
 
 
@@ -58,4 +58,5 @@ def publish(
 ) -> Published:
     """Commit chunks (stamped with the run), then the manifest, to the store."""
     stamped = chunks.append_column("run_id", pa.array([run_id] * chunks.num_rows, pa.string()))
+    stamped = stamped.cast(chunks_schema(stamped.schema.field("vector").type.list_size))
     return store.publish(run_id, stamped, manifest_rows, replaced_doc_ids)

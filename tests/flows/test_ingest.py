@@ -12,8 +12,8 @@ import shutil
 import lancedb
 import pytest
 
-from conftest import DOCS_SOURCE, write, write_config
-from fakes import HashEmbedder, minimal_pdf
+from conftest import write, write_config
+from fakes import minimal_pdf
 from flows.ingest import ingest
 from kbflow.config import load_config
 from kbflow.errors import ModelMismatch, QualityGateFailed
