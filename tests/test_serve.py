@@ -74,6 +74,9 @@ def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, p
 
         assert wait_for(lambda: deployments() >= {"ingest-all", "ingest-on-change", "reindex"} and deployments(),
                         120, "the served deployments")
+        served_deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5).json()
+        ingest_all = next(d for d in served_deployments if d["name"] == "ingest-all")
+        assert [s["schedule"]["cron"] for s in ingest_all["schedules"]] == ["0 * * * *"]  # [schedule] default
         automations = httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=5).json()
         assert any("kbflow.source.changed" in json.dumps(a["trigger"]) for a in automations)
 
