@@ -15,7 +15,6 @@ from __future__ import annotations
 from prefect import flow
 
 from kbflow.config import load_config
-from kbflow.errors import ModelMismatch
 from kbflow.lock import store_lock
 from kbflow.models import load_embedder
 from kbflow.runs import RunRecord
@@ -49,9 +48,7 @@ def ingest(
         RunRecord(store, flow="ingest", source=source, model=config.embedding.model) as run,
         QualityGate(config.quality, run, allow_mass_delete) as gate,
     ):
-        indexed_model = store.index_model()
-        if indexed_model not in (None, config.embedding.model):
-            raise ModelMismatch(config.embedding.model, indexed_model)
+        store.check_model(config.embedding.model)
         discovery = discover(sources, config.quality.max_file_bytes)
         run.quarantine(discovery.quarantined)
         manifest = store.manifest([s.name for s in sources])

@@ -36,9 +36,10 @@ def reindex(config_path: str) -> dict:
     with store_lock(config), RunRecord(store, flow="reindex", source=None, model=config.embedding.model) as run:
         shutil.rmtree(staging_uri, ignore_errors=True)  # what an interrupted reindex left
         staged = ingest(config_path=config_path, allow_mass_delete=True, store_uri=staging_uri)
+        staging = Store.from_uri(staging_uri)
         run.documents.update(staged["documents"])
-        run.quality_results = Store.from_uri(staging_uri).runs()[0]["quality_results"]
-        run.versions.update(store.replace_with(Store.from_uri(staging_uri), run.run_id))
+        run.quality_results = staging.run(staged["run_id"])["quality_results"]
+        run.versions.update(store.replace_with(staging, run.run_id))
         shutil.rmtree(staging_uri, ignore_errors=True)
         run.status = "published"
         run.chunks.update(embedded=staged["chunks"]["embedded"], reused=staged["chunks"]["reused"],

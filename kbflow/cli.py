@@ -92,7 +92,7 @@ def ingest(
         with _progress(enabled=not as_json):
             report = ingest_flow(config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete)
     except QualityGateFailed as blocked:
-        _print_ingest({**(blocked.report or {}), "status": "blocked", "failures": blocked.failure_dicts()}, as_json)
+        _print_ingest(blocked.blocked_report(), as_json)
         raise _fail(str(blocked), EXIT_BLOCKED) from None
     except _known_errors() as error:
         raise _fail(str(error)) from None
@@ -188,7 +188,7 @@ def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fa
         with _progress(enabled=not as_json):
             report = reindex_flow(config_path=str(config.resolve()))
     except QualityGateFailed as blocked:
-        _print_ingest({**(blocked.report or {}), "status": "blocked", "failures": blocked.failure_dicts()}, as_json)
+        _print_ingest(blocked.blocked_report(), as_json)
         raise _fail(f"{blocked}; the index was not switched", EXIT_BLOCKED) from None
     except _known_errors() as error:
         raise _fail(str(error)) from None
@@ -241,7 +241,7 @@ def watch(
         try:
             report = ingest_flow(config_path=str(config.resolve()), source=name)
         except QualityGateFailed as blocked:
-            report = {**(blocked.report or {}), "status": "blocked", "failures": blocked.failure_dicts()}
+            report = blocked.blocked_report()
         except _known_errors() as error:
             stderr.print(f"[red]ingest of {name or 'all sources'} failed:[/] {error}")
             return
@@ -297,15 +297,15 @@ def _open_store(config: Path):
 
 
 def _find_run(store, run_id: str | None) -> dict[str, Any]:
-    runs = store.runs()
-    if not runs:
+    if run_id is not None:
+        found = store.run(run_id)
+        if found is None:
+            raise ValueError(f"no run {run_id!r}; `kbflow runs` lists them")
+        return found
+    latest = store.runs(limit=1)
+    if not latest:
         raise ValueError(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
-    if run_id is None:
-        return runs[0]
-    for run in runs:
-        if run["run_id"] == run_id:
-            return run
-    raise ValueError(f"no run {run_id!r}; `kbflow runs` lists them")
+    return latest[0]
 
 
 @app.command()

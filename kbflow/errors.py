@@ -22,6 +22,10 @@ class QualityGateFailed(RuntimeError):
         """The failed expectations as JSON-able dicts, each with its suite."""
         return [{"suite": f.suite, **f.as_dict()} for f in self.failures]
 
+    def blocked_report(self) -> dict[str, Any]:
+        """The run report with status "blocked" and the failed expectations."""
+        return {**(self.report or {}), "status": "blocked", "failures": self.failure_dicts()}
+
 
 class ModelMismatch(RuntimeError):
     """The configured embedding model is not the one the index was built with."""

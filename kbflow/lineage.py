@@ -16,7 +16,7 @@ def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
         raise LookupError(f"no chunk {chunk_id!r} in {store.uri}")
     document = store.row(DOCUMENTS_TABLE, f"doc_id = {sql_string(chunk['doc_id'])}")
     source = next((s for s in config.sources if s.name == chunk["source"]), None)
-    run = next((r for r in store.runs() if r["run_id"] == chunk["run_id"]), None)
+    run = store.run(chunk["run_id"])
     tags = store.table(CHUNKS).tags.list()
     return {
         "chunk": {k: chunk[k] for k in ("chunk_id", "ordinal", "heading", "text_hash", "n_tokens", "model", "run_id")},

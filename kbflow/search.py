@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from kbflow.config import KbflowConfig
-from kbflow.errors import ModelMismatch
 from kbflow.models import load_embedder
 from kbflow.store import SEARCH_MODES, Store
 
@@ -26,9 +25,7 @@ def search(
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
     store = Store(config.store)
     store.table("chunks")  # a clear error before loading a model for an empty store
-    indexed_model = store.index_model()
-    if indexed_model not in (None, config.embedding.model):
-        raise ModelMismatch(config.embedding.model, indexed_model)
+    store.check_model(config.embedding.model)
     vectors = [None] * len(queries)
     if mode != "fts":
         embedder = load_embedder(config.embedding)

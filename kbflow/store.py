@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from lancedb.index import FTS, IvfPq
 
 from kbflow.config import StoreConfig
+from kbflow.errors import ModelMismatch
 from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
@@ -142,6 +143,12 @@ class Store:
         sample = self.db.open_table(CHUNKS).search().select(["model"]).limit(1).to_arrow()
         return sample.column("model")[0].as_py() if sample.num_rows else None
 
+    def check_model(self, model: str) -> None:
+        """Refuse to mix vectors: raise ModelMismatch if the index holds another model's."""
+        indexed = self.index_model()
+        if indexed not in (None, model):
+            raise ModelMismatch(model, indexed)
+
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Run history, newest first."""
         rows = self._rows(RUNS_TABLE)
@@ -222,6 +229,9 @@ class Store:
             table.create_index("vector", config=IvfPq(distance_type="cosine"))
         return table.version
 
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        return self.row(RUNS_TABLE, f"run_id = {sql_string(run_id)}")
+
     def published_runs(self) -> list[dict[str, Any]]:
         """Runs that changed the index, newest first: what `rollback` can return to."""
         return [run for run in self.runs() if run["status"] == "published"]
@@ -243,11 +253,8 @@ class Store:
             tagged = next((tags[r]["version"] for r in candidates if r in tags), None)
             if tagged is None:
                 raise LookupError(f"no version of {name!r} is tagged with {target_run_id!r} or an earlier run")
-            table.restore(tagged)
-            if name == CHUNKS:
-                self._maintain_indexes()  # a version tagged before indexes existed has none
-            self._tag(name, run_id)
-            versions[name] = self.db.open_table(name).version
+            table.restore(tagged)  # a version tagged before indexes existed has none: _switched rebuilds
+            versions[name] = self._switched(name, run_id)
         return versions
 
     def replace_with(self, staging: Store, run_id: str) -> dict[str, int]:
@@ -259,11 +266,15 @@ class Store:
         versions = {}
         for name in (CHUNKS, DOCUMENTS_TABLE):
             self.db.create_table(name, data=staging.table(name).to_arrow(), mode="overwrite")
-            if name == CHUNKS:
-                self._maintain_indexes()
-            self._tag(name, run_id)
-            versions[name] = self.db.open_table(name).version
+            versions[name] = self._switched(name, run_id)
         return versions
+
+    def _switched(self, name: str, run_id: str) -> int:
+        """After a table was swapped whole: indexes for chunks, the run's tag; the version."""
+        if name == CHUNKS:
+            self._maintain_indexes()
+        self._tag(name, run_id)
+        return self.db.open_table(name).version
 
     def add_quarantine(self, records: pa.Table) -> int:
         """Append quarantine records not already recorded (same place, stage, reason, content)."""

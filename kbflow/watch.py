@@ -48,9 +48,9 @@ def source_of(path: str, sources: list[SourceConfig]) -> str | None:
     """The files source an event path belongs to, if it is one of its included files."""
     from tasks.discover import matches
 
+    candidate = Path(path).resolve() if os.path.exists(path) else Path(path).absolute()
     for source in sources:
         root = source.path.resolve()
-        candidate = Path(path).resolve() if os.path.exists(path) else Path(path).absolute()
         if candidate.is_relative_to(root) and matches(candidate.relative_to(root).as_posix(), source.include,
                                                        source.exclude):
             return source.name
