@@ -316,17 +316,22 @@ def quality(
     as_json: JsonOption = False,
 ) -> None:
     """Data-quality results of the last (or given) run: every expectation, failures first."""
+    from kbflow.store import Store
+    from tasks.quality import data_docs_index
+
     try:
-        store = _open_store(config)
+        loaded = load_config(config)
+        if docs:  # one site for all runs' validations
+            index = data_docs_index(loaded.quality.results_dir)
+            if not index.is_file():
+                raise ValueError(f"no Data Docs under {loaded.quality.results_dir} yet; run `kbflow ingest` first")
+            sys.stdout.write(f"{index}\n")
+            return
+        store = Store(loaded.store)
         record = _find_run(store, run)
         summary = _quality_summary(record)
     except _known_errors() as error:
         raise _fail(str(error)) from None
-    if docs:
-        if not summary.get("data_docs") or not Path(summary["data_docs"]).is_file():
-            raise _fail(f"no Data Docs were built for run {record['run_id']}")
-        sys.stdout.write(f"{summary['data_docs']}\n")
-        return
     if as_json:
         _print_json(summary)
         return

@@ -346,13 +346,13 @@ class QualityGate:
     def __exit__(self, *exc_info) -> None:
         """Keep the results: summary JSON, GX Data Docs, Prefect artifacts."""
         summary = self.summary()
-        docs_index = None
         if self.summary_path is not None:
             self.summary_path.parent.mkdir(parents=True, exist_ok=True)
             if self._context is not None:
                 self._context.build_data_docs()
-                docs_index = data_docs_index(self.config.results_dir)
-            summary["data_docs"] = str(docs_index) if docs_index else None
+            # One site for all runs: a run that validated nothing still links to it.
+            docs_index = data_docs_index(self.config.results_dir)
+            summary["data_docs"] = str(docs_index) if docs_index.is_file() else None
             self.summary_path.write_text(json.dumps(summary, indent=2, default=str))
             self.run.quality_results = str(self.summary_path)
         self.run.dq_success = summary["success"]

@@ -44,6 +44,9 @@ def test_quality_reports_every_expectation_with_failures_first(small_corpus, has
 
     docs = kbflow("quality", "--config", str(small_corpus), "--docs").stdout.strip().splitlines()[-1]
     assert docs.endswith("index.html") and Path(docs).is_file()
+    assert ingest_json(small_corpus)[1]["status"] == "no_change"  # a run that validates nothing
+    assert kbflow("quality", "--config", str(small_corpus), "--docs").stdout.strip().splitlines()[-1] == docs
+    assert json.loads(kbflow("quality", "--config", str(small_corpus), "--json").stdout)["data_docs"] == docs
 
     rows = json.loads(kbflow("quarantine", "--config", str(small_corpus), "--run", report["run_id"], "--json").stdout)
     assert [(r["uri"], r["stage"]) for r in rows] == [("stub.txt", "quality:documents")]
