@@ -97,6 +97,81 @@ class ScheduleConfig(_Section):
     records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records sources are hashed")
 
 
+class SearchConfig(_Section):
+    """How hybrid search fuses its vector and full-text rankings; the optional rerank stage."""
+
+    hybrid_fusion: Literal["linear", "rrf"] = Field(
+        "linear", description="linear: weighted normalised scores; rrf: weighted reciprocal-rank fusion"
+    )
+    hybrid_weight: float = Field(
+        0.5, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); `kbflow eval --tune`"
+    )
+    candidates: int = Field(50, ge=1, le=10_000, description="hits taken from each ranking before fusing/reranking")
+    rerank_model: str | None = Field(None, description="local cross-encoder folder; none: no rerank stage")
+    rerank_candidates: int = Field(30, ge=1, le=1000, description="top hits the cross-encoder re-scores")
+
+
+class EvaluationConfig(_Section):
+    """Defaults of `kbflow eval` and of the scheduled `evaluate` deployment."""
+
+    queries: Path | None = Field(None, description="JSONL of {\"query\", \"relevant\": [...]}")
+    k: int = Field(10, ge=1, le=1000)
+    results_dir: Path | None = Field(None, description="default: <store>/eval, or .kbflow-eval")
+
+
+class LlmConfig(_Section):
+    """An OpenAI-compatible chat endpoint for the `llm` query generator (off unless set)."""
+
+    base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1")
+    model: str | None = None
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable with the key")
+    prompt_file: Path | None = Field(None, description="prompt template with {passage}; default: built in")
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
+    requests_per_minute: float = Field(60.0, gt=0)
+    temperature: float = Field(0.2, ge=0, le=2)
+    questions_per_chunk: int = Field(1, ge=1, le=10)
+
+
+class DatasetsConfig(_Section):
+    """How `kbflow dataset build` makes fine-tuning datasets: generators, negatives, hygiene."""
+
+    out_dir: Path | None = Field(None, description="default: <store>/datasets, or .kbflow-datasets")
+    seed: int = 42
+    generators: list[Literal["heading", "ict", "llm"]] = Field(default_factory=lambda: ["heading", "ict"])
+    ict_keep_sentence: float = Field(0.1, ge=0, le=1, description="ict: share of positives that keep the query")
+    negatives: int = Field(3, ge=0, le=50, description="hard negatives per pair, mined from the index")
+    negative_margin: float = Field(
+        0.05, ge=0, le=1, description="a negative must score this much below the positive (cosine)"
+    )
+    validation_share: float = Field(0.1, ge=0, lt=1)
+    test_share: float = Field(0.1, ge=0, lt=1)
+    min_query_tokens: int = Field(3, ge=1)
+    max_tokens: int | None = Field(None, ge=16, description="per text field, model tokens; default: the model's max")
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard above which rows are near-duplicates")
+    pii_policy: Literal["redact", "drop", "flag"] = "redact"
+    raft_distractors: int = Field(3, ge=0, le=20)
+    raft_oracle_share: float = Field(0.8, ge=0, le=1, description="share of RAFT rows whose context holds the oracle")
+    system_prompt: str = "You are a helpful assistant. Answer the question using the documentation."
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+
+    @model_validator(mode="after")
+    def _splits_leave_train(self) -> DatasetsConfig:
+        if self.validation_share + self.test_share >= 1:
+            raise ValueError("validation_share + test_share must leave rows for train (sum < 1)")
+        return self
+
+
+class FinetuneConfig(_Section):
+    """CPU-feasible defaults for `kbflow finetune` (MultipleNegativesRankingLoss)."""
+
+    epochs: int = Field(1, ge=1, le=100)
+    batch_size: int = Field(16, ge=2, le=1024)
+    learning_rate: float = Field(2e-5, gt=0, lt=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
+
+
 class SourceConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["files", "records"]
@@ -104,16 +179,29 @@ class SourceConfig(_Section):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     tenant: str = "default"
+    index: bool = Field(True, description="false: a labeled-only source (datasets, eval), never ingested")
     # records only
     id_field: str | None = None
     text_field: str | None = None
     title_field: str | None = None
     metadata: list[str] = Field(default_factory=list)
+    # records only: labels for fine-tuning datasets (sft, raft) and evaluation
+    question_field: str | None = None
+    answer_field: str | None = None
+    relevant_field: str | None = Field(None, description="list of uris / file names / ids that answer the question")
+
+    @property
+    def is_labeled(self) -> bool:
+        return bool(self.question_field and self.answer_field)
 
     @model_validator(mode="after")
     def _records_fields(self) -> SourceConfig:
-        if self.kind == "records" and not (self.id_field and self.text_field):
-            raise ValueError("a records source needs id_field and text_field")
+        if self.kind == "records" and not (self.id_field and (self.text_field or not self.index)):
+            raise ValueError("a records source needs id_field and text_field (no text_field when index = false)")
+        if self.kind == "records" and not self.index and not self.is_labeled:
+            raise ValueError("a labeled-only source (index = false) needs question_field and answer_field")
+        if self.kind == "files" and (self.question_field or self.answer_field or self.relevant_field):
+            raise ValueError("question_field, answer_field and relevant_field are for records sources")
         if not self.include:
             formats = FILE_FORMATS if self.kind == "files" else RECORD_FORMATS
             self.include = [f"**/*{ext}" for ext in formats]
@@ -126,6 +214,10 @@ class KbflowConfig(_Section):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     root: Path = Field(Path("."), exclude=True, description="directory of the config file")
 
@@ -139,14 +231,25 @@ class KbflowConfig(_Section):
         return sources
 
     def select_sources(self, name: str | None) -> list[SourceConfig]:
-        """All sources, or the one called `name` (a clear error if there is none)."""
+        """The indexed sources, or the one called `name` (a clear error if there is none)."""
         if name is None:
-            return list(self.sources)
+            return [source for source in self.sources if source.index]
+        source = self.source(name)
+        if not source.index:
+            raise ConfigError(f"sources: {name!r} is a labeled-only source (index = false); it is never ingested")
+        return [source]
+
+    def source(self, name: str) -> SourceConfig:
+        """The source called `name`, indexed or labeled-only (a clear error if there is none)."""
         for source in self.sources:
             if source.name == name:
-                return [source]
+                return source
         known = ", ".join(s.name for s in self.sources) or "none configured"
         raise ConfigError(f"sources: no source named {name!r} (known: {known})")
+
+    def labeled_sources(self) -> list[SourceConfig]:
+        """Records sources with question and answer fields: what sft, raft and eval read."""
+        return [source for source in self.sources if source.is_labeled]
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> KbflowConfig:
@@ -192,6 +295,13 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
         config.store.uri = str((root / Path(config.store.uri).expanduser()).resolve())
     for source in config.sources:
         source.path = (root / source.path.expanduser()).resolve()
+    store_dir = Path(config.store.uri) if config.store.is_local else None
+    config.datasets.out_dir = _resolve_output(root, config.datasets.out_dir, store_dir, "datasets")
+    config.evaluation.results_dir = _resolve_output(root, config.evaluation.results_dir, store_dir, "eval")
+    if config.evaluation.queries is not None:
+        config.evaluation.queries = (root / config.evaluation.queries.expanduser()).resolve()
+    if config.datasets.llm.prompt_file is not None:
+        config.datasets.llm.prompt_file = (root / config.datasets.llm.prompt_file.expanduser()).resolve()
     if config.quality.expectations_dir is not None:
         config.quality.expectations_dir = (root / config.quality.expectations_dir).resolve()
     if config.quality.results_dir is not None:
@@ -200,10 +310,25 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
         config.quality.results_dir = Path(config.store.uri) / "quality"
     else:
         config.quality.results_dir = root / ".kbflow-quality"
-    model_path = (root / Path(config.embedding.model).expanduser())
-    if config.embedding.model != DEFAULT_MODEL and model_path.exists():
-        config.embedding.model = str(model_path.resolve())
+    config.embedding.model = _resolve_model(root, config.embedding.model)
+    if config.search.rerank_model is not None:
+        config.search.rerank_model = _resolve_model(root, config.search.rerank_model)
     return config
+
+
+def _resolve_model(root: Path, model: str) -> str:
+    """A model folder relative to the config becomes absolute; names stay names."""
+    model_path = root / Path(model).expanduser()
+    if model != DEFAULT_MODEL and model_path.exists():
+        return str(model_path.resolve())
+    return model
+
+
+def _resolve_output(root: Path, configured: Path | None, store_dir: Path | None, name: str) -> Path:
+    """A configured folder relative to the config; default <store>/NAME, or .kbflow-NAME beside the config."""
+    if configured is not None:
+        return (root / configured.expanduser()).resolve()
+    return store_dir / name if store_dir is not None else root / f".kbflow-{name}"
 
 
 STARTER_CONFIG = '''\

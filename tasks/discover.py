@@ -135,7 +135,8 @@ def discover_files(source: SourceConfig, max_file_bytes: int) -> Discovery:
 
 
 def record_fields(source: SourceConfig) -> list[str]:
-    fields = [source.id_field, source.text_field, source.title_field, *source.metadata]
+    fields = [source.id_field, source.text_field, source.title_field, *source.metadata,
+              source.question_field, source.answer_field, source.relevant_field]
     return [name for name in dict.fromkeys(fields) if name]
 
 

@@ -29,6 +29,8 @@ def test_environment_overrides_nested_keys(tmp_path):
         ('[[sources]]\nname = "a"\nkind = "web"\npath = "."\n', "sources.0.kind"),
         ('[[sources]]\nname = "a"\nkind = "files"\npath = "."\n' * 2, "repeated: a"),
         ("[store\n", "not valid TOML"),
+        ('[[sources]]\nname = "q"\nkind = "records"\npath = "."\nid_field = "id"\nindex = false\n',
+         "needs question_field and answer_field"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, body, message):
@@ -48,3 +50,14 @@ def test_starter_config_is_valid(tmp_path):
     (tmp_path / "kbflow.toml").write_text(STARTER_CONFIG)
     config = load_config(tmp_path / "kbflow.toml")
     assert [s.name for s in config.sources] == ["docs"] and config.chunking.overlap_tokens == 32
+
+
+def test_a_labeled_only_source_is_never_ingested(tmp_path):
+    body = ('[[sources]]\nname = "docs"\nkind = "files"\npath = "."\n'
+            '[[sources]]\nname = "qa"\nkind = "records"\npath = "."\nindex = false\n'
+            'id_field = "id"\nquestion_field = "q"\nanswer_field = "a"\n')
+    config = load_config(write_config(tmp_path, body))
+    assert [s.name for s in config.select_sources(None)] == ["docs"]
+    assert [s.name for s in config.labeled_sources()] == ["qa"] and config.source("qa").is_labeled
+    with pytest.raises(ConfigError, match="labeled-only"):
+        config.select_sources("qa")
