@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
+import flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
+import kbflow.search  # noqa: F401
 from fakes import HashEmbedder
 from kbflow.config import EmbeddingConfig, load_config
 
@@ -41,8 +43,12 @@ def hash_embedder(monkeypatch) -> HashEmbedder:
     def load(config: EmbeddingConfig) -> HashEmbedder:
         return registry.setdefault(config.model, HashEmbedder(name=config.model))
 
-    monkeypatch.setattr("flows.ingest.load_embedder", load)
-    monkeypatch.setattr("kbflow.search.load_embedder", load)
+    # Every module that imported the real loader by name gets the test one.
+    import kbflow.models
+
+    real = kbflow.models.load_embedder
+    for module in [m for m in list(sys.modules.values()) if getattr(m, "load_embedder", None) is real]:
+        monkeypatch.setattr(module, "load_embedder", load)
     default = load(EmbeddingConfig())
     default.registry = registry
     return default
