@@ -20,6 +20,20 @@ demo: $(INSTALLED)
 	cd examples && ../$(BIN)/kbflow search "How do I restore a backup?" --config kbflow.toml --k 3
 	cd examples && ../$(BIN)/kbflow status --config kbflow.toml
 
+.PHONY: datasets
+# The four fine-tuning datasets of the example (into examples/.kbflow/datasets/KIND), after an ingest.
+datasets: $(INSTALLED)
+	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
+	cd examples && for kind in embedding-pairs reranker sft raft; do \
+		../$(BIN)/kbflow dataset build --config kbflow.toml --kind $$kind || exit 1; done
+	cd examples && ../$(BIN)/kbflow dataset check .kbflow/datasets/embedding-pairs --config kbflow.toml
+
+.PHONY: eval
+# Retrieval quality of the example index on examples/qa.jsonl: every mode, hybrid fusion tuned.
+eval: $(INSTALLED)
+	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
+	cd examples && ../$(BIN)/kbflow eval --config kbflow.toml --tune
+
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 

@@ -1,45 +1,62 @@
 """The `ingest` flow: sources to a checked, searchable LanceDB index, incrementally.
 
-    discover -> diff vs manifest -> parse -> DQ(documents) -> chunk -> DQ(chunks)
-             -> embed (new text only) -> DQ(embeddings) -> DQ(run) -> publish -> run record
+    discover -> diff vs manifest -> per batch of documents: parse -> DQ(documents) -> chunk
+             -> DQ(chunks) -> embed (new text only) -> DQ(embeddings) -> staging
+             -> DQ(run) -> publish (one commit, streamed from the staging) -> run record
 
 What is loaded: every document of the configured sources (or of one). How
 incrementally: a document whose content hash matches the manifest is not
 parsed, chunked or embedded again; a changed document re-embeds only chunks
 whose text is new for the model; a deleted document's chunks are removed. A run
 with no change writes nothing but its run record.
+
+Memory is bounded: documents go through parse, chunk and embed in batches
+(`[ingest]`), embedded chunks are spilled to a staging table, and the publish
+streams them into one commit. With `runner = dask | ray` the batches' parse,
+chunk and embed tasks run on the cluster's workers, several at a time; the
+quality gates, the staging and the publish stay here.
 """
 
 from __future__ import annotations
 
+import pyarrow as pa
 from prefect import flow
 
+from kbflow import progress
 from kbflow.config import load_config
 from kbflow.lock import store_lock
 from kbflow.models import load_embedder
+from kbflow.runners import ConfiguredEmbedder, document_batches, in_flight, run_pipelines, task_runner
 from kbflow.runs import RunRecord
+from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
 from tasks.chunk import chunk
 from tasks.discover import diff_against_manifest, discover
 from tasks.embed import embed
 from tasks.parse import parse
-from tasks.publish import build_manifest, publish
+from tasks.publish import StagedChunks, build_manifest, publish
 from tasks.quality import QualityGate, check_quality, check_run, run_profile
 
 
 @flow(name="ingest")
 def ingest(
-    config_path: str, source: str | None = None, allow_mass_delete: bool = False, store_uri: str | None = None
+    config_path: str,
+    source: str | None = None,
+    allow_mass_delete: bool = False,
+    store_uri: str | None = None,
+    runner: str | None = None,
 ) -> dict:
     """Ingest all sources of the config at `config_path` (or only `source`); return the run report.
 
     Raises QualityGateFailed, with nothing published, when a blocking check fails;
     `allow_mass_delete` lets a source lose more documents than `quality.max_deleted_share`;
-    `store_uri` writes to another store than the config's (reindex builds its staging store so).
+    `store_uri` writes to another store than the config's (reindex builds its staging store so);
+    `runner` ("default", "dask[=ADDRESS]", "ray[=ADDRESS]") overrides the config's `[runner]`.
     """
     config = load_config(config_path)
     if store_uri is not None:
         config.store.uri = store_uri
+    runner_config = config.runner.with_option(runner)
     sources = config.select_sources(source)
     store = Store(config.store)
 
@@ -60,37 +77,53 @@ def ingest(
             run.chunks["total"] = store.count("chunks")
             return run.report()
 
-        documents, unparsed = parse(changes.to_parse, sources)
-        set_aside = run.quarantine(unparsed)
-        documents, bad_documents = check_quality(gate, "documents", documents)
-        set_aside |= run.quarantine(bad_documents)
-        run.lap("parse")
-
         embedder = load_embedder(config.embedding)
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
-        chunks = chunk(documents, embedder.tokenizer, max_tokens, config.chunking.overlap_tokens)
-        chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens})
-        run.quarantine(bad_chunks)
-        run.lap("chunk")
+        # On Dask or Ray workers the model is loaded there, from the config, never shipped.
+        model = embedder if runner_config.kind == "default" else ConfiguredEmbedder(config.embedding)
 
-        cached = store.cached_vectors(embedder.name, chunks.column("text_hash").to_pylist())
-        embedded = embed(chunks, embedder, cached)
-        chunks, bad_vectors = check_quality(gate, "embeddings", embedded.chunks, {"dim": embedder.dim})
-        run.quarantine(bad_vectors)
-        run.lap("embed")
+        def ingest_batch(items: pa.Table):
+            """One batch of documents, gated after each stage; returns its manifest rows."""
+            documents, unparsed = yield parse, {"items": items, "sources": sources}
+            set_aside = run.quarantine(unparsed)
+            documents, bad_documents = check_quality(gate, "documents", documents)
+            set_aside |= run.quarantine(bad_documents)
+            run.lap("parse")
 
-        check_run(gate, run_profile(manifest, changes, run.quarantined))
-        manifest_rows, replaced = build_manifest(changes.to_parse, documents, chunks, set_aside, manifest, run.run_id)
-        deleted = changes.deleted.column("doc_id").to_pylist()
-        published = publish(store, run.run_id, chunks, manifest_rows, replaced + deleted)
-        run.lap("publish")
+            chunks = yield chunk, {"documents": documents, "tokenizer": model.tokenizer,
+                                   "max_tokens": max_tokens, "overlap": config.chunking.overlap_tokens}
+            chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens})
+            run.quarantine(bad_chunks)
+            run.lap("chunk")
+
+            hashes = chunks.column("text_hash").to_pylist()
+            cached = {**store.cached_vectors(embedder.name, hashes), **staged.cached_vectors(embedder.name, hashes)}
+            embedded = yield embed, {"chunks": chunks, "embedder": model, "cached": cached}
+            chunks, bad_vectors = check_quality(gate, "embeddings", embedded.chunks, {"dim": embedder.dim})
+            run.quarantine(bad_vectors)
+            staged.add(chunks)
+            run.chunks["embedded"] += embedded.embedded
+            run.chunks["reused"] += embedded.reused
+            run.lap("embed")
+            return build_manifest(items, documents, chunks, set_aside, manifest, run.run_id)
+
+        manifest_parts, replaced, done = [DOCUMENTS.empty_table()], [], 0
+        with StagedChunks(config.store, run.run_id, embedder.dim) as staged:
+            batches = document_batches(changes.to_parse, config.ingest.batch_documents, config.ingest.batch_bytes)
+            with task_runner(runner_config) as workers:
+                pipelines = (ingest_batch(items) for items in batches)
+                for manifest_rows, batch_replaced in run_pipelines(workers, pipelines, in_flight(runner_config)):
+                    manifest_parts.append(manifest_rows)
+                    replaced += batch_replaced
+                    done += manifest_rows.num_rows
+                    progress.report("documents", done, changes.to_parse.num_rows)
+
+            check_run(gate, run_profile(manifest, changes, run.quarantined))
+            deleted = changes.deleted.column("doc_id").to_pylist()
+            published = publish(store, staged, pa.concat_tables(manifest_parts), replaced + deleted)
+            run.lap("publish")
 
         run.status = "published"
         run.versions.update(chunks=published.chunks_version, documents=published.documents_version)
-        run.chunks.update(
-            embedded=embedded.embedded,
-            reused=embedded.reused,
-            deleted=published.chunks_deleted,
-            total=store.count("chunks"),
-        )
+        run.chunks.update(deleted=published.chunks_deleted, total=store.count("chunks"))
         return run.report()

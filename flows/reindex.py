@@ -1,23 +1,25 @@
 """The `reindex` flow: re-embed everything with the configured model, blue-green.
 
 What is loaded: every document of every source, from scratch, into a staging
-store beside the index (`<store>/staging`), through the whole ingest pipeline
-and its quality gates, with the model the config names now. Only when that
-passes are `chunks` and `documents` switched to it: one overwrite commit each,
-so search never mixes vectors of two models. The index before the switch stays
+store beside the index (`<store>/staging`; for an object store, a local folder
+beside the config), through the whole ingest pipeline and its quality gates,
+with the model the config names now. Only when that passes are `chunks` and
+`documents` switched to it: one overwrite commit each, so search never mixes
+vectors of two models. The index before the switch stays
 in the tables' history, tagged with its runs: `kbflow rollback` returns to it.
 A blocked or failed reindex leaves the index exactly as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
 from prefect import flow
 
 from flows.ingest import ingest
-from kbflow.config import load_config
+from kbflow.config import KbflowConfig, load_config
 from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store
@@ -25,13 +27,18 @@ from kbflow.store import Store
 STAGING = "staging"
 
 
+def staging_path(config: KbflowConfig) -> Path:
+    """`<store>/staging`; for an object-store URI a local folder beside the config (then copied up)."""
+    if config.store.is_local:
+        return Path(config.store.uri) / STAGING
+    return config.root / f".kbflow-{STAGING}-{hashlib.sha256(config.store.uri.encode()).hexdigest()[:16]}"
+
+
 @flow(name="reindex")
 def reindex(config_path: str) -> dict:
     """Rebuild the index with the configured model in staging, check it, then switch to it."""
     config = load_config(config_path)
-    if not config.store.is_local:
-        raise ValueError("reindex builds its staging store on local disk; object-store URIs are not supported yet")
-    staging_uri = str(Path(config.store.uri) / STAGING)
+    staging_uri = str(staging_path(config))
     store = Store(config.store)
     with store_lock(config), RunRecord(store, flow="reindex", source=None, model=config.embedding.model) as run:
         shutil.rmtree(staging_uri, ignore_errors=True)  # what an interrupted reindex left

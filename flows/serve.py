@@ -3,7 +3,10 @@
 - `ingest-all`: every source, on `[schedule] ingest_cron`;
 - `ingest-on-change`: one source, whenever a `kbflow.source.changed` event names it
   (`kbflow watch` emits those; so can any system that talks to the Prefect API);
-- `reindex`: on demand (`prefect deployment run reindex/reindex`).
+- `reindex`: on demand (`prefect deployment run reindex/reindex`);
+- `build-dataset-<kind>`: each of `[schedule] dataset_kinds`, on `dataset_cron` (nightly);
+- `evaluate-weekly`: `kbflow eval` of every search mode on `[evaluation] queries`, on
+  `evaluate_cron` (only when queries are configured).
 
 All run from one process with Prefect's own `serve`; the store's writer lock
 keeps two of them from writing at once. deployments/prefect.yaml declares the
@@ -15,6 +18,8 @@ from __future__ import annotations
 from prefect import serve
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
+from flows.build_dataset import build_dataset
+from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.reindex import reindex
 from kbflow.config import KbflowConfig
@@ -47,6 +52,27 @@ def kbflow_deployments(config_path: str, config: KbflowConfig) -> list:
             description=f"Ingest the source a {SOURCE_CHANGED} event names.",
         ),
         reindex.to_deployment(name="reindex", parameters={"config_path": config_path}),
+        *(
+            build_dataset.to_deployment(
+                name=f"build-dataset-{kind}",
+                parameters={"config_path": config_path, "kind": kind},
+                cron=config.schedule.dataset_cron,
+                description=f"Rebuild the {kind} fine-tuning dataset from the current index.",
+            )
+            for kind in config.schedule.dataset_kinds
+        ),
+        *(
+            [
+                evaluate.to_deployment(
+                    name="evaluate-weekly",
+                    parameters={"config_path": config_path, "mode": "all"},
+                    cron=config.schedule.evaluate_cron,
+                    description="Score retrieval of every search mode on [evaluation] queries.",
+                )
+            ]
+            if config.evaluation.queries
+            else []
+        ),
     ]
 
 

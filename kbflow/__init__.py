@@ -22,7 +22,7 @@ _DEFAULT_ENVIRONMENT = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TOKENIZERS_PARALLELISM": "false",
-    "LANCEDB_LOG": "error",  # hybrid search logs a deprecation warning per query otherwise
+    "LANCEDB_LOG": "error",  # Lance's Rust-side warnings would otherwise reach our users' terminals
 }
 
 for _name, _value in _DEFAULT_ENVIRONMENT.items():

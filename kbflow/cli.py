@@ -73,6 +73,18 @@ def init(
     stderr.print(f"wrote {path}; edit [bold][[sources]][/] then run `kbflow ingest --config {path}`")
 
 
+def _runner_option(value: str | None) -> str | None:
+    """`--runner KIND[=ADDRESS]`: a bad kind is a usage error (exit 2), before anything starts."""
+    if value is not None:
+        from kbflow.config import RunnerConfig
+
+        try:
+            RunnerConfig().with_option(value)
+        except ConfigError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
 @app.command()
 def ingest(
     config: ConfigOption = Path("kbflow.toml"),
@@ -80,6 +92,10 @@ def ingest(
     allow_mass_delete: Annotated[
         bool, typer.Option("--allow-mass-delete", help="let a source lose more than quality.max_deleted_share")
     ] = False,
+    runner: Annotated[
+        str | None,
+        typer.Option(help="where parse/chunk/embed run: default, dask[=ADDRESS] or ray[=ADDRESS]", callback=_runner_option),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index up to date with the sources: only what changed is processed."""
@@ -90,7 +106,9 @@ def ingest(
         from flows.ingest import ingest as ingest_flow
 
         with _progress(enabled=not as_json):
-            report = ingest_flow(config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete)
+            report = ingest_flow(
+                config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete, runner=runner
+            )
     except QualityGateFailed as blocked:
         _print_ingest(blocked.blocked_report(), as_json)
         raise _fail(str(blocked), EXIT_BLOCKED) from None
@@ -431,11 +449,192 @@ def runs(
 
 # -- datasets (kbflow dataset build / check) ---------------------------------------------
 
+EXIT_STALE = 4
+dataset_app = typer.Typer(help="Fine-tuning datasets in Parquet: build them, check them for stale rows.",
+                          no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("build")
+def dataset_build(
+    kind: Annotated[str, typer.Option("--kind", help="embedding-pairs | reranker | sft | raft")],
+    config: ConfigOption = Path("kbflow.toml"),
+    source: Annotated[str | None, typer.Option(help="only this source (a labeled one for sft/raft)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="parent folder (default datasets.out_dir)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a dataset into OUT/KIND: data/{train,validation,test}-*.parquet, README.md, manifest.json."""
+    from kbflow.errors import QualityGateFailed
+    from tasks.datasets import check_kind
+    from tasks.llm import LlmUnavailable
+
+    try:
+        loaded = load_config(config)  # fail fast, before Prefect starts
+        check_kind(kind)
+        if source is not None:
+            loaded.source(source)
+        from flows.build_dataset import build_dataset
+
+        with _progress(enabled=not as_json):
+            report = build_dataset(config_path=str(config.resolve()), kind=kind, source=source,
+                                   out_dir=str(out.resolve()) if out else None)
+    except QualityGateFailed as blocked:
+        if as_json:
+            _print_json({"kind": kind, "status": "blocked", "failures": blocked.failure_dicts()})
+        raise _fail(f"{blocked}; no dataset was written", EXIT_BLOCKED) from None
+    except (*_known_errors(), LlmUnavailable) as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(report)
+        return
+    stdout.print(f"dataset {report['kind']}: {report['dir']}", highlight=False, soft_wrap=True)
+    table = Table()
+    for column in ("split", "rows"):
+        table.add_column(column)
+    for split, rows in report["rows"].items():
+        table.add_row(split, str(rows))
+    stdout.print(table)
+    dropped = ", ".join(f"{step} {n}" for step, n in report["dropped"].items() if n) or "none"
+    pii = ", ".join(f"{kind} {n}" for kind, n in report["pii"].items()) or "none"
+    failed = [e["check"] or e["type"] for e in report["checks"]["expectations"] if not e["success"]]
+    stdout.print(f"dropped: {dropped}\nPII found: {pii}\nchecks: {'all passed' if not failed else ', '.join(failed)}")
+
+
+@dataset_app.command("check")
+def dataset_check(
+    path: Annotated[Path, typer.Argument(help="a built dataset folder, DIR/KIND")],
+    config: ConfigOption = Path("kbflow.toml"),
+    as_json: JsonOption = False,
+) -> None:
+    """Report rows whose source chunk or document was deleted or changed since the build (exit 4 if any)."""
+    from tasks.datasets import find_stale_rows
+
+    try:
+        report = find_stale_rows(path, load_config(config))
+    except _known_errors() as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(report)
+    else:
+        stdout.print(f"{path}: {report['stale']} of {report['rows']} rows stale "
+                     f"({report['deleted']} deleted, {report['changed']} changed)")
+        for example in report["examples"]:
+            stdout.print(f"  {example['split']} {example['id']}: {example['reason']} (doc {example['doc_id']})")
+    if report["stale"]:
+        if not as_json:
+            stderr.print("rebuild it with `kbflow dataset build` to bring it up to date with the index")
+        raise typer.Exit(EXIT_STALE)
+
 
 # -- evaluation (kbflow eval) --------------------------------------------------------------
 
 
+@app.command("eval")
+def eval_(
+    config: ConfigOption = Path("kbflow.toml"),
+    queries: Annotated[Path | None, typer.Option(
+        help="JSONL of {\"query\" (or \"question\"), \"relevant\": [ids]}; default: [evaluation] queries")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, max=1000, help="recall@k cut-off; default: [evaluation] k")] = None,
+    mode: Annotated[str, typer.Option(help="vector | fts | hybrid | all")] = "all",
+    dataset: Annotated[Path | None, typer.Option(help="evaluate on the test split of DIR/embedding-pairs")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="grid-search hybrid fusion and weight; print [search] lines")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
+    from flows.evaluate import EVAL_MODES, resolve_inputs
+    from tasks.evaluate import read_queries
+
+    if mode not in EVAL_MODES:
+        raise _fail(f"unknown --mode {mode!r}; use one of {', '.join(EVAL_MODES)}", 2)
+    if queries is not None and dataset is not None:
+        raise _fail("give --queries or --dataset, not both", 2)
+    try:
+        inputs = {"queries": str(queries) if queries else None, "dataset": str(dataset) if dataset else None}
+        queries_path, _ = resolve_inputs(load_config(config), **inputs)
+        if queries_path is not None:
+            read_queries(queries_path)  # a bad line fails here, before Prefect starts
+        from flows.evaluate import evaluate as evaluate_flow
+
+        with _progress(enabled=not as_json):
+            report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, **inputs)
+    except _known_errors() as error:
+        from rich.markup import escape
+
+        raise _fail(escape(str(error))) from None  # messages name `[evaluation] queries`: not markup
+    if report.get("unresolved"):
+        stderr.print(f"note: {report['unresolved']} relevant id(s) match no indexed document or chunk "
+                     f"(listed in {report['results']})")
+    if tune:
+        best = report["tuned"]
+        stderr.print(f"best hybrid fusion on these queries; to use it, put in {config}:\n{best['config']}",
+                     highlight=False, markup=False)
+    if as_json:
+        _print_json(report)
+    else:
+        _print_eval(report)
+
+
+def _print_eval(report: dict[str, Any]) -> None:
+    names = ["hit@1", "hit@5", "hit@10", f"recall@{report['k']}", "mrr@10", "ndcg@10", "n"]
+    table = Table(title=f"eval {report['run_id']} ({report['label']})")
+    table.add_column("mode")
+    table.add_column("source")
+    for name in names:
+        table.add_column(name, justify="right")
+    rows = [(mode, "all", scores) for mode, scores in report["modes"].items()]
+    if report.get("tuned"):
+        tuned = report["tuned"]
+        rows.append((f"tuned: {tuned['fusion']} {tuned['weight']:g}", "all", tuned["metrics"]))
+    for mode, scores in report["modes"].items():
+        per_source = scores.get("per_source", {})
+        if len(per_source) > 1:
+            rows += [(mode, source, metrics) for source, metrics in per_source.items()]
+    for mode, source, scores in rows:
+        table.add_row(mode, source, *(f"{scores[n]:.3f}" if n != "n" else str(scores[n]) for n in names))
+    stdout.print(table)
+    stdout.print(f"results: {report['results']}\nchart: {report['chart']}", highlight=False)
+
+
 # -- fine-tuning (kbflow finetune) ---------------------------------------------------------
+
+
+@app.command()
+def finetune(
+    config: ConfigOption = Path("kbflow.toml"),
+    dataset: Annotated[Path, typer.Option(help="an embedding-pairs dataset folder (DIR/embedding-pairs)")] = ...,
+    out: Annotated[Path, typer.Option(help="a new folder for the tuned model")] = ...,
+    epochs: Annotated[int | None, typer.Option(min=1, help="default: finetune.epochs of the config")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="stop after N steps (default: finetune.max_steps)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune the embedding model on built pairs; report base vs tuned retrieval on the test split."""
+    try:
+        load_config(config)
+        from tasks.finetune import check_out_dir, read_pairs, retrieval_set
+
+        check_out_dir(out.resolve())
+        retrieval_set(read_pairs(dataset))  # a missing or wrong dataset fails here, before Prefect and torch
+        from flows.finetune import finetune as finetune_flow
+
+        with _progress(enabled=not as_json):
+            report = finetune_flow(config_path=str(config.resolve()), dataset=str(dataset.resolve()),
+                                   out=str(out.resolve()), epochs=epochs, max_steps=max_steps)
+    except (*_known_errors(), FileExistsError) as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        _print_json(report)
+        return
+    names = ["hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10"]
+    table = Table(title=f"finetune: {report['steps']} steps on {report['train_rows']} pairs, {report['minutes']:.1f} min")
+    table.add_column("model")
+    for name in names:
+        table.add_column(name, justify="right")
+    for label in ("base", "tuned"):
+        table.add_row(label, *(f"{report[label][name]:.3f}" for name in names))
+    stdout.print(table)
+    stdout.print(f"test split: {report['base']['n']} queries. tuned model: {report['model_dir']}\n"
+                 f"to use it: set [embedding] model = \"{report['model_dir']}\" in {config}, "
+                 f"then `kbflow reindex --config {config}`", highlight=False)
 
 
 # -- human output -------------------------------------------------------------------------
@@ -511,6 +710,7 @@ def main() -> None:
         # The CLI reports outcomes itself (a blocked gate is an exit code, not a traceback);
         # Prefect's own log lines stay in the Prefect UI, or on the terminal with --verbose.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # --runner dask: no cluster chatter
     app()
 
 

@@ -35,6 +35,26 @@ class StoreConfig(_Section):
     vector_index_min_rows: int = Field(
         100_000, ge=256, description="build an ANN index once the chunks table has this many rows"
     )
+    # ANN index: built at vector_index_min_rows, fed new rows by optimize, retrained when it is outgrown.
+    vector_index_type: Literal["ivf_pq", "ivf_hnsw_sq"] = Field(
+        "ivf_pq", description="ivf_pq: compact, refine_factor restores recall; ivf_hnsw_sq: graph per partition"
+    )
+    vector_index_partitions: int | None = Field(None, ge=1, description="IVF partitions; default ~sqrt(rows)")
+    vector_index_sub_vectors: int | None = Field(
+        None, ge=1, description="ivf_pq: PQ sub-vectors, must divide the dimension; default dim/8"
+    )
+    vector_nprobes: int = Field(20, ge=1, description="IVF partitions searched per query (recall vs latency)")
+    vector_refine_factor: int | None = Field(
+        None, ge=0, description="re-rank k*this candidates with exact vectors; default 30 (ivf_pq), 10 (hnsw); 0: off"
+    )
+    hnsw_ef: int = Field(100, ge=1, description="ivf_hnsw_sq: candidates the graph search keeps")
+    # Maintenance after each publish: compaction, index refresh, removal of old versions' files.
+    optimize_retention_days: float = Field(
+        7.0, ge=0, description="versions newer than this are never removed: rollback to any of their runs works"
+    )
+    keep_runs: int = Field(
+        10, ge=1, description="also keep the newest this many published runs' versions, however old"
+    )
 
     @property
     def is_local(self) -> bool:
@@ -44,7 +64,13 @@ class StoreConfig(_Section):
 class EmbeddingConfig(_Section):
     model: str = DEFAULT_MODEL
     batch_size: int = Field(64, ge=1, le=4096)
-    device: str = "cpu"
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="onnx: ONNX Runtime on a one-off export of the local model folder (extra `onnx`)"
+    )
+    device: str = Field("auto", description="auto: CUDA when torch sees a GPU, else cpu; or cpu, cuda, cuda:1")
+    threads: int | None = Field(
+        None, ge=1, le=512, description="intra-op threads (torch, ONNX Runtime); default: one per physical core"
+    )
     allow_download: bool = Field(
         False, description="let a hub model name download; off so runs never touch the network"
     )
@@ -61,6 +87,38 @@ class ChunkingConfig(_Section):
         if self.max_tokens is not None and self.overlap_tokens >= self.max_tokens // 2:
             raise ValueError("overlap_tokens must be less than half of max_tokens")
         return self
+
+
+class IngestConfig(_Section):
+    """How much of a run is in memory at once: documents go through parse, chunk and embed in batches."""
+
+    batch_documents: int = Field(256, ge=1, le=1_000_000, description="documents per batch, at most")
+    batch_bytes: int = Field(64_000_000, ge=1, description="source bytes per batch, at most (a bigger file: a batch alone)")
+
+
+class RunnerConfig(_Section):
+    """Where ingest's parse, chunk and embed tasks run; data-quality gates and the publish stay in the flow."""
+
+    kind: Literal["default", "dask", "ray"] = Field(
+        "default", description="default: in the flow process, one batch at a time; dask / ray: on their workers"
+    )
+    address: str | None = Field(
+        None, description="tcp://scheduler:8786 (dask), ray://head:10001 (ray); none: a local cluster for the run"
+    )
+    workers: int = Field(2, ge=1, le=4096, description="local cluster size; also the batches in flight")
+    processes: bool = Field(True, description="dask local cluster: worker processes (true) or threads")
+
+    def with_option(self, option: str | None) -> RunnerConfig:
+        """This config overridden by `--runner KIND[=ADDRESS]` (None: unchanged)."""
+        if option is None:
+            return self
+        kind, _, address = option.partition("=")
+        if kind not in ("default", "dask", "ray"):
+            raise ConfigError(f"runner {option!r}: use default, dask[=ADDRESS] or ray[=ADDRESS]")
+        if kind == "default" and address:
+            raise ConfigError("runner 'default' takes no address")
+        keep_address = kind == self.kind and not address
+        return self.model_copy(update={"kind": kind, "address": address or (self.address if keep_address else None)})
 
 
 class QualityConfig(_Section):
@@ -91,10 +149,20 @@ class QualityConfig(_Section):
 class ScheduleConfig(_Section):
     """When `kbflow serve` runs flows on its own."""
 
-    ingest_cron: str | None = Field("0 * * * *", description="ingest all sources; null: only on events")
+    ingest_cron: str | None = Field("0 * * * *", description='ingest all sources; "": only on events')
+    dataset_cron: str | None = Field("30 2 * * *", description='build the dataset_kinds datasets; "": on demand')
+    dataset_kinds: list[Literal["embedding-pairs", "reranker", "sft", "raft"]] = Field(
+        default_factory=lambda: ["embedding-pairs"]
+    )
+    evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow eval on [evaluation] queries; "": on demand')
     timezone: str = "UTC"
     watch_debounce_s: float = Field(2.0, ge=0, description="kbflow watch: quiet time before a run")
     records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records sources are hashed")
+
+    @field_validator("ingest_cron", "dataset_cron", "evaluate_cron")
+    @classmethod
+    def _empty_means_unscheduled(cls, cron: str | None) -> str | None:
+        return cron or None  # TOML has no null: "" turns a schedule off
 
 
 class SearchConfig(_Section):
@@ -212,6 +280,8 @@ class KbflowConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -344,6 +414,9 @@ uri = ".kbflow"
 # sentence-transformers model works too. Hub names need allow_download = true.
 model = "all-MiniLM-L6-v2"
 batch_size = 64
+# backend = "torch"            # or "onnx": ONNX Runtime (pip install 'kbflow[onnx]'), same vectors
+# device = "auto"              # CUDA when present, else cpu
+# threads = 2                  # intra-op threads; default: one per physical core
 
 [chunking]
 # Tokens per chunk, counted with the model's own tokenizer (default: the model's max).

@@ -119,3 +119,71 @@ QUARANTINE = pa.schema(
         ("quarantined_at", pa.timestamp("us", tz="UTC")),
     ]
 )
+
+# -- fine-tuning datasets (kbflow dataset build): the columns of each kind's Parquet files ----
+
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def embedding_pairs_schema(negatives: int) -> pa.Schema:
+    """sentence-transformers (anchor, positive, negative_1..n) plus lineage columns."""
+    return pa.schema(
+        [
+            ("anchor", pa.string()),
+            ("positive", pa.string()),
+            *[(f"negative_{i}", pa.string()) for i in range(1, negatives + 1)],
+            ("query_id", pa.string()),
+            ("positive_chunk_id", pa.string()),
+            ("doc_id", pa.string()),
+            ("source", pa.string()),
+            ("generator", pa.string()),  # heading | ict | llm
+        ]
+    )
+
+
+RERANKER_PAIRS = pa.schema(
+    [
+        ("query", pa.string()),
+        ("passage", pa.string()),
+        ("label", pa.int8()),  # 1: the query's positive, 0: a mined hard negative
+        ("query_id", pa.string()),
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+SFT_EXAMPLES = pa.schema(
+    [
+        ("messages", MESSAGES),  # system / user / assistant (TRL conversational)
+        ("prompt", pa.string()),  # TRL prompt-completion
+        ("completion", pa.string()),
+        ("id", pa.string()),
+        ("doc_id", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+RAFT_EXAMPLES = pa.schema(
+    [
+        ("messages", MESSAGES),  # user = numbered context passages + the question
+        ("id", pa.string()),
+        ("doc_id", pa.string()),
+        ("source", pa.string()),
+        ("oracle_chunk_id", pa.string()),  # the chunk that answers; null when none was found
+        ("distractor_chunk_ids", pa.list_(pa.string())),
+        ("has_oracle", pa.bool_()),  # whether the oracle is in the context
+    ]
+)
+
+DATASET_SCHEMAS = {
+    "embedding-pairs": embedding_pairs_schema(3),  # the default datasets.negatives; see embedding_pairs_schema
+    "reranker": RERANKER_PAIRS,
+    "sft": SFT_EXAMPLES,
+    "raft": RAFT_EXAMPLES,
+}
+
+
+def dataset_schema(kind: str, negatives: int = 3) -> pa.Schema:
+    """The schema of a dataset kind; embedding-pairs has one column per configured negative."""
+    return embedding_pairs_schema(negatives) if kind == "embedding-pairs" else DATASET_SCHEMAS[kind]

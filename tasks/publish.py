@@ -3,18 +3,101 @@
 A document that could not be parsed or failed the documents suite is recorded
 as `quarantined` with its new content hash (so it is not retried until it
 changes again); its last good chunks, if any, stay searchable.
+
+Embedded chunks are staged batch by batch in a local Lance table (`StagedChunks`)
+and streamed from there into the one `chunks` commit, so a run holds one batch of
+chunks in memory, not the corpus. The staging is the run's scratch space: a
+killed run leaves the index untouched, and the next run removes the leftovers.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import shutil
+import tempfile
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow.config import StoreConfig
 from kbflow.schemas import DOCUMENTS, chunks_schema
-from kbflow.store import Published, Store
+from kbflow.store import CHUNKS, Published, Store
+
+STAGING_DIR = ".staging"  # inside a local store; never a LanceDB table of the store itself
+PUBLISH_BATCH_ROWS = 4096  # rows per batch streamed from the staging into the commit
+# Vectors of the run's most recently staged distinct texts kept for reuse (~12 MB at 384 d).
+# Not a scan of the staging table: that scan's memory grows with the staging, a bounded
+# map does not, and repeated text (boilerplate) keeps itself among the recent ones.
+RECENT_VECTORS = 8192
+
+
+class StagedChunks:
+    """The run's embedded chunks, spilled to a local Lance table until the one publish commit.
+
+    Also the run's own embedding cache: a text embedded in one of the run's recent
+    batches (the last RECENT_VECTORS distinct texts) is found here and not embedded again.
+    """
+
+    def __init__(self, store: StoreConfig, run_id: str, dim: int) -> None:
+        if store.is_local:
+            root = Path(store.uri) / STAGING_DIR
+            shutil.rmtree(root, ignore_errors=True)  # a killed run's leftovers (we hold the writer lock)
+            root.mkdir(parents=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=root))
+        else:
+            self.path = Path(tempfile.mkdtemp(prefix=f"kbflow-staging-{run_id}-"))
+        self.run_id, self.schema = run_id, chunks_schema(dim)
+        self.staging = Store.from_uri(str(self.path))
+        self.num_rows = 0
+        self._recent: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def add(self, chunks: pa.Table) -> None:
+        """Stage a batch of embedded chunks, stamped with the run."""
+        if chunks.num_rows == 0:
+            return
+        stamped = chunks.append_column("run_id", pa.array([self.run_id] * chunks.num_rows, pa.string()))
+        stamped = stamped.select(self.schema.names).cast(self.schema)
+        if self.num_rows == 0:
+            self.staging.db.create_table(CHUNKS, data=stamped)
+        else:
+            self.staging.db.open_table(CHUNKS).add(stamped)
+        self.num_rows += stamped.num_rows
+        dim = self.schema.field("vector").type.list_size
+        vectors = pc.list_flatten(stamped.column("vector")).to_numpy().reshape(-1, dim)
+        for model, text_hash, vector in zip(stamped.column("model").to_pylist(),
+                                            stamped.column("text_hash").to_pylist(), vectors):
+            self._recent[(model, text_hash)] = vector.copy()  # not a view: the batch is freed
+            self._recent.move_to_end((model, text_hash))
+        while len(self._recent) > RECENT_VECTORS:
+            self._recent.popitem(last=False)
+
+    def cached_vectors(self, model: str, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors this run recently computed for these text hashes."""
+        found = {}
+        for text_hash in text_hashes:
+            if (model, text_hash) in self._recent:
+                self._recent.move_to_end((model, text_hash))  # repeated text stays recent
+                found[text_hash] = self._recent[(model, text_hash)]
+        return found
+
+    def rows(self) -> pa.Table | pa.RecordBatchReader:
+        """What to commit: a stream of the staged chunks, or an empty table when none were staged."""
+        if self.num_rows == 0:
+            return self.schema.empty_table()
+        query = self.staging.db.open_table(CHUNKS).search().select(self.schema.names).limit(None)
+        batches = query.to_batches(PUBLISH_BATCH_ROWS)
+        return pa.RecordBatchReader.from_batches(self.schema, (batch.cast(self.schema) for batch in batches))
+
+    def __enter__(self) -> StagedChunks:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def build_manifest(
@@ -27,10 +110,13 @@ def build_manifest(
 ) -> tuple[pa.Table, list[str]]:
     """Manifest rows of new/changed documents, and the ids of those whose old chunks go.
 
-    `documents` are the parsed documents (for titles); `previous` is the manifest
-    before this run (for first_run_id and the chunk count a quarantined document keeps).
+    Called per batch: `to_parse` are the batch's items, `documents` its parsed documents
+    (for titles), `chunks` its published chunks; `previous` is the manifest before this
+    run (for first_run_id and the chunk count a quarantined document keeps).
     """
     titles = dict(zip(documents.column("doc_id").to_pylist(), documents.column("title").to_pylist()))
+    # Only this batch's documents: called once per batch, this stays linear in the manifest.
+    previous = previous.filter(pc.is_in(previous.column("doc_id"), value_set=to_parse.column("doc_id")))
     before = {row["doc_id"]: row for row in previous.select(["doc_id", "first_run_id", "n_chunks"]).to_pylist()}
     chunk_counts = Counter(chunks.column("doc_id").to_pylist())
     rows, replaced = [], set()
@@ -54,9 +140,7 @@ def build_manifest(
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish(
-    store: Store, run_id: str, chunks: pa.Table, manifest_rows: pa.Table, replaced_doc_ids: list[str]
+    store: Store, staged: StagedChunks, manifest_rows: pa.Table, replaced_doc_ids: list[str]
 ) -> Published:
-    """Commit chunks (stamped with the run), then the manifest, to the store."""
-    stamped = chunks.append_column("run_id", pa.array([run_id] * chunks.num_rows, pa.string()))
-    stamped = stamped.cast(chunks_schema(stamped.schema.field("vector").type.list_size))
-    return store.publish(run_id, stamped, manifest_rows, replaced_doc_ids)
+    """Commit the staged chunks (streamed, one commit), then the manifest, to the store."""
+    return store.publish(staged.run_id, staged.rows(), manifest_rows, replaced_doc_ids)

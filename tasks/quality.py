@@ -21,7 +21,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,32 @@ class SuiteResult:
         """Failures first, as `kbflow quality --json` prints them."""
         ordered = sorted(self.expectations, key=lambda o: o.success)
         return {"name": self.name, "success": self.success, "expectations": [o.as_dict() for o in ordered]}
+
+
+def merge_results(results: list[SuiteResult]) -> list[SuiteResult]:
+    """One result per suite, in first-run order: the per-batch validations of a run added up.
+
+    An expectation passes if it passed in every batch; unexpected counts add up;
+    examples are the first ones; the observed value is the first failing batch's
+    (else the first batch's). Checks that need the whole run at once are the `run` suite's.
+    """
+    merged: dict[str, SuiteResult] = {}
+    for result in results:
+        if result.name not in merged:
+            merged[result.name] = SuiteResult(
+                result.name, [replace(o, examples=list(o.examples), unexpected_rows=[]) for o in result.expectations],
+                result.duration_s,
+            )
+            continue
+        into = merged[result.name]
+        into.duration_s = round(into.duration_s + result.duration_s, 4)
+        for total, outcome in zip(into.expectations, result.expectations):
+            if total.success and not outcome.success:
+                total.observed = outcome.observed
+            total.success = total.success and outcome.success
+            total.unexpected_count += outcome.unexpected_count
+            total.examples = (total.examples + outcome.examples)[:EXAMPLES_PER_EXPECTATION]
+    return list(merged.values())
 
 
 def bundled_expectations_dir() -> Path:
@@ -334,10 +360,11 @@ class QualityGate:
         return sum(result.duration_s for result in self.results)
 
     def summary(self) -> dict[str, Any]:
+        """The run's results, one entry per suite (a suite validated per batch is merged)."""
         return {
             "run_id": self.run_id,
             "success": all(result.success for result in self.results),
-            "suites": [result.as_dict() for result in self.results],
+            "suites": [result.as_dict() for result in merge_results(self.results)],
         }
 
     def __enter__(self) -> QualityGate:

@@ -79,6 +79,19 @@ path = "docs/"
 tenant = "public"
 """
 
+# Labeled questions (labels/qa.jsonl) for datasets and eval: never indexed.
+QA_SOURCE = """
+[[sources]]
+name = "qa"
+kind = "records"
+path = "labels/"
+index = false
+id_field = "id"
+question_field = "question"
+answer_field = "answer"
+relevant_field = "relevant"
+"""
+
 SMALL_CORPUS = {
     "docs/install.md": """\
         # Installation

@@ -8,12 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from conftest import DOCS_SOURCE, write_config
+from flows.serve import kbflow_deployments
 from kbflow.config import load_config
 from kbflow.store import Store
 
@@ -72,11 +75,14 @@ def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, p
             found = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5).json()
             return {d["name"] for d in found}
 
-        assert wait_for(lambda: deployments() >= {"ingest-all", "ingest-on-change", "reindex"} and deployments(),
-                        120, "the served deployments")
+        expected = {"ingest-all", "ingest-on-change", "reindex", "build-dataset-embedding-pairs"}
+        assert wait_for(lambda: deployments() >= expected and deployments(), 120, "the served deployments")
         served_deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5).json()
         ingest_all = next(d for d in served_deployments if d["name"] == "ingest-all")
         assert [s["schedule"]["cron"] for s in ingest_all["schedules"]] == ["0 * * * *"]  # [schedule] default
+        nightly = next(d for d in served_deployments if d["name"] == "build-dataset-embedding-pairs")
+        assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["30 2 * * *"]
+        assert nightly["parameters"]["kind"] == "embedding-pairs"
         automations = httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=5).json()
         assert any("kbflow.source.changed" in json.dumps(a["trigger"]) for a in automations)
 
@@ -108,3 +114,30 @@ def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, p
     finally:
         os.killpg(served.pid, signal.SIGTERM)
         served.wait(60)
+
+
+def test_served_deployments_follow_the_schedule_config(tmp_path):
+    config_path = write_config(tmp_path, DOCS_SOURCE, extra=textwrap.dedent("""
+        [schedule]
+        ingest_cron = "*/15 * * * *"
+        dataset_cron = "0 1 * * *"
+        dataset_kinds = ["embedding-pairs", "sft"]
+        evaluate_cron = "0 5 * * 0"
+        [evaluation]
+        queries = "qa.jsonl"
+    """))
+    served = {d.name: d for d in kbflow_deployments(str(config_path), load_config(config_path))}
+
+    assert set(served) == {"ingest-all", "ingest-on-change", "reindex", "build-dataset-embedding-pairs",
+                           "build-dataset-sft", "evaluate-weekly"}
+    crons = {name: [s.schedule.cron for s in d.schedules] for name, d in served.items()}
+    assert crons["ingest-all"] == ["*/15 * * * *"] and crons["reindex"] == []
+    assert crons["build-dataset-sft"] == ["0 1 * * *"] and crons["evaluate-weekly"] == ["0 5 * * 0"]
+    assert served["build-dataset-sft"].parameters == {"config_path": str(config_path), "kind": "sft"}
+    assert served["evaluate-weekly"].parameters["mode"] == "all"
+
+    (tmp_path / "plain").mkdir()
+    on_demand = write_config(tmp_path / "plain", DOCS_SOURCE, extra='[schedule]\ndataset_cron = ""\n')
+    served = {d.name: d for d in kbflow_deployments(str(on_demand), load_config(on_demand))}
+    assert "evaluate-weekly" not in served  # no [evaluation] queries
+    assert served["build-dataset-embedding-pairs"].schedules == []

@@ -231,3 +231,22 @@ def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, ha
         run(small_corpus)  # refused even with nothing to do: the config no longer matches the index
     with pytest.raises(ModelMismatch):
         search(load_config(small_corpus), ["anything"])
+
+
+def test_chunks_quarantined_by_the_chunks_suite_are_never_embedded(small_corpus, hash_embedder):
+    # A user's own chunks rule quarantines rows; the gate runs before embed, so their
+    # text costs no model time (and they are not published).
+    checks = small_corpus.parent / "checks"
+    shutil.copytree(bundled_expectations_dir(), checks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    suite = json.loads((checks / "chunks.json").read_text())
+    suite["expectations"].append({"type": "expect_column_values_to_not_match_regex",
+                                  "kwargs": {"column": "uri", "regex": "^billing"}, "meta": {"on_failure": "quarantine"}})
+    (checks / "chunks.json").write_text(json.dumps(suite))
+    with small_corpus.open("a") as handle:
+        handle.write('\n[quality]\nexpectations_dir = "checks"\nmax_quarantined_share = 0.5\n')
+    report = run(small_corpus)
+    assert report["status"] == "published"
+    assert hash_embedder.encoded and not any("Refunds" in text for text in hash_embedder.encoded)
+    assert not any("Refunds" in row["text"] for rows in chunks_by_uri(small_corpus).values() for row in rows)
+    quarantined = Store(load_config(small_corpus).store).quarantine()
+    assert [(row["uri"], row["stage"]) for row in quarantined] == [("billing.txt", "quality:chunks")]

