@@ -1,6 +1,7 @@
 """What `kbflow serve` runs: kbflow's deployments, with their schedules and event triggers.
 
 - `ingest-all`: every source, on `[schedule] ingest_cron`;
+- `ingest-<source>`: one source, on its own `ingest_cron` (for sources that set one);
 - `ingest-on-change`: one source, whenever a `kbflow.source.changed` event names it
   (`kbflow watch` emits those; so can any system that talks to the Prefect API);
 - `reindex`: on demand (`prefect deployment run reindex/reindex`);
@@ -44,6 +45,16 @@ def kbflow_deployments(config_path: str, config: KbflowConfig) -> list:
             parameters={"config_path": config_path},
             cron=config.schedule.ingest_cron,
             description="Bring the index up to date with every source.",
+        ),
+        *(
+            ingest.to_deployment(
+                name=f"ingest-{source.name}",
+                parameters={"config_path": config_path, "source": source.name},
+                cron=source.ingest_cron,
+                description=f"Bring the index up to date with the {source.name} source.",
+            )
+            for source in config.select_sources(None)
+            if source.ingest_cron
         ),
         ingest.to_deployment(
             name="ingest-on-change",

@@ -247,6 +247,7 @@ class SourceConfig(_Section):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     tenant: str = "default"
+    ingest_cron: str | None = Field(None, description="kbflow serve: also ingest this source alone on this cron")
     index: bool = Field(True, description="false: a labeled-only source (datasets, eval), never ingested")
     # records only
     id_field: str | None = None
@@ -430,6 +431,16 @@ max_quarantined_share = 0.25 # block when this share of a source fails its check
 # allowed_languages = ["en"]
 # expectations_dir = "checks"
 
+[schedule]
+# What `kbflow serve` runs on its own ("" turns a schedule off: on demand only).
+ingest_cron = "0 * * * *"      # every source, hourly
+# dataset_cron = "30 2 * * *"  # nightly: the dataset_kinds datasets
+# dataset_kinds = ["embedding-pairs"]
+# evaluate_cron = "0 4 * * 1"  # weekly: kbflow eval on [evaluation] queries
+
+# [evaluation]
+# queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line
+
 [[sources]]
 name = "docs"
 kind = "files"               # or "records" for .jsonl/.csv/.parquet
@@ -437,6 +448,7 @@ path = "docs/"
 include = ["**/*.md", "**/*.txt", "**/*.rst", "**/*.html", "**/*.pdf", "**/*.docx"]
 exclude = []
 tenant = "public"
+# ingest_cron = "*/10 * * * *"  # also ingest this source alone, more often
 
 # [[sources]]
 # name = "faq"

@@ -117,7 +117,7 @@ def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, p
 
 
 def test_served_deployments_follow_the_schedule_config(tmp_path):
-    config_path = write_config(tmp_path, DOCS_SOURCE, extra=textwrap.dedent("""
+    config_path = write_config(tmp_path, DOCS_SOURCE + 'ingest_cron = "*/5 * * * *"\n', extra=textwrap.dedent("""
         [schedule]
         ingest_cron = "*/15 * * * *"
         dataset_cron = "0 1 * * *"
@@ -128,10 +128,11 @@ def test_served_deployments_follow_the_schedule_config(tmp_path):
     """))
     served = {d.name: d for d in kbflow_deployments(str(config_path), load_config(config_path))}
 
-    assert set(served) == {"ingest-all", "ingest-on-change", "reindex", "build-dataset-embedding-pairs",
-                           "build-dataset-sft", "evaluate-weekly"}
+    assert set(served) == {"ingest-all", "ingest-docs", "ingest-on-change", "reindex",
+                           "build-dataset-embedding-pairs", "build-dataset-sft", "evaluate-weekly"}
     crons = {name: [s.schedule.cron for s in d.schedules] for name, d in served.items()}
     assert crons["ingest-all"] == ["*/15 * * * *"] and crons["reindex"] == []
+    assert crons["ingest-docs"] == ["*/5 * * * *"] and served["ingest-docs"].parameters["source"] == "docs"
     assert crons["build-dataset-sft"] == ["0 1 * * *"] and crons["evaluate-weekly"] == ["0 5 * * 0"]
     assert served["build-dataset-sft"].parameters == {"config_path": str(config_path), "kind": "sft"}
     assert served["evaluate-weekly"].parameters["mode"] == "all"
@@ -140,4 +141,5 @@ def test_served_deployments_follow_the_schedule_config(tmp_path):
     on_demand = write_config(tmp_path / "plain", DOCS_SOURCE, extra='[schedule]\ndataset_cron = ""\n')
     served = {d.name: d for d in kbflow_deployments(str(on_demand), load_config(on_demand))}
     assert "evaluate-weekly" not in served  # no [evaluation] queries
+    assert "ingest-docs" not in served  # no per-source cron
     assert served["build-dataset-embedding-pairs"].schedules == []
