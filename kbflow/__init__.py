@@ -22,6 +22,7 @@ _DEFAULT_ENVIRONMENT = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TOKENIZERS_PARALLELISM": "false",
+    "TQDM_DISABLE": "1",  # e.g. the trainer's "Computing widget examples" bar in kbflow finetune
     "LANCEDB_LOG": "error",  # Lance's Rust-side warnings would otherwise reach our users' terminals
 }
 
