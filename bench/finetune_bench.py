@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
+from ingest_bench import DEFAULT_CORPUS, MANUAL_SOURCE, copy_pages, timed  # noqa: E402
 
-DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
 CONFIG = """
 [store]
 uri = ".kbflow"
@@ -45,31 +45,8 @@ epochs = 1
 batch_size = {batch_size}
 learning_rate = {learning_rate}
 max_steps = {max_steps}
-
-[[sources]]
-name = "manual"
-kind = "files"
-path = "docs/"
-include = ["**/*.html"]
-tenant = "bench"
-"""
+""" + MANUAL_SOURCE
 METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10")
-
-
-def timed(action):
-    started = time.perf_counter()
-    result = action()
-    return result, time.perf_counter() - started
-
-
-def copy_pages(corpus: Path, pages: int, docs: Path) -> int:
-    """The first `pages` HTML pages (by name) of the corpus, copied under docs/ (see bench/ingest_bench.py)."""
-    chosen = sorted(corpus.rglob("*.html"))[:pages]
-    for page in chosen:
-        target = docs / page.relative_to(corpus)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(page, target)
-    return len(chosen)
 
 
 def main() -> None:

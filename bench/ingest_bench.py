@@ -31,9 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
 
 DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
-CONFIG = """
-[store]
-uri = ".kbflow"
+MANUAL_SOURCE = """
 [[sources]]
 name = "manual"
 kind = "files"
@@ -41,12 +39,23 @@ path = "docs/"
 include = ["**/*.html"]
 tenant = "bench"
 """
+CONFIG = '[store]\nuri = ".kbflow"\n' + MANUAL_SOURCE
 
 
 def timed(action):
     started = time.perf_counter()
     result = action()
     return result, time.perf_counter() - started
+
+
+def copy_pages(corpus: Path, pages: int, docs: Path) -> int:
+    """Copy the first `pages` HTML pages (by name) of the corpus under docs/; how many were copied."""
+    chosen = sorted(corpus.rglob("*.html"))[:pages]
+    for page in chosen:
+        target = docs / page.relative_to(corpus)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(page, target)
+    return len(chosen)
 
 
 def main() -> None:
@@ -67,11 +76,7 @@ def main() -> None:
     from kbflow.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="kbflow-bench-"))
-    pages = sorted(p for p in args.corpus.rglob("*.html"))[: args.pages]
-    for page in pages:
-        target = work / "docs" / page.relative_to(args.corpus)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(page, target)
+    pages = copy_pages(args.corpus, args.pages, work / "docs")
     (work / "kbflow.toml").write_text(CONFIG)
     (work / "warmup" / "docs").mkdir(parents=True)
     (work / "warmup" / "kbflow.toml").write_text(CONFIG)
@@ -95,7 +100,7 @@ def main() -> None:
 
     raw_s = statistics.mean(raw_runs) if raw_runs else float("nan")
     result = {
-        "corpus": f"{args.corpus} ({len(pages)} pages)",
+        "corpus": f"{args.corpus} ({pages} pages)",
         "documents": cold_report["documents"]["new"],
         "chunks": cold_report["chunks"]["total"],
         "distinct_texts_embedded": cold_report["chunks"]["embedded"],
