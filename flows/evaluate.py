@@ -22,6 +22,7 @@ from kbflow.config import KbflowConfig, load_config
 from kbflow.search import SEARCH_MODES
 from kbflow.store import new_run_id
 from tasks.evaluate import (
+    RANK_CUTOFF,
     find_sources,
     load_queries,
     query_details,
@@ -33,7 +34,6 @@ from tasks.evaluate import (
 from tasks.evaluate import tune as tune_fusion
 
 EVAL_MODES = ("all", *SEARCH_MODES)
-RANK_CUTOFF = 10  # hit@10, MRR@10 and nDCG@10 need ten hits, whatever k is
 
 
 @flow(name="evaluate")
@@ -52,7 +52,7 @@ def evaluate(
     config = load_config(config_path)
     modes = evaluated_modes(mode)
     k = k or config.evaluation.k
-    depth = max(k, RANK_CUTOFF)
+    depth = max(k, RANK_CUTOFF)  # hit@10, MRR@10 and nDCG@10 need ten hits, whatever k is
     queries_path, dataset_dir = resolve_inputs(config, queries, dataset)
     labeled = load_queries(queries_path, dataset_dir)
 

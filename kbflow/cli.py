@@ -575,7 +575,9 @@ def eval_(
 
 
 def _print_eval(report: dict[str, Any]) -> None:
-    names = ["hit@1", "hit@5", "hit@10", f"recall@{report['k']}", "mrr@10", "ndcg@10", "n"]
+    from tasks.evaluate import METRIC_NAMES
+
+    names = [name.format(k=report["k"]) for name in METRIC_NAMES]
     table = Table(title=f"eval {report['run_id']} ({report['label']})")
     table.add_column("mode")
     table.add_column("source")
@@ -624,7 +626,9 @@ def finetune(
     if as_json:
         _print_json(report)
         return
-    names = ["hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10"]
+    from tasks.finetune import REPORTED_METRICS
+
+    names = REPORTED_METRICS
     table = Table(title=f"finetune: {report['steps']} steps on {report['train_rows']} pairs, {report['minutes']:.1f} min")
     table.add_column("model")
     for name in names:

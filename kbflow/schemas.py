@@ -7,7 +7,9 @@ of DESIGN.md, whose names and columns are part of the contract.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # What discovery saw at a source, before anything is parsed.
 DISCOVERED = pa.schema(
@@ -54,6 +56,11 @@ CHUNKED = pa.schema(
         ("metadata", pa.string()),
     ]
 )
+
+
+def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list vector column as an (rows, dim) matrix (the inverse of tasks.embed.vector_column)."""
+    return pc.list_flatten(column).to_numpy().reshape(-1, column.type.list_size)
 
 
 def chunks_schema(dim: int) -> pa.Schema:

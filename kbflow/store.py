@@ -21,12 +21,11 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from lancedb.index import FTS, IvfHnswSq, IvfPq
 
 from kbflow.config import StoreConfig
 from kbflow.errors import ModelMismatch
-from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS
+from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, vector_matrix
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
 SEARCH_COLUMNS = ["chunk_id", "doc_id", "uri", "source", "tenant", "heading", "text"]
@@ -76,7 +75,6 @@ class Store:
         self.db = lancedb.connect(
             config.uri, storage_options=config.storage_options or None, read_consistency_interval=timedelta(0)
         )
-        self.vector_index_min_rows = config.vector_index_min_rows
         self.config = config
 
     @classmethod
@@ -142,9 +140,7 @@ class Store:
         )
         if found.num_rows == 0:
             return {}
-        dim = found.schema.field("vector").type.list_size
-        vectors = pc.list_flatten(found.column("vector")).to_numpy().reshape(-1, dim)
-        return dict(zip(found.column("text_hash").to_pylist(), vectors))
+        return dict(zip(found.column("text_hash").to_pylist(), vector_matrix(found.column("vector"))))
 
     def index_model(self) -> str | None:
         """The model whose vectors the chunks table holds, if any."""
@@ -261,7 +257,7 @@ class Store:
         twice as many as the index has (4x the rows it was trained for).
         """
         rows = table.count_rows()
-        if rows < self.vector_index_min_rows:
+        if rows < self.config.vector_index_min_rows:
             return
         current = [index.name for index in table.list_indices() if index.columns == ["vector"]]
         wanted = vector_index_name(self.config, rows)

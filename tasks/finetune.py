@@ -45,6 +45,7 @@ from tasks.evaluate import RANK_CUTOFF, mean_metrics, query_metrics
 NEGATIVE_COLUMN = re.compile(r"^negative_(\d+)$")
 MODEL_CARD = "README.md"
 LINEAGE_FILE = "kbflow_finetune.json"
+REPORTED_METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10")  # the model card's and the CLI's table
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def lineage_markdown(lineage: dict[str, Any]) -> str:
     base, tuned = lineage.get("base_metrics") or {}, lineage.get("tuned_metrics") or {}
     rows = "\n".join(
         f"| {name} | {base.get(name, '')} | {tuned.get(name, '')} |"
-        for name in ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "n")
+        for name in (*REPORTED_METRICS, "n")
     )
     return f"""## kbflow lineage
 

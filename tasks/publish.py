@@ -25,7 +25,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import StoreConfig
-from kbflow.schemas import DOCUMENTS, chunks_schema
+from kbflow.schemas import DOCUMENTS, chunks_schema, vector_matrix
 from kbflow.store import CHUNKS, Published, Store
 
 STAGING_DIR = ".staging"  # inside a local store; never a LanceDB table of the store itself
@@ -67,8 +67,7 @@ class StagedChunks:
         else:
             self.staging.db.open_table(CHUNKS).add(stamped)
         self.num_rows += stamped.num_rows
-        dim = self.schema.field("vector").type.list_size
-        vectors = pc.list_flatten(stamped.column("vector")).to_numpy().reshape(-1, dim)
+        vectors = vector_matrix(stamped.column("vector"))
         for model, text_hash, vector in zip(stamped.column("model").to_pylist(),
                                             stamped.column("text_hash").to_pylist(), vectors):
             self._recent[(model, text_hash)] = vector.copy()  # not a view: the batch is freed
