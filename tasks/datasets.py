@@ -45,7 +45,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow.config import ConfigError, DatasetsConfig, KbflowConfig, SourceConfig
 from kbflow.errors import QualityGateFailed
 from kbflow.models import Embedder, Tokenizer
-from kbflow.schemas import dataset_schema
+from kbflow.schemas import dataset_schema, vector_matrix
 from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_list, sql_string
 from tasks.chunk import MAX_HEADING_CHARS
 from tasks.dedup import cross_group_near_duplicates, drop_duplicates
@@ -149,8 +149,7 @@ def read_index(store: Store, model: str) -> IndexSnapshot:
     everything = table.search().select([*CHUNK_COLUMNS, "vector"]).limit(None).to_arrow()
     order = pc.sort_indices(everything, [("doc_id", "ascending"), ("ordinal", "ascending"), ("chunk_id", "ascending")])
     everything = everything.take(order)
-    dim = everything.schema.field("vector").type.list_size
-    vectors = pc.list_flatten(everything.column("vector")).to_numpy().reshape(-1, dim)
+    vectors = vector_matrix(everything.column("vector"))
     documents = store.table(DOCUMENTS_TABLE).to_arrow().select(["doc_id", "source", "uri", "content_hash", "tenant"])
     versions = {
         "chunks_version": table.version,
@@ -333,7 +332,6 @@ def mine_hard_negatives(
                 "source": chunk["source"],
                 "generator": pair.generator,
                 GROUP: chunk["doc_id"],
-                QUERY: pair.query,
             }
         )
     schema = _with_private(dataset_schema("embedding-pairs", negatives))
@@ -345,7 +343,7 @@ def reranker_rows(pairs: pa.Table, negatives: int) -> pa.Table:
     rows = []
     for pair in pairs.to_pylist():
         common = {"query": pair["anchor"], "query_id": pair["query_id"], "doc_id": pair["doc_id"],
-                  "source": pair["source"], SPLIT: pair[SPLIT], GROUP: pair[GROUP], QUERY: pair[QUERY]}
+                  "source": pair["source"], SPLIT: pair[SPLIT], GROUP: pair[GROUP]}
         rows.append({**common, "passage": pair["positive"], "label": 1, "chunk_id": pair["positive_chunk_id"]})
         # Negatives keep no chunk id in the pairs; the row's lineage is its query's positive.
         rows += [{**common, "passage": pair[f"negative_{n}"], "label": 0, "chunk_id": None}
@@ -416,12 +414,19 @@ def read_labeled_records(sources: list[SourceConfig]) -> tuple[list[LabeledRecor
     return sorted(records, key=lambda r: r.id), {"bad_record": bad}
 
 
-def resolve_relevant(relevant: Sequence[str], documents: pa.Table) -> list[str]:
-    """Doc ids of the documents a labeled row names: by doc_id, uri (or a tail of it), `<source>/<uri>` or file name."""
+def relevant_lookup(documents: pa.Table | None) -> dict[str, list[str]]:
+    """Every name a labeled row may give a document by (doc_id, uri or a tail of it, `<source>/<uri>`,
+    file name), to the doc ids it names: built once per dataset, read per record."""
     lookup: dict[str, list[str]] = {}
-    for document in documents.select(["doc_id", "source", "uri"]).to_pylist():
+    rows = documents.select(["doc_id", "source", "uri"]).to_pylist() if documents is not None else []
+    for document in rows:
         for key in hit_keys(document):  # the same matching as `kbflow eval`
             lookup.setdefault(key, []).append(document["doc_id"])
+    return lookup
+
+
+def resolve_relevant(relevant: Sequence[str], lookup: dict[str, list[str]]) -> list[str]:
+    """Doc ids of the documents a labeled row names (see relevant_lookup)."""
     found = [doc_id for name in relevant for doc_id in sorted(lookup.get(name.strip().lstrip("./"), []))]
     return list(dict.fromkeys(found))
 
@@ -433,9 +438,9 @@ def _messages(system: str, user: str, answer: str) -> list[dict[str, str]]:
 
 def sft_rows(records: list[LabeledRecord], documents: pa.Table | None, system_prompt: str) -> pa.Table:
     """SFT rows: messages and prompt/completion. Split group: the first relevant document, else the record."""
-    rows = []
+    rows, lookup = [], relevant_lookup(documents)
     for record in records:
-        relevant = resolve_relevant(record.relevant, documents) if documents is not None else []
+        relevant = resolve_relevant(record.relevant, lookup)
         rows.append(
             {
                 "messages": _messages(system_prompt, record.question, record.answer),
@@ -447,7 +452,7 @@ def sft_rows(records: list[LabeledRecord], documents: pa.Table | None, system_pr
                 GROUP: relevant[0] if relevant else record.doc_id,
             }
         )
-    return pa.Table.from_pylist(rows, schema=_with_private(dataset_schema("sft"), query=False))
+    return pa.Table.from_pylist(rows, schema=_with_private(dataset_schema("sft")))
 
 
 def raft_rows(
@@ -463,9 +468,9 @@ def raft_rows(
     order is shuffled; both draws use an rng seeded with the seed and the record id.
     """
     vectors = embedder.encode([record.question for record in records]) if records else []
-    rows, no_oracle = [], 0
+    rows, no_oracle, lookup = [], 0, relevant_lookup(index.documents)
     for record, vector in zip(records, vectors):
-        relevant = resolve_relevant(record.relevant, index.documents)
+        relevant = resolve_relevant(record.relevant, lookup)
         where = f"doc_id IN ({sql_list(relevant)})" if relevant else None
         oracle = next(iter(index.search(vector, where, 1)), None)
         if oracle is None:
@@ -492,10 +497,11 @@ def raft_rows(
                 QUERY: record.question,
             }
         )
-    return pa.Table.from_pylist(rows, schema=_with_private(dataset_schema("raft"))), {"no_oracle": no_oracle}
+    return pa.Table.from_pylist(rows, schema=_with_private(dataset_schema("raft"), query=True)), {"no_oracle": no_oracle}
 
 
-def _with_private(schema: pa.Schema, split: bool = False, query: bool = True) -> pa.Schema:
+def _with_private(schema: pa.Schema, split: bool = False, query: bool = False) -> pa.Schema:
+    """The kind's schema plus the build's private columns (dropped before writing)."""
     extra = [(SPLIT, pa.string())] if split else []
     extra += [(GROUP, pa.string())] + ([(QUERY, pa.string())] if query else [])
     return pa.schema([*schema, *extra])
@@ -557,7 +563,7 @@ def clean_rows(
 
     before = table.num_rows
     table, pii = apply_pii_policy(table, text_columns(kind, table), config.pii_policy)
-    if QUERY in table.column_names:  # the dedup text, cleaned the same way (not counted twice)
+    if QUERY in table.column_names:  # raft's question, its dedup text: cleaned the same way (not counted twice)
         table, _ = apply_pii_policy(table, [QUERY], "redact" if config.pii_policy == "flag" else config.pii_policy)
     dropped["pii"] = before - table.num_rows
 

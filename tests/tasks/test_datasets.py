@@ -14,13 +14,13 @@ from kbflow.schemas import dataset_schema
 from tasks import datasets
 from tasks.datasets import (
     GROUP,
-    QUERY,
     SPLIT,
     HeadingGenerator,
     IctGenerator,
     clean_rows,
     make_generators,
     read_split,
+    relevant_lookup,
     resolve_relevant,
     split_of,
     strip_heading,
@@ -92,18 +92,19 @@ def test_resolve_relevant_matches_doc_id_uri_source_path_and_file_name():
         "source": ["docs", "docs", "support"],
         "uri": ["manual/backup.md", "faq/general.txt", "answers.jsonl#sa-1"],
     })
-    assert resolve_relevant(["manual/backup.md"], documents) == ["a"]
-    assert resolve_relevant(["backup.md", "docs/faq/general.txt"], documents) == ["a", "b"]
-    assert resolve_relevant(["c", "answers.jsonl"], documents) == ["c"]  # a records file is not one document
-    assert resolve_relevant(["missing.md"], documents) == []
+    lookup = relevant_lookup(documents)
+    assert resolve_relevant(["manual/backup.md"], lookup) == ["a"]
+    assert resolve_relevant(["backup.md", "docs/faq/general.txt"], lookup) == ["a", "b"]
+    assert resolve_relevant(["c", "answers.jsonl"], lookup) == ["c"]  # a records file is not one document
+    assert resolve_relevant(["missing.md"], lookup) == []
 
 
 def pairs_table(rows: list[dict]) -> pa.Table:
-    schema = pa.schema([*dataset_schema("embedding-pairs", 1), (GROUP, pa.string()), (QUERY, pa.string())])
+    schema = pa.schema([*dataset_schema("embedding-pairs", 1), (GROUP, pa.string())])
     full = [
         {"anchor": r["anchor"], "positive": r.get("positive", "a passage about things"), "negative_1": "another passage",
          "query_id": r["id"], "positive_chunk_id": "c-" + r["id"], "doc_id": r["doc"], "source": "docs",
-         "generator": "ict", GROUP: r["doc"], QUERY: r["anchor"]}
+         "generator": "ict", GROUP: r["doc"]}
         for r in rows
     ]
     return pa.Table.from_pylist(full, schema=schema)
