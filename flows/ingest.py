@@ -97,7 +97,9 @@ def ingest(
             run.lap("chunk")
 
             hashes = chunks.column("text_hash").to_pylist()
-            cached = {**store.cached_vectors(embedder.name, hashes), **staged.cached_vectors(embedder.name, hashes)}
+            # The staging first: a text an earlier batch embedded or reused needs no scan of the store.
+            cached = staged.cached_vectors(embedder.name, hashes)
+            cached |= store.cached_vectors(embedder.name, [h for h in hashes if h not in cached])
             embedded = yield embed, {"chunks": chunks, "embedder": model, "cached": cached}
             chunks, bad_vectors = check_quality(gate, "embeddings", embedded.chunks, {"dim": embedder.dim})
             run.quarantine(bad_vectors)
