@@ -40,6 +40,8 @@ def test_a_second_writer_waits_and_a_killed_holder_frees_the_lock(tmp_path):
 
 def test_the_lock_is_reentrant_across_sequential_runs(tmp_path):
     config = load_config(write_config(tmp_path, ""))
-    for _ in range(3):
-        with store_lock(config, timeout_s=1):
-            pass
+    held = []
+    for attempt in range(3):
+        with store_lock(config, timeout_s=1):  # StoreBusy if the previous run had not released it
+            held.append(attempt)
+    assert held == [0, 1, 2]
