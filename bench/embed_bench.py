@@ -10,7 +10,7 @@ repeat and their median is reported, with the spread.
 
 (a) distinct text: the first N chunks (all distinct texts) of the PostgreSQL manual
     (Debian `postgresql-doc-15`, pages in name order, chunked by kbflow);
-    kbflow = `tasks.embed.embed_chunks` (distinct texts once, sorted by length,
+    kbflow = `kbflow.tasks.embed.embed_chunks` (distinct texts once, sorted by length,
     <= 16 encode calls for progress). Target: naive time / kbflow time >= 0.95.
 (b) repeated boilerplate, per source chunk: the Debian copyright files of this
     machine (/usr/share/doc/*/copyright), whole files in package-name order until
@@ -33,26 +33,23 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pyarrow as pa
+from ingest_bench import DEFAULT_CORPUS, timed
 
-import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
-from ingest_bench import DEFAULT_CORPUS, timed  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import kbflow  # noqa: F401  - offline / no-analytics defaults first
 
 BOILERPLATE_CORPUS = Path("/usr/share/doc")  # */copyright: Debian's per-package licence files
 
 
 def corpus_chunks(source, paths, tokenizer, max_tokens: int, overlap: int, limit: int) -> pa.Table:
     """kbflow's own discover -> parse -> chunk of `paths` (in the order given), whole files until `limit` chunks."""
-    from tasks.chunk import chunk_documents
-    from tasks.discover import discover_files
-    from tasks.parse import parse_documents
+    from kbflow.tasks.chunk import chunk_documents
+    from kbflow.tasks.discover import discover_files
+    from kbflow.tasks.parse import parse_documents
 
     items = discover_files(source, 10**9).items
     by_uri = {uri: i for i, uri in enumerate(items.column("uri").to_pylist())}
@@ -108,8 +105,8 @@ def eval_set(table: pa.Table) -> tuple[list[str], list[list[str]]]:
     chunk -> that chunk (the corpus keeps the sentence: a lexical-overlap task, easy in
     absolute terms; what is compared is the same task under each backend).
     """
-    from tasks.datasets import HeadingGenerator, IctGenerator
-    from tasks.generators import Passage
+    from kbflow.tasks.datasets import HeadingGenerator, IctGenerator
+    from kbflow.tasks.generators import Passage
 
     rows = table.select(["chunk_id", "doc_id", "source", "heading", "text"]).to_pylist()
     passages = [Passage(r["chunk_id"], r["doc_id"], r["source"], r["heading"], r["text"]) for r in rows]
@@ -126,7 +123,7 @@ def eval_set(table: pa.Table) -> tuple[list[str], list[list[str]]]:
 
 
 def retrieval_metrics(query_vectors: np.ndarray, corpus: np.ndarray, ids: list[str], relevant: list[list[str]]) -> dict:
-    from tasks.evaluate import mean_metrics, query_metrics
+    from kbflow.relevance import mean_metrics, query_metrics
 
     scores = query_vectors @ corpus.T
     per_query = []
@@ -158,7 +155,7 @@ def main() -> None:
 
     from kbflow.config import ChunkingConfig, EmbeddingConfig, SourceConfig
     from kbflow.models import load_embedder
-    from tasks.embed import embed_chunks
+    from kbflow.tasks.embed import embed_chunks
 
     torch_embedder, load_s = timed(lambda: load_embedder(EmbeddingConfig(device="cpu")))
     model = torch_embedder._model

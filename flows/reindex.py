@@ -18,8 +18,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.ingest import ingest
 from kbflow.config import KbflowConfig, load_config
+from kbflow.flows.ingest import ingest
 from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store

@@ -19,11 +19,11 @@ from __future__ import annotations
 from prefect import serve
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-from flows.build_dataset import build_dataset
-from flows.evaluate import evaluate
-from flows.ingest import ingest
-from flows.reindex import reindex
 from kbflow.config import KbflowConfig
+from kbflow.flows.build_dataset import build_dataset
+from kbflow.flows.evaluate import evaluate
+from kbflow.flows.ingest import ingest
+from kbflow.flows.reindex import reindex
 
 SOURCE_CHANGED = "kbflow.source.changed"
 

@@ -20,6 +20,13 @@ FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".d
 RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
 ENV_PREFIX = "KBFLOW_"
 
+# Names shared by the config, the flows' parameters and the CLI's options: Pydantic, Prefect
+# and Typer all validate against these, so a bad value is refused the same way everywhere.
+DatasetKind = Literal["embedding-pairs", "reranker", "sft", "raft"]
+SearchMode = Literal["vector", "fts", "hybrid"]
+EvalMode = Literal["all", "vector", "fts", "hybrid"]
+Fusion = Literal["linear", "rrf"]
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and the fix."""
@@ -151,7 +158,7 @@ class ScheduleConfig(_Section):
 
     ingest_cron: str | None = Field("0 * * * *", description='ingest all sources; "": only on events')
     dataset_cron: str | None = Field("30 2 * * *", description='build the dataset_kinds datasets; "": on demand')
-    dataset_kinds: list[Literal["embedding-pairs", "reranker", "sft", "raft"]] = Field(
+    dataset_kinds: list[DatasetKind] = Field(
         default_factory=lambda: ["embedding-pairs"]
     )
     evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow eval on [evaluation] queries; "": on demand')
@@ -168,7 +175,7 @@ class ScheduleConfig(_Section):
 class SearchConfig(_Section):
     """How hybrid search fuses its vector and full-text rankings; the optional rerank stage."""
 
-    hybrid_fusion: Literal["linear", "rrf"] = Field(
+    hybrid_fusion: Fusion = Field(
         "linear", description="linear: weighted normalised scores; rrf: weighted reciprocal-rank fusion"
     )
     hybrid_weight: float = Field(

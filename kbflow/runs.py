@@ -7,9 +7,11 @@ with nothing to do, blocked by a quality gate, or failed.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kbflow import __version__
@@ -111,3 +113,19 @@ def _prefect_flow_run_id() -> str | None:
 
     context = FlowRunContext.get()
     return str(context.flow_run.id) if context and context.flow_run else None
+
+
+RUN_JSON_FIELDS = ("stage_durations", "documents", "chunks", "dq_failures")
+
+
+def decoded_run(run: dict[str, Any]) -> dict[str, Any]:
+    """A `runs` row with its JSON columns (counts, stage durations, failures) decoded."""
+    return {k: (json.loads(v) if k in RUN_JSON_FIELDS and v else v) for k, v in run.items()}
+
+
+def quality_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's data-quality summary (every suite and expectation); no suites if nothing was checked."""
+    path = run.get("quality_results")
+    if not path or not Path(path).is_file():
+        return {"run_id": run["run_id"], "success": bool(run.get("dq_success")), "suites": []}
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -59,7 +59,7 @@ CHUNKED = pa.schema(
 
 
 def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A fixed-size-list vector column as an (rows, dim) matrix (the inverse of tasks.embed.vector_column)."""
+    """A fixed-size-list vector column as an (rows, dim) matrix (the inverse of kbflow.tasks.embed.vector_column)."""
     return pc.list_flatten(column).to_numpy().reshape(-1, column.type.list_size)
 
 

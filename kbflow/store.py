@@ -16,21 +16,21 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, IvfHnswSq, IvfPq
 
-from kbflow.config import StoreConfig
+from kbflow.config import Fusion, SearchMode, StoreConfig
 from kbflow.errors import ModelMismatch
 from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, vector_matrix
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
 SEARCH_COLUMNS = ["chunk_id", "doc_id", "uri", "source", "tenant", "heading", "text"]
-SEARCH_MODES = ("vector", "fts", "hybrid")
-FUSIONS = ("linear", "rrf")  # how hybrid fuses the vector and full-text rankings (fuse_hits)
+SEARCH_MODES = get_args(SearchMode)
+FUSIONS = get_args(Fusion)  # how hybrid fuses the vector and full-text rankings (fuse_hits)
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: 1 / (60 + rank)
 SCORE_COLUMNS = {"vector": "_distance", "fts": "_score"}
 # Selected explicitly to silence Lance's scoring auto-projection warning.

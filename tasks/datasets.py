@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -42,21 +42,21 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from kbflow.config import ConfigError, DatasetsConfig, KbflowConfig, SourceConfig
+from kbflow.config import ConfigError, DatasetKind, DatasetsConfig, KbflowConfig, SourceConfig
+from kbflow.dataset_files import SPLITS, read_split, split_file
 from kbflow.errors import QualityGateFailed
 from kbflow.models import Embedder, Tokenizer
+from kbflow.relevance import hit_keys
 from kbflow.schemas import dataset_schema, vector_matrix
 from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_list, sql_string
-from tasks.chunk import MAX_HEADING_CHARS
-from tasks.dedup import cross_group_near_duplicates, drop_duplicates
-from tasks.discover import discover_records, read_records
-from tasks.evaluate import hit_keys
-from tasks.generators import GeneratedPair, Passage, QueryGenerator
-from tasks.pii import FLAG_COLUMN, apply_pii_policy, count_pii
-from tasks.quality import SuiteResult, bundled_expectations_dir, load_suite, open_context, validate_frame
+from kbflow.tasks.chunk import MAX_HEADING_CHARS
+from kbflow.tasks.dedup import cross_group_near_duplicates, drop_duplicates
+from kbflow.tasks.discover import discover_records, read_records
+from kbflow.tasks.generators import GeneratedPair, Passage, QueryGenerator
+from kbflow.tasks.pii import FLAG_COLUMN, apply_pii_policy, count_pii
+from kbflow.tasks.quality import SuiteResult, bundled_expectations_dir, load_suite, open_context, validate_frame
 
-DATASET_KINDS = ("embedding-pairs", "reranker", "sft", "raft")
-SPLITS = ("train", "validation", "test")
+DATASET_KINDS = get_args(DatasetKind)
 SUITES = {kind: "dataset_" + kind.replace("-", "_") for kind in DATASET_KINDS}
 INDEX_KINDS = {"embedding-pairs", "reranker", "raft"}  # the kinds that read the index
 # Working columns, never written: the split, the group that decides it, the text dedup compares.
@@ -69,27 +69,6 @@ GENERIC_HEADINGS = frozenset(
 )  # fmt: skip
 NEGATIVE_POOL = 16  # candidates searched per query beyond the negatives wanted (margin and text filters)
 STALE_EXAMPLES = 10
-
-
-def split_file(split: str) -> str:
-    return f"data/{split}-00000-of-00001.parquet"
-
-
-def read_split(dir: Path, split: str) -> pa.Table:
-    """One split of a built dataset folder (`DIR/KIND`); an empty table for a split with no rows.
-
-    A split with no rows has no file: `datasets.load_dataset` cannot read a zero-row Parquet file.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    dir = Path(dir)
-    path = dir / split_file(split)
-    if path.is_file():
-        return pq.read_table(path)
-    written = sorted((dir / "data").glob("*.parquet")) if (dir / "manifest.json").is_file() else []
-    if not written:
-        raise FileNotFoundError(f"no dataset at {dir}; build it with `kbflow dataset build`")
-    return pq.read_schema(written[0]).empty_table()
 
 
 def check_kind(kind: str) -> str:
@@ -262,7 +241,7 @@ def make_generators(config: DatasetsConfig) -> list[QueryGenerator]:
         elif name == "ict":
             generators.append(IctGenerator(config.ict_keep_sentence, config.min_query_tokens))
         elif name == "llm":
-            from tasks.llm import LlmQueryGenerator  # a ConfigError when datasets.llm.base_url is not set
+            from kbflow.tasks.llm import LlmQueryGenerator  # a ConfigError when datasets.llm.base_url is not set
 
             generators.append(LlmQueryGenerator(config.llm))
     return generators

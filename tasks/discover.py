@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import SourceConfig
+from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED
 
@@ -40,31 +39,6 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
-
-
-@lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """gitignore-like globs on posix relative paths: `**/` any dirs, `*` within one name."""
-    regex, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            regex, i = regex + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            regex, i = regex + ".*", i + 2
-        elif pattern[i] == "*":
-            regex, i = regex + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            regex, i = regex + "[^/]", i + 1
-        else:
-            regex, i = regex + re.escape(pattern[i]), i + 1
-    return re.compile(regex + r"\Z", re.IGNORECASE)
-
-
-def matches(relative_path: str, include: list[str], exclude: list[str]) -> bool:
-    def any_match(patterns: list[str]) -> bool:
-        return any(_glob_regex(p).match(relative_path) for p in patterns)
-
-    return any_match(include) and not any_match(exclude)
 
 
 def _included_files(source: SourceConfig, quarantined: list[Quarantined]):

@@ -1,17 +1,6 @@
-"""Evaluate: retrieval metrics of ranked results against labeled relevant ids.
+"""Evaluate: score the index on labeled queries, per search mode and per source.
 
-The metric functions are plain and shared: `kbflow eval` scores the index with
-them, `kbflow finetune` scores base and tuned models with them.
-
-A ranked list is given as, per rank, the relevant id that hit matched (or None).
-A relevant id is counted once, at its best rank: a document that appears as three
-chunks in the top ten is one hit, so nDCG and recall never exceed 1.
-
-A relevant id names a document or a chunk: its uri, the file name, a trailing part
-of its path (`manual/backup.md`), a records row's id (`faq.jsonl#id` → `id`),
-`source/uri`, a doc_id or a chunk_id (see `hit_keys`).
-
-The rest of the module is what the `evaluate` flow does around the metrics:
+What the `evaluate` flow does around the shared relevance rules (kbflow.relevance):
 labeled queries in (a JSONL file or a dataset's test split), scores per mode and
 per source, the fusion weight grid (`tune_fusion`), results JSON, chart, artifact.
 """
@@ -20,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,95 +18,21 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import KbflowConfig
+from kbflow.dataset_files import read_split
+from kbflow.queries import LabeledQuery, read_queries, unique
+from kbflow.relevance import METRIC_NAMES, hit_keys, matched_ids, mean_metrics, query_metrics
 from kbflow.search import FUSIONS, Candidates, rank, rerank, rerank_depth, retrieve
 from kbflow.store import Store, sql_list
 
 log = logging.getLogger(__name__)
 
-HIT_KS = (1, 5, 10)
-RANK_CUTOFF = 10  # MRR@10 and nDCG@10
-
-
-def query_metrics(matches: Sequence[str | None], n_relevant: int, k: int = 10) -> dict[str, float]:
-    """hit@1/5/10, recall@k, mrr@10 and ndcg@10 of one query.
-
-    `matches[r]` is the relevant id the hit at rank r+1 matched, or None;
-    `n_relevant` is how many relevant ids the query has (at least 1).
-
-    >>> query_metrics([None, "a.md", "a.md"], n_relevant=1)["mrr@10"]
-    0.5
-    """
-    if n_relevant < 1:
-        raise ValueError("a query needs at least one relevant id")
-    first_rank: dict[str, int] = {}
-    for rank, matched in enumerate(matches, start=1):
-        if matched is not None and matched not in first_rank:
-            first_rank[matched] = rank
-    ranks = sorted(first_rank.values())
-    metrics = {f"hit@{cutoff}": float(bool(ranks) and ranks[0] <= cutoff) for cutoff in HIT_KS}
-    metrics[f"recall@{k}"] = sum(rank <= k for rank in ranks) / n_relevant
-    metrics[f"mrr@{RANK_CUTOFF}"] = 1.0 / ranks[0] if ranks and ranks[0] <= RANK_CUTOFF else 0.0
-    dcg = sum(1.0 / math.log2(rank + 1) for rank in ranks if rank <= RANK_CUTOFF)
-    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(n_relevant, RANK_CUTOFF) + 1))
-    metrics[f"ndcg@{RANK_CUTOFF}"] = dcg / ideal
-    return metrics
-
-
-def mean_metrics(per_query: Sequence[dict[str, float]]) -> dict[str, float]:
-    """The mean of each metric over queries, plus `n` (the number of queries)."""
-    if not per_query:
-        return {"n": 0}
-    names = per_query[0].keys()
-    means = {name: round(sum(q[name] for q in per_query) / len(per_query), 6) for name in names}
-    return {**means, "n": len(per_query)}
-
-
 # -- labeled queries ------------------------------------------------------------------------
 
-QUERY_KEYS = ("query", "question")
 UNKNOWN_SOURCE = "unknown"  # a query whose relevant ids are in no indexed document
-
-
-@dataclass
-class LabeledQuery:
-    """A query and the ids of what answers it; `source` when the labels say it (a dataset)."""
-
-    query: str
-    relevant: list[str]
-    source: str | None = None
-
-
-def read_queries(path: Path) -> list[LabeledQuery]:
-    """Lines `{"query" (or "question"): ..., "relevant": [ids]}`; a clear error names a bad line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"queries file {path} not found")
-    labeled = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not a JSON object ({error})") from None
-        text = next((row[key] for key in QUERY_KEYS if isinstance(row, dict) and row.get(key)), None)
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{path}:{number}: expected a non-empty \"query\" (or \"question\") string")
-        relevant = row.get("relevant")
-        relevant = [relevant] if isinstance(relevant, str) else relevant
-        if not isinstance(relevant, list) or not [r for r in relevant if str(r).strip()]:
-            raise ValueError(
-                f"{path}:{number}: no \"relevant\" ids; give the uris, file names or ids that answer the query"
-            )
-        labeled.append(LabeledQuery(text, _unique(str(r).strip() for r in relevant if str(r).strip())))
-    if not labeled:
-        raise ValueError(f"{path}: no queries")
-    return labeled
 
 
 def read_dataset_queries(dataset_dir: Path) -> list[LabeledQuery]:
     """The test split of an embedding-pairs dataset: each anchor's relevant id is its positive chunk."""
-    from tasks.datasets import read_split  # imports the dataset builders' stack: only for --dataset
 
     table = read_split(Path(dataset_dir), "test")
     missing = {"anchor", "positive_chunk_id", "source"} - set(table.column_names)
@@ -133,40 +46,6 @@ def read_dataset_queries(dataset_dir: Path) -> list[LabeledQuery]:
     if not by_anchor:
         raise ValueError(f"{dataset_dir}: the test split is empty; build the dataset with a test_share > 0")
     return list(by_anchor.values())
-
-
-def _unique(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))
-
-
-# -- matching hits to relevant ids ---------------------------------------------------------
-
-
-def hit_keys(hit: dict[str, Any]) -> set[str]:
-    """Every id that names this hit's chunk or document.
-
-    >>> sorted(hit_keys({"uri": "manual/backup.md", "doc_id": "d1", "source": "docs"}))
-    ['backup.md', 'd1', 'docs/manual/backup.md', 'manual/backup.md']
-    """
-    keys = {hit[name] for name in ("doc_id", "chunk_id") if hit.get(name)}
-    uri = hit.get("uri") or ""
-    if uri:
-        parts = uri.split("/")
-        keys.update("/".join(parts[i:]) for i in range(len(parts)))  # the uri, its tails, the file name
-        if "#" in parts[-1]:
-            keys.add(parts[-1].rsplit("#", 1)[1])  # a records row: file.jsonl#id
-        if hit.get("source"):
-            keys.add(f"{hit['source']}/{uri}")
-    return keys
-
-
-def matched_ids(hits: Sequence[dict[str, Any]], relevant: Sequence[str]) -> list[str | None]:
-    """Per rank, the relevant id the hit matched (the first listed, if several), or None."""
-    matches = []
-    for hit in hits:
-        keys = hit_keys(hit)
-        matches.append(next((r for r in relevant if r in keys), None))
-    return matches
 
 
 def query_sources(labeled: Sequence[LabeledQuery], catalog: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -184,7 +63,7 @@ def query_sources(labeled: Sequence[LabeledQuery], catalog: Sequence[dict[str, A
         found = [owner[r] for r in query.relevant if r in owner]
         unresolved.extend(r for r in query.relevant if r not in owner)
         sources.append(query.source or (found[0] if found else UNKNOWN_SOURCE))
-    return sources, _unique(unresolved)
+    return sources, unique(unresolved)
 
 
 def index_catalog(store: Store, source_names: list[str], ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -279,7 +158,7 @@ def tune(labeled: list[LabeledQuery], candidates: list[Candidates], k: int, dept
 
 CHART_METRICS = ("ndcg@10", "hit@5")
 CHART_RUNS = 8  # this run and the 7 before it
-METRIC_NAMES = ("hit@1", "hit@5", "hit@10", "recall@{k}", "mrr@10", "ndcg@10", "n")
+
 
 
 def save_results(results_dir: Path, report: dict[str, Any], details: dict[str, Any]) -> Path:
@@ -308,7 +187,7 @@ def draw_chart(results: Sequence[dict[str, Any]], path: Path) -> Path:
     """A PNG of nDCG@10 and hit@5 per mode (and tuned hybrid) for each run, side by side."""
     from matplotlib.figure import Figure  # lazy: seconds to import; Figure needs no pyplot state
 
-    series = _unique(name for r in results for name in [*r["modes"], *(["tuned"] if r.get("tuned") else [])])
+    series = unique(name for r in results for name in [*r["modes"], *(["tuned"] if r.get("tuned") else [])])
     labels = [f"{r['run_id'][:13]}\n{r.get('label', '')} n={r['modes'][next(iter(r['modes']))]['n']}" for r in results]
     figure = Figure(figsize=(max(7.0, 1.3 * len(results) * len(CHART_METRICS)), 4.2))
     axes = figure.subplots(1, len(CHART_METRICS), sharey=True)

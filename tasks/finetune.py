@@ -38,9 +38,9 @@ from prefect.cache_policies import NO_CACHE
 
 from kbflow import progress
 from kbflow.config import FinetuneConfig
+from kbflow.dataset_files import SPLITS, read_split, split_file
 from kbflow.models import Embedder
-from tasks.datasets import SPLITS, read_split, split_file
-from tasks.evaluate import RANK_CUTOFF, mean_metrics, query_metrics
+from kbflow.relevance import RANK_CUTOFF, mean_metrics, query_metrics
 
 NEGATIVE_COLUMN = re.compile(r"^negative_(\d+)$")
 MODEL_CARD = "README.md"

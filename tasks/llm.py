@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kbflow.config import ConfigError, LlmConfig
-from tasks.generators import GeneratedPair, Passage
+from kbflow.tasks.generators import GeneratedPair, Passage
 
 log = logging.getLogger("kbflow.llm")
 

@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow.config import SourceConfig
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import PARSED
-from tasks.discover import read_records
+from kbflow.tasks.discover import read_records
 
 HEADING_SEPARATOR = " > "
 

@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow.config import QualityConfig
 from kbflow.errors import QualityGateFailed
 from kbflow.quarantine import Quarantined
-from tasks.discover import ChangeSet
+from kbflow.tasks.discover import ChangeSet
 
 EXAMPLES_PER_EXPECTATION = 5
 PLAIN_TEXT_FORMATS = {"txt", "md", "markdown", "rst"}  # where text/bytes means something
@@ -123,7 +123,7 @@ def merge_results(results: list[SuiteResult]) -> list[SuiteResult]:
 
 
 def bundled_expectations_dir() -> Path:
-    return Path(str(resources.files("expectations")))
+    return Path(str(resources.files("kbflow.expectations")))
 
 
 def load_suite(name: str, expectations_dir: Path | None = None) -> dict[str, Any]:

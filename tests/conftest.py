@@ -10,14 +10,14 @@ from pathlib import Path
 
 import lancedb
 import numpy as np
-
 import pytest
 
 import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
-import flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
+import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
 import kbflow.search  # noqa: F401
-from fakes import HashEmbedder
 from kbflow.config import EmbeddingConfig, load_config
+
+from fakes import HashEmbedder
 
 HELPER = Path(__file__).parent / "ingest_helper.py"
 

@@ -36,16 +36,16 @@ class HangingEmbedder(HashEmbedder):
         return super().encode(texts)
 
 
-import flows.ingest  # noqa: E402
+import kbflow.flows.ingest  # noqa: E402
 from kbflow.store import CHUNKS, Store  # noqa: E402
 
 # Named after the configured model, as the test embedders of conftest.hash_embedder are.
 if crash_point == "during-embedding":
-    flows.ingest.load_embedder = lambda config: HangingEmbedder(name=config.model)
+    kbflow.flows.ingest.load_embedder = lambda config: HangingEmbedder(name=config.model)
 elif crash_point == "slow-embedding":
-    flows.ingest.load_embedder = lambda config: SlowEmbedder(name=config.model)
+    kbflow.flows.ingest.load_embedder = lambda config: SlowEmbedder(name=config.model)
 else:
-    flows.ingest.load_embedder = lambda config: HashEmbedder(name=config.model)
+    kbflow.flows.ingest.load_embedder = lambda config: HashEmbedder(name=config.model)
     commit = Store._commit
 
     def commit_then_die(self, name, rows, doc_ids):
@@ -57,7 +57,7 @@ else:
 
     Store._commit = commit_then_die
 
-report = flows.ingest.ingest(config_path=config_path)
+report = kbflow.flows.ingest.ingest(config_path=config_path)
 if crash_point == "slow-embedding":
     import json
 

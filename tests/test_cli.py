@@ -7,8 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write
 from kbflow.cli import app
+
+from conftest import write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()

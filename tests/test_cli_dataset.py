@@ -7,9 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
-from conftest import QA_SOURCE, write
+import kbflow.flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
 from kbflow.cli import app
+
+from conftest import QA_SOURCE, write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
@@ -70,7 +71,8 @@ def test_build_and_check_json_contracts_and_exit_codes(labeled_corpus, hash_embe
 def test_build_errors_are_clear(labeled_corpus, hash_embedder, tmp_path):
     config = str(labeled_corpus)
     result = kbflow("dataset", "build", "--config", config, "--kind", "pairs")
-    assert result.exit_code == 1 and "unknown dataset kind 'pairs'" in result.stderr
+    # A kind that does not exist is a usage error (exit 2, as README promises), naming the choices.
+    assert result.exit_code == 2 and "'pairs' is not one of" in result.stderr and "'embedding-pairs'" in result.stderr
     result = kbflow("dataset", "build", "--config", config, "--kind", "sft", "--source", "docs")
     assert result.exit_code == 1 and "no question_field/answer_field" in result.stderr
     result = kbflow("dataset", "check", str(tmp_path), "--config", config)

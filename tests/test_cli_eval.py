@@ -49,7 +49,7 @@ def test_eval_json_keys_and_tuned_search_lines(small_corpus, hash_embedder):
 def test_eval_defaults_to_the_configured_queries_and_fails_clearly(small_corpus, hash_embedder, tmp_path):
     config = str(small_corpus)
     result = kbflow("eval", "--config", config, "--mode", "keyword")
-    assert result.exit_code == 2 and "unknown --mode" in result.stderr
+    assert result.exit_code == 2 and "Invalid value for '--mode'" in result.stderr  # Typer checks the EvalMode choices
     result = kbflow("eval", "--config", config)
     assert result.exit_code == 1 and "[evaluation] queries" in result.stderr
     bad = tmp_path / "bad.jsonl"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write
 from kbflow.cli import app
+
+from conftest import write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()

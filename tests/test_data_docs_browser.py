@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write
-from flows.ingest import ingest
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
+
+from conftest import write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 ARTIFACTS = Path(__file__).parent / "artifacts"

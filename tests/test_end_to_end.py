@@ -10,8 +10,8 @@ import lancedb
 import numpy as np
 import pytest
 
-from flows.ingest import ingest
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
 from kbflow.models import resolve_model_path
 from kbflow.search import search
 

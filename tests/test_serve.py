@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import DOCS_SOURCE, write_config
-from flows.serve import kbflow_deployments
 from kbflow.config import load_config
+from kbflow.flows.serve import kbflow_deployments
 from kbflow.store import Store
+
+from conftest import DOCS_SOURCE, write_config
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
@@ -86,7 +87,7 @@ def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, p
         automations = httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=5).json()
         assert any("kbflow.source.changed" in json.dumps(a["trigger"]) for a in automations)
 
-        emit = ("from prefect.events import emit_event; from flows.serve import SOURCE_CHANGED, source_resource; "
+        emit = ("from prefect.events import emit_event; from kbflow.flows.serve import SOURCE_CHANGED, source_resource; "
                 "emit_event(event=SOURCE_CHANGED, resource=source_resource('docs'))")
         subprocess.run([sys.executable, "-c", emit], env=env, cwd=REPO, check=True, timeout=120)
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from kbflow.config import load_config
+from kbflow.flows.watch import PendingSources
 from kbflow.search import search
-from kbflow.watch import PendingSources
 
 BIN = Path(sys.executable).parent
 
@@ -72,7 +72,7 @@ def test_a_change_during_a_run_is_coalesced_into_the_next_run(small_corpus):
     """watch() itself, with a stand-in for the ingest: an edit made mid-run is not lost."""
     import threading
 
-    from kbflow.watch import watch
+    from kbflow.flows.watch import watch
 
     with small_corpus.open("a") as handle:
         handle.write("\n[schedule]\nwatch_debounce_s = 0.3\n")

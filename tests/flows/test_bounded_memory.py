@@ -16,13 +16,14 @@ import pytest
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-import flows.ingest
-from conftest import write, write_config
-from flows.ingest import ingest
+import kbflow.flows.ingest
 from kbflow import progress
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
 from kbflow.store import CHUNKS, Store
-from tasks.publish import STAGING_DIR
+from kbflow.tasks.publish import STAGING_DIR
+
+from conftest import write, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -50,7 +51,7 @@ def test_batches_build_the_same_index_as_one_batch_in_one_streamed_commit(tmp_pa
     one_batch = ingest(config_path=single)
 
     parsed_batches, commits, reports = [], [], []
-    real_parse, real_commit = flows.ingest.parse, Store._commit
+    real_parse, real_commit = kbflow.flows.ingest.parse, Store._commit
 
     @task(name="parse", cache_policy=NO_CACHE)
     def recording_parse(items, sources):
@@ -61,7 +62,7 @@ def test_batches_build_the_same_index_as_one_batch_in_one_streamed_commit(tmp_pa
         commits.append((name, "stream" if isinstance(rows, pa.RecordBatchReader) else "table"))
         return real_commit(self, name, rows, doc_ids)
 
-    monkeypatch.setattr(flows.ingest, "parse", recording_parse)
+    monkeypatch.setattr(kbflow.flows.ingest, "parse", recording_parse)
     monkeypatch.setattr(Store, "_commit", recording_commit)
     progress.listen(lambda stage, done, total: reports.append((stage, done, total)))
     hash_embedder.encoded.clear()

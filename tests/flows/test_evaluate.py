@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write
-from flows.evaluate import evaluate
-from flows.ingest import ingest
 from kbflow.config import load_config
+from kbflow.flows.evaluate import evaluate
+from kbflow.flows.ingest import ingest
 from kbflow.store import Store
+
+from conftest import write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

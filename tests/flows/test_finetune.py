@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.finetune import finetune
-from flows.ingest import ingest
-from flows.reindex import reindex
 from kbflow.config import EmbeddingConfig, load_config
+from kbflow.flows.finetune import finetune
+from kbflow.flows.ingest import ingest
+from kbflow.flows.reindex import reindex
 from kbflow.schemas import embedding_pairs_schema
 from kbflow.search import search
 

@@ -12,14 +12,15 @@ import shutil
 import lancedb
 import pytest
 
-from conftest import write, write_config
-from fakes import minimal_pdf
-from flows.ingest import ingest
 from kbflow.config import load_config
 from kbflow.errors import ModelMismatch, QualityGateFailed
+from kbflow.flows.ingest import ingest
 from kbflow.search import search
 from kbflow.store import Store
-from tasks.quality import bundled_expectations_dir
+from kbflow.tasks.quality import bundled_expectations_dir
+
+from conftest import write, write_config
+from fakes import minimal_pdf
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -8,14 +8,15 @@ import shutil
 import lancedb
 import pytest
 
-from fakes import HashEmbedder
-from flows.ingest import ingest
-from flows.reindex import reindex
-from flows.rollback import rollback
 from kbflow.config import load_config
 from kbflow.errors import ModelMismatch, QualityGateFailed
+from kbflow.flows.ingest import ingest
+from kbflow.flows.reindex import reindex
+from kbflow.flows.rollback import rollback
 from kbflow.search import search
-from tasks.quality import bundled_expectations_dir
+from kbflow.tasks.quality import bundled_expectations_dir
+
+from fakes import HashEmbedder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

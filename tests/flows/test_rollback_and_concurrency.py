@@ -9,13 +9,23 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DOCS_SOURCE, SMALL_CORPUS, assert_same_index, edit_corpus, snapshot, start_helper, write, write_config
-from flows.ingest import ingest
-from flows.rollback import rollback
 from kbflow.cli import app
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
+from kbflow.flows.rollback import rollback
 from kbflow.search import search
 from kbflow.store import Store
+
+from conftest import (
+    DOCS_SOURCE,
+    SMALL_CORPUS,
+    assert_same_index,
+    edit_corpus,
+    snapshot,
+    start_helper,
+    write,
+    write_config,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

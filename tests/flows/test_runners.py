@@ -11,9 +11,10 @@ import lancedb
 import numpy as np
 import pytest
 
-from conftest import write, write_config
-from flows.ingest import ingest
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
+
+from conftest import write, write_config
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.model]
 

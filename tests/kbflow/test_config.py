@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_config
 from kbflow.config import DEFAULT_MODEL, STARTER_CONFIG, ConfigError, load_config
+
+from conftest import write_config
 
 
 def test_paths_resolve_relative_to_the_config_file(tmp_path):

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from conftest import write_config
 from kbflow.config import load_config
 from kbflow.lock import StoreBusy, store_lock
+
+from conftest import write_config
 
 
 def hold_lock(config_path, ready) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
-from flows.ingest import ingest
+import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
 from kbflow.models import ModelNotAvailable
 from kbflow.rerank import load_reranker, rerank_hits
 from kbflow.search import search

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DOCS_SOURCE, SMALL_CORPUS, edit_corpus, write
-from fakes import HashEmbedder
-from flows.ingest import ingest
-from flows.rollback import rollback
 from kbflow.cli import app
 from kbflow.config import load_config
+from kbflow.flows.ingest import ingest
+from kbflow.flows.rollback import rollback
 from kbflow.lock import lock_path
 from kbflow.search import search
 from kbflow.store import Store
+
+from conftest import DOCS_SOURCE, SMALL_CORPUS, edit_corpus, write
+from fakes import HashEmbedder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 BUCKET = "kbflow-test"

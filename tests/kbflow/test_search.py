@@ -11,12 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fakes import HashEmbedder
 from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
 from kbflow.schemas import CHUNKED
 from kbflow.search import Candidates, fuse_hits, rank, search
 from kbflow.store import Store, new_run_id
-from tasks.embed import vector_column
+from kbflow.tasks.embed import vector_column
+
+from fakes import HashEmbedder
 
 
 def hits(*pairs: tuple[str, float]) -> list[dict]:

@@ -12,7 +12,7 @@ import pytest
 from kbflow.config import StoreConfig
 from kbflow.schemas import CHUNKED, DOCUMENTS
 from kbflow.store import Store, _sub_vectors_for, new_run_id, vector_index_name
-from tasks.embed import vector_column
+from kbflow.tasks.embed import vector_column
 
 DIM = 16
 

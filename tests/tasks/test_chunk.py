@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from fakes import WhitespaceTokenizer
 from kbflow.schemas import PARSED
-from tasks.chunk import chunk_documents, split_section
+from kbflow.tasks.chunk import chunk_documents, split_section
+
+from fakes import WhitespaceTokenizer
 
 TOKENIZER = WhitespaceTokenizer()
 

@@ -8,11 +8,10 @@ import random
 import pyarrow as pa
 import pytest
 
-from fakes import WhitespaceTokenizer
 from kbflow.config import ConfigError, DatasetsConfig
 from kbflow.schemas import dataset_schema
-from tasks import datasets
-from tasks.datasets import (
+from kbflow.tasks import datasets
+from kbflow.tasks.datasets import (
     GROUP,
     SPLIT,
     HeadingGenerator,
@@ -26,7 +25,9 @@ from tasks.datasets import (
     strip_heading,
     write_dataset,
 )
-from tasks.generators import Passage
+from kbflow.tasks.generators import Passage
+
+from fakes import WhitespaceTokenizer
 
 
 def passage(text: str, heading: str = "", chunk_id: str = "c1", doc_id: str = "d1") -> Passage:

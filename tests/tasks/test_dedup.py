@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from tasks.dedup import cross_group_near_duplicates, drop_duplicates, normalize_text
+from kbflow.tasks.dedup import cross_group_near_duplicates, drop_duplicates, normalize_text
 
 SENTENCE = (
     "To restore a backup stop the server first then copy the archive into the data directory "

@@ -5,10 +5,12 @@ import os
 
 import pyarrow as pa
 
-from conftest import write
 from kbflow.config import SourceConfig
+from kbflow.globs import matches
 from kbflow.schemas import DOCUMENTS
-from tasks.discover import diff_against_manifest, discover_source, make_doc_id, matches
+from kbflow.tasks.discover import diff_against_manifest, discover_source, make_doc_id
+
+from conftest import write
 
 
 def files_source(path, **extra) -> SourceConfig:

@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from fakes import HashEmbedder
 from kbflow.schemas import CHUNKED
-from tasks.chunk import sha256_text
-from tasks.embed import embed_chunks
+from kbflow.tasks.chunk import sha256_text
+from kbflow.tasks.embed import embed_chunks
+
+from fakes import HashEmbedder
 
 
 def chunks_of(texts: list[str]) -> pa.Table:

@@ -9,18 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kbflow.queries import LabeledQuery, read_queries
+from kbflow.relevance import hit_keys, matched_ids, mean_metrics, query_metrics
 from kbflow.search import Candidates
-from tasks.evaluate import (
-    LabeledQuery,
+from kbflow.tasks.evaluate import (
     draw_chart,
-    hit_keys,
-    matched_ids,
-    mean_metrics,
     previous_results,
-    query_metrics,
     query_sources,
     read_dataset_queries,
-    read_queries,
     results_markdown,
     save_results,
     score_rankings,
@@ -201,7 +197,7 @@ def test_markdown_summary_has_one_row_per_mode_and_the_tuned_config():
 def test_docstring_examples_hold():
     import doctest
 
-    import tasks.evaluate
+    import kbflow.relevance
 
-    results = doctest.testmod(tasks.evaluate)
+    results = doctest.testmod(kbflow.relevance)
     assert results.attempted >= 2 and results.failed == 0

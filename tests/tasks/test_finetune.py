@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.finetune import (
+from kbflow.tasks.finetune import (
     check_out_dir,
     publish_model,
     read_pairs,

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kbflow.config import ConfigError, LlmConfig
-from tasks.generators import GeneratedPair, Passage
-from tasks.llm import LlmQueryGenerator, LlmUnavailable, parse_questions
+from kbflow.tasks.generators import GeneratedPair, Passage
+from kbflow.tasks.llm import LlmQueryGenerator, LlmUnavailable, parse_questions
 
 PASSAGES = [
     Passage("c1", "d1", "docs", "Backup > Restore", "Stop the server, copy the archive back, start it again."),

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
+from kbflow.tasks.parse import ParseError, decode_text, parse_bytes, parse_file_items
+
 from fakes import minimal_docx, minimal_pdf
-from tasks.parse import ParseError, decode_text, parse_bytes, parse_file_items
 
 
 def headings(parsed) -> list[str]:

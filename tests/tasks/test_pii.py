@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from tasks.pii import (
+from kbflow.tasks.pii import (
     apply_pii_policy,
     cn_resident_id_valid,
     count_pii,

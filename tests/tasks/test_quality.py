@@ -10,9 +10,9 @@ import pytest
 from kbflow.config import QualityConfig
 from kbflow.errors import QualityGateFailed
 from kbflow.schemas import CHUNKED, DISCOVERED, DOCUMENTS, PARSED
-from tasks.discover import ChangeSet
-from tasks.embed import vector_column
-from tasks.quality import QualityGate, check_table, data_docs_index, load_suite, run_profile
+from kbflow.tasks.discover import ChangeSet
+from kbflow.tasks.embed import vector_column
+from kbflow.tasks.quality import QualityGate, check_table, data_docs_index, load_suite, run_profile
 
 
 def gate(tmp_path=None, **settings) -> QualityGate:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kbflow.config import KbflowConfig, SourceConfig
+from kbflow.globs import matches
 
 log = logging.getLogger("kbflow.watch")
 TICK_S = 0.2
@@ -46,7 +47,6 @@ class PendingSources:
 
 def source_of(path: str, sources: list[SourceConfig]) -> str | None:
     """The files source an event path belongs to, if it is one of its included files."""
-    from tasks.discover import matches
 
     candidate = Path(path).resolve() if os.path.exists(path) else Path(path).absolute()
     for source in sources:
@@ -123,3 +123,35 @@ def serves_change_trigger() -> bool:
         return True
     except ObjectNotFound:
         return False
+
+
+
+def react_to_change(
+    config_path: str, config: KbflowConfig, source: str | None = None, announce: bool = False
+) -> Callable[[str | None], dict]:
+    """What `kbflow watch` does with a settled change of a source (None: every watched source).
+
+    With `announce` (a Prefect API serves `ingest-on-change`, see `serves_change_trigger`)
+    it emits a `kbflow.source.changed` event per source and returns `{"announced": [names]}`;
+    otherwise it runs the ingest flow in this process and returns its report (a blocked
+    run's report, not an exception).
+    """
+    from kbflow.errors import QualityGateFailed
+    from kbflow.flows.ingest import ingest
+    from kbflow.flows.serve import SOURCE_CHANGED, source_resource
+
+    def announce_change(name: str | None) -> dict:
+        from prefect.events import emit_event
+
+        changed = [name] if name else [s.name for s in config.select_sources(source)]
+        for each in changed:
+            emit_event(event=SOURCE_CHANGED, resource=source_resource(each))
+        return {"announced": changed}
+
+    def ingest_here(name: str | None) -> dict:
+        try:
+            return ingest(config_path=config_path, source=name)
+        except QualityGateFailed as blocked:
+            return blocked.blocked_report()
+
+    return announce_change if announce else ingest_here

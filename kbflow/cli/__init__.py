@@ -1,0 +1,32 @@
+"""The `kbflow` command line, the top floor: tables for people, `--json` for machines.
+
+Each module holds one family of commands (index, inspect, serve, datasets, evaluate) and
+registers them on the one Typer app of kbflow.cli.common. Commands import flows and tasks
+lazily, inside the command, so that a command pays only for what it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from kbflow.cli import datasets, evaluate, index, inspect, serve  # noqa: F401  - registers the commands
+from kbflow.cli.common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console entry point: quiet library logging unless asked, then run the app."""
+    if "--verbose" in sys.argv:
+        sys.argv.remove("--verbose")
+    else:
+        # The CLI reports outcomes itself (a blocked gate is an exit code, not a traceback);
+        # Prefect's own log lines stay in the Prefect UI, or on the terminal with --verbose.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # --runner dask: no cluster chatter
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""What every command shares: the app, consoles, options, JSON output, errors, progress.
+
+Exit codes: 0 success, 1 an error with a message on stderr, 2 a usage error,
+3 a data-quality gate blocked the publish, 4 `dataset check` found stale rows.
+With `--json`, stdout carries only JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED, EXIT_STALE = 1, 2, 3, 4
+
+app = typer.Typer(
+    name="kbflow",
+    help="A data pipeline for RAG and fine-tuning: checked, traceable, always current.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", envvar="KBFLOW_CONFIG", help="path to kbflow.toml")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON only, for machines")]
+RunOption = Annotated[str | None, typer.Option("--run", help="a run id (default: the last run)")]
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print `error: message` on stderr; raise the returned Exit. The message is text, never markup."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def known_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message is the whole story for a user: printed, exit 1, no traceback."""
+    from kbflow.config import ConfigError
+    from kbflow.errors import ModelMismatch
+    from kbflow.models import ModelNotAvailable
+    from kbflow.store import StoreEmpty
+
+    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, FileExistsError,
+            LookupError, ValueError)
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def reports_errors(command: Command) -> Command:
+    """A command whose known errors (bad config, missing store, wrong input) end as `error: …`, exit 1."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as error:
+            if isinstance(error, known_errors()):
+                raise fail(str(error)) from None
+            raise
+
+    return run  # type: ignore[return-value]
+
+
+class progress_bars:
+    """Progress bars on stderr fed by kbflow.progress reports (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and stderr.is_terminal
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from kbflow import progress
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=stderr, transient=True,
+        )
+        self.tasks: dict[str, int] = {}
+        self.bar.start()
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+
+        progress.listen(update)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.enabled:
+            from kbflow import progress
+
+            progress.listen(None)
+            self.bar.stop()

@@ -1,0 +1,95 @@
+"""`kbflow dataset build | check`: fine-tuning datasets in Parquet, and their staleness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from kbflow.cli.common import (
+    EXIT_BLOCKED,
+    EXIT_STALE,
+    ConfigOption,
+    JsonOption,
+    app,
+    fail,
+    print_json,
+    progress_bars,
+    reports_errors,
+    stderr,
+    stdout,
+)
+from kbflow.config import DatasetKind, load_config
+from kbflow.errors import QualityGateFailed
+
+dataset_app = typer.Typer(help="Fine-tuning datasets in Parquet: build them, check them for stale rows.",
+                          no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("build")
+@reports_errors
+def dataset_build(
+    kind: Annotated[DatasetKind, typer.Option("--kind", help="embedding-pairs | reranker | sft | raft")],
+    config: ConfigOption = Path("kbflow.toml"),
+    source: Annotated[str | None, typer.Option(help="only this source (a labeled one for sft/raft)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="parent folder (default datasets.out_dir)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a dataset into OUT/KIND: data/{train,validation,test}-*.parquet, README.md, manifest.json."""
+    loaded = load_config(config)  # fail fast, before Prefect starts
+    if source is not None:
+        loaded.source(source)
+    from kbflow.flows.build_dataset import build_dataset
+    from kbflow.tasks.llm import LlmUnavailable
+
+    try:
+        with progress_bars(enabled=not as_json):
+            report = build_dataset(config_path=str(config.resolve()), kind=kind, source=source,
+                                   out_dir=str(out.resolve()) if out else None)
+    except QualityGateFailed as blocked:
+        if as_json:
+            print_json({"kind": kind, "status": "blocked", "failures": blocked.failure_dicts()})
+        raise fail(f"{blocked}; no dataset was written", EXIT_BLOCKED) from None
+    except LlmUnavailable as error:
+        raise fail(str(error)) from None
+    if as_json:
+        print_json(report)
+        return
+    stdout.print(f"dataset {report['kind']}: {report['dir']}", highlight=False, soft_wrap=True)
+    table = Table()
+    for column in ("split", "rows"):
+        table.add_column(column)
+    for split, rows in report["rows"].items():
+        table.add_row(split, str(rows))
+    stdout.print(table)
+    dropped = ", ".join(f"{step} {n}" for step, n in report["dropped"].items() if n) or "none"
+    pii = ", ".join(f"{kind} {n}" for kind, n in report["pii"].items()) or "none"
+    failed = [e["check"] or e["type"] for e in report["checks"]["expectations"] if not e["success"]]
+    stdout.print(f"dropped: {dropped}\nPII found: {pii}\nchecks: {'all passed' if not failed else ', '.join(failed)}")
+
+
+@dataset_app.command("check")
+@reports_errors
+def dataset_check(
+    path: Annotated[Path, typer.Argument(help="a built dataset folder, DIR/KIND")],
+    config: ConfigOption = Path("kbflow.toml"),
+    as_json: JsonOption = False,
+) -> None:
+    """Report rows whose source chunk or document was deleted or changed since the build (exit 4 if any)."""
+    from kbflow.tasks.datasets import find_stale_rows
+
+    report = find_stale_rows(path, load_config(config))
+    if as_json:
+        print_json(report)
+    else:
+        stdout.print(f"{path}: {report['stale']} of {report['rows']} rows stale "
+                     f"({report['deleted']} deleted, {report['changed']} changed)")
+        for example in report["examples"]:
+            stdout.print(f"  {example['split']} {example['id']}: {example['reason']} (doc {example['doc_id']})")
+    if report["stale"]:
+        if not as_json:
+            stderr.print("rebuild it with `kbflow dataset build` to bring it up to date with the index")
+        raise typer.Exit(EXIT_STALE)

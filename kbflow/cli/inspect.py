@@ -1,0 +1,140 @@
+"""Commands that read what runs did: quality, quarantine, trace, runs. None of them starts Prefect."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kbflow.cli.common import ConfigOption, JsonOption, RunOption, app, print_json, reports_errors, stdout
+from kbflow.config import load_config
+
+
+def _open_store(config: Path):
+    from kbflow.store import Store
+
+    return Store(load_config(config).store)
+
+
+def _find_run(store, run_id: str | None) -> dict[str, Any]:
+    if run_id is not None:
+        found = store.run(run_id)
+        if found is None:
+            raise ValueError(f"no run {run_id!r}; `kbflow runs` lists them")
+        return found
+    latest = store.runs(limit=1)
+    if not latest:
+        raise ValueError(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
+    return latest[0]
+
+
+@app.command()
+@reports_errors
+def quality(
+    config: ConfigOption = Path("kbflow.toml"),
+    run: RunOption = None,
+    docs: Annotated[bool, typer.Option("--docs", help="print the path of the GX Data Docs index.html")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Data-quality results of the last (or given) run: every expectation, failures first."""
+    from kbflow.runs import quality_summary
+    from kbflow.store import Store
+
+    loaded = load_config(config)
+    if docs:  # one site for all runs' validations
+        from kbflow.tasks.quality import data_docs_index
+
+        index = data_docs_index(loaded.quality.results_dir)
+        if not index.is_file():
+            raise ValueError(f"no Data Docs under {loaded.quality.results_dir} yet; run `kbflow ingest` first")
+        sys.stdout.write(f"{index}\n")
+        return
+    record = _find_run(Store(loaded.store), run)
+    summary = quality_summary(record)
+    if as_json:
+        print_json(summary)
+        return
+    verdict = "[green]passed[/]" if summary["success"] else "[red]failures[/]"
+    stdout.print(f"run {summary['run_id']} ({record['status']}): {verdict}")
+    if not summary["suites"]:
+        stdout.print("no checks ran in this run (nothing changed); `kbflow runs` lists earlier runs")
+    for suite in summary["suites"]:
+        table = Table(title=f"suite {suite['name']}", title_justify="left")
+        for column in ("", "expectation", "column", "on failure", "unexpected", "examples"):
+            table.add_column(column, overflow="fold")
+        for e in suite["expectations"]:
+            examples = "; ".join(f"{x.get('uri') or x.get('id')}: {x.get('value')}" for x in e["examples"][:3])
+            table.add_row("✅" if e["success"] else "❌", e["type"].removeprefix("expect_"), e["column"] or "",
+                          e.get("on_failure", ""), str(e["unexpected_count"]),
+                          examples or (str(e["observed"]) if e["observed"] is not None else ""))
+        stdout.print(table)
+
+
+@app.command()
+@reports_errors
+def quarantine(config: ConfigOption = Path("kbflow.toml"), run: RunOption = None, as_json: JsonOption = False) -> None:
+    """What was set aside, where and why (all runs, or one)."""
+    rows = sorted(_open_store(config).quarantine(run), key=lambda r: r["quarantined_at"], reverse=True)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"quarantine ({len(rows)})")
+    for column in ("run", "source", "uri", "stage", "reason", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["run_id"], row["source"], row["uri"], row["stage"], row["reason"], (row["detail"] or "")[:120])
+    stdout.print(table)
+
+
+@app.command()
+@reports_errors
+def trace(
+    chunk_id: Annotated[str, typer.Argument(help="a chunk_id from search results")],
+    config: ConfigOption = Path("kbflow.toml"),
+    as_json: JsonOption = False,
+) -> None:
+    """Where a chunk comes from: document, source, the run that wrote it, the table version."""
+    from kbflow.lineage import trace_chunk
+
+    lineage = trace_chunk(load_config(config), chunk_id)
+    if as_json:
+        print_json(lineage)
+        return
+    for part in ("chunk", "document", "source", "run"):
+        table = Table(title=part, show_header=False, title_justify="left")
+        for key, value in (lineage[part] or {}).items():
+            table.add_row(key, str(value))
+        stdout.print(table)
+    stdout.print(f"chunks table version: {lineage['table_version']}")
+
+
+@app.command()
+@reports_errors
+def runs(
+    config: ConfigOption = Path("kbflow.toml"),
+    limit: Annotated[int, typer.Option(min=1, help="newest N runs")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Run history: counts, durations per stage, data-quality outcome."""
+    from kbflow.runs import decoded_run
+
+    history = [decoded_run(run) for run in _open_store(config).runs(limit=limit)]
+    if as_json:
+        print_json(history)
+        return
+    table = Table(title="runs, newest first")
+    for column in ("run", "flow", "status", "DQ", "documents n/c/u/d/q", "chunks e/r/d/total", "seconds", "slowest stage"):
+        table.add_column(column, overflow="fold", no_wrap=column in {"flow", "status", "DQ"})
+    for run in history:
+        d, c, stages = run["documents"] or {}, run["chunks"] or {}, run["stage_durations"] or {}
+        slowest = max(stages.items(), key=lambda item: item[1], default=("", 0))
+        table.add_row(
+            run["run_id"], run["flow"], run["status"], "✅" if run["dq_success"] else "❌",
+            "/".join(str(d.get(k, 0)) for k in ("new", "changed", "unchanged", "deleted", "quarantined")),
+            "/".join(str(c.get(k, 0)) for k in ("embedded", "reused", "deleted", "total")),
+            f"{run['duration_s']:.1f}", f"{slowest[0]} {slowest[1]:.1f}s" if slowest[0] else "",
+        )
+    stdout.print(table)

@@ -1,0 +1,74 @@
+"""Commands that keep kbflow running: serve (deployments, schedules, triggers) and watch (follow sources)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from kbflow.cli.common import ConfigOption, JsonOption, app, known_errors, print_json, reports_errors, stderr, stdout
+from kbflow.config import load_config
+
+
+@app.command()
+@reports_errors
+def serve(config: ConfigOption = Path("kbflow.toml")) -> None:
+    """Run kbflow continuously: scheduled ingests, event-triggered ingests, on-demand reindex."""
+    loaded = load_config(config)
+    from kbflow.flows.serve import serve_kbflow
+
+    if not os.environ.get("PREFECT_API_URL"):
+        stderr.print("note: no PREFECT_API_URL; serving against a temporary local API. Event triggers need "
+                     "a Prefect server: `prefect server start`, then export PREFECT_API_URL.")
+    stderr.print(f"serving kbflow deployments for {config} (Ctrl-C to stop)")
+    serve_kbflow(str(config.resolve()), loaded)
+
+
+@app.command()
+@reports_errors
+def watch(
+    config: ConfigOption = Path("kbflow.toml"),
+    source: Annotated[str | None, typer.Option(help="watch only this source")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow the sources: each change is ingested (or announced to `kbflow serve`) seconds later."""
+    from kbflow.flows.watch import react_to_change, serves_change_trigger
+    from kbflow.flows.watch import watch as watch_sources
+
+    loaded = load_config(config)
+    loaded.select_sources(source)
+    announce = serves_change_trigger()
+    react = react_to_change(str(config.resolve()), loaded, source, announce=announce)
+    stderr.print(f"watching {config} ({'announcing changes to the Prefect API' if announce else 'ingesting here'})")
+
+    def run_source(name: str | None) -> None:
+        try:
+            report = react(name)
+        except known_errors() as error:
+            stderr.print(f"[red]ingest of {name or 'all sources'} failed:[/] {escape(str(error))}")
+            return
+        if "announced" in report:
+            for changed in report["announced"]:
+                stderr.print(f"announced kbflow.source.changed for {changed}")
+        elif as_json:
+            print_json({"source": name, **report})
+        else:
+            d, c = report.get("documents", {}), report.get("chunks", {})
+            stdout.print(f"{report.get('run_id')} {name or 'all'}: {report['status']}, documents "
+                         f"+{d.get('new', 0)} ~{d.get('changed', 0)} -{d.get('deleted', 0)}, "
+                         f"chunks embedded {c.get('embedded', 0)}, total {c.get('total', 0)}")
+        sys.stdout.flush()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: finish the tick, exit
+    try:
+        watch_sources(loaded, run_source, source, stop=stop)
+    except KeyboardInterrupt:
+        pass
+    stderr.print("stopped watching")
