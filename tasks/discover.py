@@ -63,6 +63,19 @@ def _included_files(source: SourceConfig, quarantined: list[Quarantined]):
             yield full, uri
 
 
+def file_format(path: Path) -> str:
+    """The parser a file needs, by its name: `guide.md` → md. Sphinx publishes its sources as
+    `page.rst.txt` (and `page.md.txt`): those are reStructuredText (markdown), not plain text.
+
+    >>> file_format(Path("library/json.rst.txt")), file_format(Path("notes.TXT"))
+    ('rst', 'txt')
+    """
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if len(suffixes) == 2 and suffixes[1] == ".txt" and suffixes[0] in (".rst", ".md", ".markdown"):
+        return suffixes[0].lstrip(".")
+    return path.suffix.lower().lstrip(".")
+
+
 def _item(source: SourceConfig, uri: str, path: Path, content_hash: str, size: int, mtime: float) -> dict:
     return {
         "doc_id": make_doc_id(source.name, uri),
@@ -70,7 +83,7 @@ def _item(source: SourceConfig, uri: str, path: Path, content_hash: str, size: i
         "tenant": source.tenant,
         "uri": uri,
         "path": str(path),
-        "format": path.suffix.lower().lstrip("."),
+        "format": file_format(path),
         "content_hash": content_hash,
         "size": size,
         "mtime": mtime,

@@ -92,3 +92,12 @@ def test_unreadable_file_is_not_counted_as_deleted(tmp_path):
     write(tmp_path, {"big.txt": "x" * 5000})
     changes = diff_against_manifest(discover_source(files_source(tmp_path), 1000), manifest)
     assert changes.counts["deleted"] == 0
+
+
+def test_sphinx_source_files_are_parsed_as_their_markup(tmp_path):
+    from kbflow.tasks.discover import file_format
+
+    assert file_format(tmp_path / "library" / "json.rst.txt") == "rst"
+    assert file_format(tmp_path / "guide.md.txt") == "md"
+    assert file_format(tmp_path / "release.2.txt") == "txt"
+    assert file_format(tmp_path / "README.TXT") == "txt"
