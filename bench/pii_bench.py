@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib
 import json
 import subprocess
 import sys
@@ -60,12 +61,15 @@ def manual_texts(pages: int | None) -> list[tuple[str, str]]:
     return [(path.name, parse_html(path.read_text(encoding="utf-8", errors="replace")).text) for path in paths]
 
 
+def _pii_tests() -> types.ModuleType:
+    """tests/tasks/test_pii.py: the one home of the planted corpus and the technical examples."""
+    sys.path.insert(0, str(ROOT / "tests" / "tasks"))
+    return importlib.import_module("test_pii")
+
+
 def planted() -> list[tuple[str, str, str]]:
     """(type, value, text holding it): the unit tests' planted corpus and the dataset flow test's values."""
-    sys.path.insert(0, str(ROOT / "tests" / "tasks"))
-    import test_pii  # noqa: PLC0415 - the test module is the single home of the planted corpus
-
-    corpus = test_pii.planted_texts()
+    corpus = _pii_tests().planted_texts()
     flow_test = ast.parse((ROOT / "tests" / "flows" / "test_build_dataset.py").read_text())
     for node in flow_test.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PLANTED_PII":
@@ -75,10 +79,8 @@ def planted() -> list[tuple[str, str, str]]:
 
 
 def technical() -> dict[str, str]:
-    sys.path.insert(0, str(ROOT / "tests" / "tasks"))
-    import test_pii  # noqa: PLC0415
-
-    return test_pii.TECHNICAL
+    """The issue's technical examples that must come back unchanged."""
+    return _pii_tests().TECHNICAL
 
 
 def measure(detector: types.ModuleType, texts, labels: dict[str, dict]) -> dict:
