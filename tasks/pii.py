@@ -8,12 +8,21 @@ or groups. When candidates overlap, the more specific type wins (a resident id
 is not also a phone, a card is not a phone, an email's digits are not a phone).
 
 Deliberately NOT flagged (documentation is full of them, and none is personal
-data): loopback, unspecified, broadcast, netmask and multicast addresses
-(127.0.0.1, 0.0.0.0, ::1, 255.255.255.0, 224.0.0.1), link-local IPv6 with fewer than
-three groups; dates, times and version numbers; hex digests such as git commit
-ids and sha256 checksums (a digest is a secret only as the value of a secret-named
-assignment, `token = "..."`); placeholder credentials without digits or with
-low entropy (`api_key = "your-api-key-here"`).
+data):
+- addresses in networks no person is behind: private (RFC 1918, unique-local
+  fc00::/7), documentation (RFC 5737 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24;
+  RFC 3849 2001:db8::/32), loopback, link-local, unspecified, multicast, shared
+  (CGN) and reserved ranges, netmasks; a network written with its prefix
+  (`128.1.0.0/16`, a CIDR range, not a host); MAC addresses (`08:00:2b:01:02:03`);
+- numbers that are numbers: integer limits (2^k and 2^k - 1, `+2147483647`,
+  `17179869184`), signed ranges (`-2147483648 to +2147483647`), dates, times with
+  fractions (`15:12:02.020.001230`), version numbers (`version 1.2.3.4`), ports
+  (`8.8.8.8:5432` loses only the address);
+- hex digests such as git commit ids and sha256 checksums (a digest is a secret
+  only as the value of a secret-named assignment, `token = "..."`); placeholder
+  credentials without digits or with low entropy (`api_key = "your-api-key-here"`).
+Emails at reserved example domains (example.org) ARE flagged: tests and users stand
+real addresses in with them, and a placeholder keeps the sentence's meaning.
 """
 
 from __future__ import annotations
@@ -76,8 +85,43 @@ _CARD = re.compile(_NUM_START + r"\d(?:[ -]?\d){12,18}" + _NUM_END)
 _IBAN = re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w])")
 _CN_ID = re.compile(r"(?<![\w])\d{17}[\dXx](?![\w])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_NOT_IP_BEFORE = re.compile(r"(?i)\b(?:version|release|build|section|chapter|step|rule|v)\s*$|§\s*$")
+# A dotted number named as something else: "version 1.2.3.4", "section 12.3.4.5".
+_VERSION_BEFORE = re.compile(r"(?i)\b(?:version|release|build|section|chapter|step|rule|v)\s*$|§\s*$")
+_PREFIX_AFTER = re.compile(r"/(\d{1,3})(?!\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+
+# Technical tokens that claim their span before any PII type: a candidate overlapping one is not PII.
+_TECHNICAL = re.compile(
+    # MAC addresses, EUI-48 / EUI-64, ':' or '-' (a phone regex would find "01-02-03-04-05" inside one)
+    r"(?<![\w:-])[0-9A-Fa-f]{2}(?P<mac>[:-])(?:[0-9A-Fa-f]{2}(?P=mac)){4,6}[0-9A-Fa-f]{2}(?![\w:-])"
+    # times with fractional parts: 15:12:02.020.001230
+    r"|(?<![\w:.])\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)+(?![\w:])"
+    # signed numeric ranges: -2147483648 to +2147483647, -32768..+32767
+    r"|(?<![\w+-])[-−]\d+(?:\.\d+)?\s*(?:to|through|\.\.|–)\s*\+?\d+(?:\.\d+)?(?![\w.])"
+)
+# Networks no person is behind (IANA special-purpose registries, RFC 6890 and successors).
+_NOT_PERSONAL_NETWORKS = [
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",  # "this network", unspecified
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # RFC 1918 private
+        "100.64.0.0/10",  # RFC 6598 shared address space (carrier-grade NAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",  # RFC 5737 documentation
+        "198.18.0.0/15",  # RFC 2544 benchmarking
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast, netmasks such as 255.255.255.0
+        "::/128", "::1/128",  # unspecified, loopback
+        "100::/64",  # discard-only
+        "2001:db8::/32", "3fff::/20",  # RFC 3849 / RFC 9637 documentation
+        "fc00::/7",  # unique-local (private)
+        "fe80::/10", "fec0::/10",  # link-local, old site-local
+        "ff00::/8",  # multicast
+    )
+]  # fmt: skip
+
 
 _SECRET_TOKENS = re.compile(
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
@@ -187,25 +231,28 @@ def _secret_value_valid(value: str) -> bool:
     )
 
 
-def _ipv4_valid(candidate: str) -> bool:
-    octets = [int(part) for part in candidate.split(".")]
-    if any(octet > 255 for octet in octets):
-        return False
-    # Not about anyone: unspecified, loopback, multicast / reserved, netmasks.
-    return 0 < octets[0] < 224 and octets[0] != 127
+def _personal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A host someone may be behind: not in a private, documentation or special-purpose network."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # ::ffff:10.4.3.2 is the IPv4 address 10.4.3.2
+    return not any(address in network for network in _NOT_PERSONAL_NETWORKS if network.version == address.version)
 
 
-def _ipv6_valid(candidate: str) -> bool:
-    try:
-        address = ipaddress.IPv6Address(candidate)
-    except ValueError:
-        return False
-    groups = [g for g in candidate.split(":") if g]
-    return len(groups) >= 3 and not (address.is_loopback or address.is_unspecified or address.is_multicast)
+def _network_prefix(text: str, end: int, bits: int) -> bool:
+    """The address ends in a prefix shorter than a host's (`/24`): a CIDR range, not a host."""
+    prefix = _PREFIX_AFTER.match(text, end)
+    return prefix is not None and int(prefix.group(1)) < bits
+
+
+def _integer_limit(digits: str) -> bool:
+    """2^k or 2^k - 1 (k >= 15): integer and size limits (2147483647, 17179869184), not phone numbers."""
+    number = int(digits)
+    return number >= 2**15 and (number & (number - 1) == 0 or number & (number + 1) == 0)
 
 
 def _phone_valid(candidate: str) -> bool:
-    return 9 <= len(_digits(candidate)) <= 15
+    digits = _digits(candidate)
+    return 9 <= len(digits) <= 15 and not _integer_limit(digits)
 
 
 def _trim_phone(candidate: str) -> str:
@@ -242,11 +289,31 @@ def _find(pattern: re.Pattern[str], valid: Callable[[str], bool]) -> Callable[[s
     return find
 
 
-def _find_ipv4(text: str) -> Iterable[tuple[int, int]]:
+def _find_ip_addresses(text: str) -> Iterable[tuple[int, int]]:
+    ipv6_spans: list[tuple[int, int]] = []
+    for match in _IPV6.finditer(text):
+        try:
+            address = ipaddress.IPv6Address(match.group())
+        except ValueError:
+            continue
+        ipv6_spans.append(match.span())
+        # Fewer than three groups ("fe80::1", "a::b") is too little to be sure it is an address.
+        groups = [g for g in match.group().split(":") if g]
+        if len(groups) >= 3 and _personal_address(address) and not _network_prefix(text, match.end(), 128):
+            yield match.span()
     for match in _IPV4.finditer(text):
-        # "version 1.2.3.4", "section 12.3.4.5": a dotted number named as something else.
-        if _ipv4_valid(match.group()) and not _NOT_IP_BEFORE.search(text, max(0, match.start() - 24), match.start()):
-            yield match.start(), match.end()
+        if any(start <= match.start() < end for start, end in ipv6_spans):
+            continue  # the IPv4 tail of an IPv6 address (::ffff:1.2.3.0) was judged with it
+        try:
+            address = ipaddress.IPv4Address(match.group())
+        except ValueError:
+            continue  # an octet over 255, or a leading zero: not an address
+        if (
+            _personal_address(address)
+            and not _network_prefix(text, match.end(), 32)
+            and not _VERSION_BEFORE.search(text, max(0, match.start() - 24), match.start())
+        ):
+            yield match.span()
 
 
 def _find_phones(text: str) -> Iterable[tuple[int, int]]:
@@ -256,7 +323,8 @@ def _find_phones(text: str) -> Iterable[tuple[int, int]]:
             yield match.start(), match.start() + len(trimmed)
     for pattern in (_PHONE_NA, _PHONE_EU):
         for match in pattern.finditer(text):
-            if _phone_valid(match.group()):
+            # "version 01.02.03.04.05" is a version, however phone-like its groups are
+            if _phone_valid(match.group()) and not _VERSION_BEFORE.search(text, max(0, match.start() - 24), match.start()):
                 yield match.start(), match.end()
 
 
@@ -274,8 +342,8 @@ _DETECTORS: dict[str, Callable[[str], Iterable[tuple[int, int]]]] = {
     "iban": _find_ibans,
     "cn_resident_id": _find(_CN_ID, cn_resident_id_valid),
     "payment_card": _find(_CARD, _card_valid),
-    "ip_address": lambda text: [*_find_ipv4(text), *_find(_IPV6, _ipv6_valid)(text)],
-    "cn_mobile": _find(_CN_MOBILE, lambda s: True),
+    "ip_address": _find_ip_addresses,
+    "cn_mobile": _find(_CN_MOBILE, lambda s: not _integer_limit(_digits(s))),
     "phone": _find_phones,
 }
 _NEEDS_DIGIT = {"iban", "cn_resident_id", "payment_card", "cn_mobile", "phone"}
@@ -292,14 +360,15 @@ def find_pii(text: str) -> list[PiiMatch]:
     if not text:
         return []
     has_digit = any(ch.isdigit() for ch in text)
-    taken: list[PiiMatch] = []
+    # Technical tokens (MAC addresses, fractional times, signed ranges) block any candidate they overlap.
+    taken: list[PiiMatch] = [PiiMatch("", *m.span(), m.group()) for m in _TECHNICAL.finditer(text)] if has_digit else []
     for kind in PII_TYPES:  # priority order: a span claimed by an earlier type is not re-used
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         for start, end in sorted(set(_DETECTORS[kind](text)), key=lambda span: (span[0], -span[1])):
             if all(end <= m.start or start >= m.end for m in taken):
                 taken.append(PiiMatch(kind, start, end, text[start:end]))
-    return sorted(taken, key=lambda m: m.start)
+    return sorted((m for m in taken if m.type), key=lambda m: m.start)
 
 
 def redact_text(text: str) -> tuple[str, Counter]:

@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow.config import QualityConfig
 from kbflow.errors import QualityGateFailed
 from kbflow.quarantine import Quarantined
+from kbflow.tasks.data_docs import make_site_offline
 from kbflow.tasks.discover import ChangeSet
 
 EXAMPLES_PER_EXPECTATION = 5
@@ -377,6 +378,7 @@ class QualityGate:
             self.summary_path.parent.mkdir(parents=True, exist_ok=True)
             if self._context is not None:
                 self._context.build_data_docs()
+                make_site_offline(data_docs_index(self.config.results_dir).parent)  # GX links CDN assets
             # One site for all runs: a run that validated nothing still links to it.
             docs_index = data_docs_index(self.config.results_dir)
             summary["data_docs"] = str(docs_index) if docs_index.is_file() else None

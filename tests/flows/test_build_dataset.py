@@ -33,7 +33,7 @@ PLANTED_PII = {
     "payment_card": "4111 1111 1111 1111",
     "iban": "DE89 3704 0044 0532 0130 00",
     "cn_resident_id": "11010519491231002X",
-    "ip_address": "203.0.113.42",
+    "ip_address": "81.2.69.142",  # public: documentation ranges are not PII
     "cn_mobile": "13812345678",
     "secret": "sk-proj-Zx81Qa72Lm09Pq55Rt33Vb11",
 }

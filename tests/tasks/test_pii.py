@@ -46,7 +46,8 @@ PLANTED = {
         "NL91ABNA0417164300",
     ],
     "cn_resident_id": ["11010519491231002X", "310115198511154562", "330106200002290010"],
-    "ip_address": ["8.8.8.8", "203.0.113.7", "192.168.1.20", "2001:db8:85a3::8a2e:370:7334"],
+    # Public hosts only: private, documentation and special-purpose ranges are not PII (see TECHNICAL).
+    "ip_address": ["8.8.8.8", "81.2.69.160", "151.101.1.69", "2a00:1450:4001:82b::200e"],
     "secret": [
         "sk-proj-A1b2C3d4E5f6G7h8I9j0KlMnOpQr",
         "AKIAIOSFODNN7EXAMPLE",
@@ -105,6 +106,25 @@ NEGATIVES = {
     "code": "Foo::Bar::baz() returns std::vector<int>; range 1-2-3-4-5; ratio 3:4:5.",
 }
 
+# Technical text that earlier versions damaged (issue 12): each must come back unchanged from redact_text.
+TECHNICAL = {
+    "integer limits": "integer  4 bytes  typical choice for integer  -2147483648 to +2147483647",
+    "bigint and size limits": "-9223372036854775808 to +9223372036854775807; kernel.shmmax=17179869184; "
+    "up to +4294967295 rows",
+    "signed ranges": "offsets from -32768..+32767 and from -1.5 to +99999999999",
+    "cidr prefixes": "cidr 192.168.0.0/25, 128.1.0.0/16, 2001:4f8:3:ba::/64 and ::ffff:1.2.3.0/120",
+    "rfc 1918 private": "host all all 10.6.0.0 and 172.20.143.89 and 192.168.12.10 scram-sha-256",
+    "rfc 5737 documentation": "from 192.0.2.14, 198.51.100.7 and 203.0.113.200",
+    "rfc 3849 documentation": "postgresql://[2001:db8::1234]/database and 2001:db8:85a3::8a2e:370:7334",
+    "loopback, link-local, unspecified, multicast": "127.0.0.1, 169.254.10.20, fe80::7a31:c1ff:0000:0000, "
+    "0.0.0.0, ::, ff02::1:ff00:1234, 239.255.255.250, fd12:3456:789a::1, ::ffff:10.4.3.2",
+    "netmasks": "netmask 255.255.255.0, hostmask 0.0.0.255",
+    "version strings": "Upgrade to version 1.2.3.4 (build 10.0.19041.1234); release 01.02.03.04.05",
+    "ports": "listen_addresses = 'localhost', port = 5432, ssh -L 63333:localhost:5432, :65535",
+    "mac addresses": "'08:00:2b:01:02:03:04:05' '08-00-2b-01-02-03-04-05' 12:34:56:78:90:ab:cd:ef",
+    "fractional times": "to_timestamp('15:12:02.020.001230', 'HH24:MI:SS.MS.US')",
+}
+
 
 @pytest.mark.parametrize(("kind", "value", "text"), planted_texts(), ids=lambda v: str(v)[:30])
 def test_each_planted_value_is_found_as_its_type(kind, value, text):
@@ -151,6 +171,19 @@ def test_placeholders_are_typed():
 @pytest.mark.parametrize("name", NEGATIVES)
 def test_look_alikes_are_not_pii(name):
     assert find_pii(NEGATIVES[name]) == []
+
+
+@pytest.mark.parametrize("name", TECHNICAL)
+def test_technical_text_stays_intact(name):
+    assert redact_text(TECHNICAL[name]) == (TECHNICAL[name], {})
+
+
+def test_public_hosts_are_found_beside_technical_text():
+    # The address of a host is PII; its port, a private peer and a range around it are not.
+    text = "host=151.101.1.69 port=5432 from 10.0.0.7, 2a00:1450:4001:82b::200e/128, -1 to +2147483647"
+    assert redact_text(text)[0] == "host=[IP_ADDRESS] port=5432 from 10.0.0.7, [IP_ADDRESS]/128, -1 to +2147483647"
+    # A real phone beside a range: only the range is technical.
+    assert redact_text("-5 to +5; call +44 20 7946 0958")[0] == "-5 to +5; call [PHONE]"
 
 
 def test_overlaps_go_to_the_more_specific_type():
