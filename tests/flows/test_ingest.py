@@ -178,15 +178,17 @@ def test_tenant_filter_applies_before_ranking(tmp_path, hash_embedder):
     assert search(config, query, k=5, tenant="globex", mode="vector")[0][0]["uri"] == "notes.md"
 
 
-def test_records_source_is_incremental(tmp_path, hash_embedder):
+@pytest.mark.parametrize("path", ["records/", "records/faq.jsonl", "records/*.jsonl"])
+def test_records_source_is_incremental(tmp_path, hash_embedder, path):
+    # A folder, the one file, or a glob: the same documents, the same incremental behaviour.
     lines = [{"id": "a", "answer": "Reset your password from the login page.", "category": "account"},
              {"id": "b", "answer": "Exports are zipped Markdown files.", "category": "data"}]
     write(tmp_path, {"records/faq.jsonl": "\n".join(json.dumps(line) for line in lines)})
-    config_path = write_config(tmp_path, """
+    config_path = write_config(tmp_path, f"""
         [[sources]]
         name = "faq"
         kind = "records"
-        path = "records/"
+        path = "{path}"
         id_field = "id"
         text_field = "answer"
         metadata = ["category"]
