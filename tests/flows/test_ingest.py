@@ -227,7 +227,11 @@ def test_blocking_gate_leaves_the_store_exactly_as_it_was(small_corpus, hash_emb
     assert [f.type for f in blocked.value.failures] == ["expect_column_values_to_match_regex"]
     assert table_versions(small_corpus) == versions
     assert search(config, ["nightly backups"], k=3)[0] == hits_before
-    assert Store(config.store).runs()[0]["status"] == "blocked"
+    store = Store(config.store)
+    recorded = store.runs()[0]
+    assert recorded["status"] == "blocked" and recorded["dq_success"] is False
+    # The totals are the index's, which the blocked run left as it was (not 0).
+    assert blocked.value.report["chunks"]["total"] == json.loads(recorded["chunks"])["total"] == store.count("chunks") > 0
 
 
 def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, hash_embedder):
@@ -238,6 +242,11 @@ def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, ha
         run(small_corpus)  # refused even with nothing to do: the config no longer matches the index
     with pytest.raises(ModelMismatch):
         search(load_config(small_corpus), ["anything"])
+    store = Store(load_config(small_corpus).store)
+    refused = store.runs()[0]
+    # Recorded as what it was: refused, no check ran (not "passed"), the index's chunks as they are.
+    assert (refused["status"], refused["dq_success"]) == ("refused", None) and "kbflow reindex" in refused["error"]
+    assert json.loads(refused["chunks"])["total"] == store.count("chunks") > 0
 
 
 def test_chunks_quarantined_by_the_chunks_suite_are_never_embedded(small_corpus, hash_embedder):
