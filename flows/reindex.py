@@ -7,7 +7,9 @@ with the model the config names now. Only when that passes are `chunks` and
 `documents` switched to it: one overwrite commit each, so search never mixes
 vectors of two models. The index before the switch stays
 in the tables' history, tagged with its runs: `kbflow rollback` returns to it.
-A blocked or failed reindex leaves the index exactly as it was.
+A blocked or failed reindex leaves the index exactly as it was. What the staging
+run set aside (its quarantine) and its quality results are kept with the reindex
+run before the staging store is deleted.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from prefect import flow
 
 from kbflow.config import KbflowConfig, load_config
+from kbflow.errors import QualityGateFailed
 from kbflow.flows.ingest import ingest
 from kbflow.lock import store_lock
+from kbflow.quarantine import quarantined_from_rows
 from kbflow.runs import RunRecord
 from kbflow.store import Store
 
@@ -42,13 +46,33 @@ def reindex(config_path: str) -> dict:
     store = Store(config.store)
     with store_lock(config), RunRecord(store, flow="reindex", source=None, model=config.embedding.model) as run:
         shutil.rmtree(staging_uri, ignore_errors=True)  # what an interrupted reindex left
-        staged = ingest(config_path=config_path, allow_mass_delete=True, store_uri=staging_uri)
+        try:
+            staged = ingest(config_path=config_path, allow_mass_delete=True, store_uri=staging_uri)
+        except QualityGateFailed as blocked:
+            run.documents.update((blocked.report or {}).get("documents", {}))
+            raise
+        finally:
+            keep_staging_run(run, staging_uri)
         staging = Store.from_uri(staging_uri)
         run.documents.update(staged["documents"])
-        run.quality_results = staging.run(staged["run_id"])["quality_results"]
         run.versions.update(store.replace_with(staging, run.run_id))
         shutil.rmtree(staging_uri, ignore_errors=True)
         run.status = "published"
         run.chunks.update(embedded=staged["chunks"]["embedded"], reused=staged["chunks"]["reused"],
                           total=store.count("chunks"))
         return {**run.report(), "model": config.embedding.model}
+
+
+def keep_staging_run(run: RunRecord, staging_uri: str) -> None:
+    """Give `run` what the staging ingest recorded and the staging's deletion would lose:
+    its quarantine records, its quality results and their outcome."""
+    if not Path(staging_uri).is_dir():
+        return
+    staging = Store.from_uri(staging_uri)
+    staged_runs = staging.runs(limit=1)  # the staging store is fresh: its one run is the nested ingest
+    if not staged_runs:
+        return
+    staged_run = staged_runs[0]
+    run.quarantine(quarantined_from_rows(staging.quarantine(staged_run["run_id"])))
+    run.quality_results = staged_run["quality_results"]
+    run.dq_success = staged_run["dq_success"]

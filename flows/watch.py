@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kbflow.config import KbflowConfig, SourceConfig
-from kbflow.globs import matches
+from kbflow.tasks.discover import source_files
 
 log = logging.getLogger("kbflow.watch")
 TICK_S = 0.2
@@ -50,16 +50,23 @@ def source_of(path: str, sources: list[SourceConfig]) -> str | None:
 
     candidate = Path(path).resolve() if os.path.exists(path) else Path(path).absolute()
     for source in sources:
-        root = source.path.resolve()
-        if candidate.is_relative_to(root) and matches(candidate.relative_to(root).as_posix(), source.include,
-                                                       source.exclude):
+        root = source.root.resolve()
+        if candidate.is_relative_to(root) and source.selects(candidate.relative_to(root).as_posix()):
             return source.name
     return None
 
 
 def records_fingerprint(source: SourceConfig) -> tuple:
-    """What changes when a records source's files change (names, sizes, mtimes)."""
-    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in source.path.rglob("*") if p.is_file()))
+    """What changes when a records source's files change (names, sizes, mtimes); its path is
+    a folder, one file or a glob."""
+    fingerprint = []
+    for path, _ in source_files(source):
+        try:
+            stat = path.stat()
+        except OSError:  # removed between the listing and the stat: the next poll sees it gone
+            continue
+        fingerprint.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(fingerprint))
 
 
 def watch(
@@ -89,7 +96,7 @@ def watch(
     run_source(source)  # catch up with what changed while nobody watched
     observer = Observer()
     for watched in files:
-        observer.schedule(OnChange(), str(watched.path), recursive=True)
+        observer.schedule(OnChange(), str(watched.root), recursive=True)
     observer.start()
     fingerprints = {s.name: records_fingerprint(s) for s in records}
     next_poll = time.monotonic() + config.schedule.records_poll_s

@@ -15,9 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kbflow.globs import matches
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx")
 RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
+GLOB_CHARACTERS = frozenset("*?[")  # in a source's path: a glob, not a file name
 ENV_PREFIX = "KBFLOW_"
 
 # Names shared by the config, the flows' parameters and the CLI's options: Pydantic, Prefect
@@ -248,6 +251,12 @@ class FinetuneConfig(_Section):
 
 
 class SourceConfig(_Section):
+    """One source. `path` is a folder, one file, or a glob (`records/*.jsonl`, `docs/**/*.md`).
+
+    A document's uri is its file's path relative to `root` (plus `#id` for a record), so
+    a file keeps its uri, its doc_id and its incremental state whichever way it is named.
+    """
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["files", "records"]
     path: Path
@@ -269,6 +278,33 @@ class SourceConfig(_Section):
     @property
     def is_labeled(self) -> bool:
         return bool(self.question_field and self.answer_field)
+
+    @property
+    def path_glob(self) -> str | None:
+        """The part of `path` from its first glob character on (posix), or None for a plain path."""
+        parts = self.path.parts
+        first = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), None)
+        return None if first is None else "/".join(parts[first:])
+
+    @property
+    def root(self) -> Path:
+        """The folder uris are relative to: `path` itself if it is a folder, else its folder
+        (a file's, or a glob's fixed leading part)."""
+        if self.path_glob is not None:
+            return Path(*self.path.parts[: len(self.path.parts) - len(self.path_glob.split("/"))])
+        return self.path if self.path.is_dir() else self.path.parent
+
+    def selects(self, uri: str) -> bool:
+        """Whether the file at `uri` (posix, relative to `root`) is one of the source's files.
+
+        A folder: the files that match include and not exclude. A glob: the files it matches
+        that also pass include/exclude. One file: that file (include/exclude do not apply).
+        """
+        if self.path_glob is not None:
+            return matches(uri, [self.path_glob], []) and matches(uri, self.include, self.exclude)
+        if self.path.is_dir():
+            return matches(uri, self.include, self.exclude)
+        return uri == self.path.name
 
     @model_validator(mode="after")
     def _records_fields(self) -> SourceConfig:
@@ -451,7 +487,7 @@ ingest_cron = "0 * * * *"      # every source, hourly
 [[sources]]
 name = "docs"
 kind = "files"               # or "records" for .jsonl/.csv/.parquet
-path = "docs/"
+path = "docs/"               # a folder, one file, or a glob such as "docs/**/*.md"
 include = ["**/*.md", "**/*.txt", "**/*.rst", "**/*.html", "**/*.pdf", "**/*.docx"]
 exclude = []
 tenant = "public"
@@ -460,8 +496,7 @@ tenant = "public"
 # [[sources]]
 # name = "faq"
 # kind = "records"
-# path = "records/"
-# include = ["**/*.jsonl"]
+# path = "records/faq.jsonl"   # one file; or a folder, or a glob such as "records/*.jsonl"
 # id_field = "id"
 # text_field = "answer"
 # title_field = "question"

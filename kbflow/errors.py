@@ -27,7 +27,12 @@ class QualityGateFailed(RuntimeError):
         return {**(self.report or {}), "status": "blocked", "failures": self.failure_dicts()}
 
 
-class ModelMismatch(RuntimeError):
+class RunRefused(RuntimeError):
+    """A run that would harm the index was refused before it changed anything: recorded
+    as `refused`, not `failed`, and with no data-quality outcome (no check ran)."""
+
+
+class ModelMismatch(RunRefused):
     """The configured embedding model is not the one the index was built with."""
 
     def __init__(self, configured: str, indexed: str) -> None:

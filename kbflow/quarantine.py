@@ -6,7 +6,7 @@ see afterwards exactly what was left out.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -31,3 +31,9 @@ def quarantine_table(records: list[Quarantined], run_id: str) -> pa.Table:
     now = datetime.now(UTC)
     rows = [{**asdict(record), "run_id": run_id, "quarantined_at": now} for record in records]
     return pa.Table.from_pylist(rows, schema=QUARANTINE)
+
+
+def quarantined_from_rows(rows: list[dict]) -> list[Quarantined]:
+    """`quarantine` table rows (as `Store.quarantine` returns them) back as records."""
+    names = [f.name for f in fields(Quarantined)]
+    return [Quarantined(**{name: row[name] for name in names}) for row in rows]

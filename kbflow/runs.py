@@ -2,7 +2,9 @@
 
 Used as a context manager around a flow's body, so that a run is recorded in
 the `runs` table (and its quarantine records kept) however it ends: published,
-with nothing to do, blocked by a quality gate, or failed.
+with nothing to do, blocked by a quality gate, refused before it started (a
+model mismatch), or failed. A run that ends without publishing records the
+index's chunk total as it stands, not 0.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from kbflow import __version__
-from kbflow.errors import QualityGateFailed
+from kbflow.errors import QualityGateFailed, RunRefused
 from kbflow.quarantine import Quarantined, quarantine_table
-from kbflow.store import Store, new_run_id
+from kbflow.store import CHUNKS, Store, new_run_id
 
 
 @dataclass
@@ -34,7 +36,7 @@ class RunRecord:
     chunks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("embedded", "reused", "deleted", "total"), 0))
     stage_durations: dict[str, float] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
-    dq_success: bool = True  # every expectation of every suite passed
+    dq_success: bool | None = None  # every expectation passed; None: no check ran (set by the QualityGate)
     dq_failures: list[dict[str, Any]] = field(default_factory=list)  # the blocking ones
     quality_results: str | None = None  # path of the run's quality summary JSON
     parent_run_id: str | None = None  # rollback: the run whose state was restored
@@ -77,8 +79,12 @@ class RunRecord:
         if isinstance(error, QualityGateFailed):
             self.status = "blocked"
             self.dq_failures = error.failure_dicts()
+        elif isinstance(error, RunRefused):
+            self.status, self.error, self.dq_success = "refused", str(error)[:4000], None
         elif error is not None:
             self.status, self.error = "failed", f"{type(error).__name__}: {error}"[:4000]
+        if error is not None:  # nothing (or not all) was published: the index's total is what holds
+            self.chunks["total"] = self.store.count(CHUNKS)
         report = self.report()
         self.store.add_quarantine(quarantine_table(self.quarantined, self.run_id))
         self.store.add_run(
@@ -92,7 +98,7 @@ class RunRecord:
                 "stage_durations": self.stage_durations,
                 "documents": self.documents,
                 "chunks": self.chunks,
-                "dq_success": self.dq_success and not self.dq_failures,
+                "dq_success": False if self.dq_failures else self.dq_success,
                 "dq_failures": self.dq_failures,
                 "error": self.error,
                 "quality_results": self.quality_results,
@@ -124,8 +130,9 @@ def decoded_run(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """The run's data-quality summary (every suite and expectation); no suites if nothing was checked."""
+    """The run's data-quality summary (every suite and expectation); no suites and success
+    None if nothing was checked."""
     path = run.get("quality_results")
     if not path or not Path(path).is_file():
-        return {"run_id": run["run_id"], "success": bool(run.get("dq_success")), "suites": []}
+        return {"run_id": run["run_id"], "success": run.get("dq_success"), "suites": []}
     return json.loads(Path(path).read_text(encoding="utf-8"))

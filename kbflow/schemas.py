@@ -93,13 +93,13 @@ RUNS = pa.schema(
         ("run_id", pa.string()),
         ("flow", pa.string()),
         ("source", pa.string()),  # null: all sources
-        ("status", pa.string()),  # published | no_change | blocked | failed
+        ("status", pa.string()),  # published | no_change | blocked | refused | failed
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("duration_s", pa.float64()),
         ("stage_durations", pa.string()),  # JSON {stage: seconds}
         ("documents", pa.string()),  # JSON {new, changed, unchanged, deleted, quarantined}
         ("chunks", pa.string()),  # JSON {embedded, reused, deleted, total}
-        ("dq_success", pa.bool_()),
+        ("dq_success", pa.bool_()),  # null: no check ran (no_change, refused, rollback)
         ("dq_failures", pa.string()),  # JSON list of failed blocking expectations
         ("quality_results", pa.string()),  # path of the run's quality summary (kbflow quality)
         ("error", pa.string()),

@@ -28,6 +28,7 @@ from kbflow.errors import ModelMismatch
 from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, vector_matrix
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
+QUARANTINE_KEY = ("source", "uri", "stage", "reason", "content_hash")  # one quarantined item
 SEARCH_COLUMNS = ["chunk_id", "doc_id", "uri", "source", "tenant", "heading", "text"]
 SEARCH_MODES = get_args(SearchMode)
 FUSIONS = get_args(Fusion)  # how hybrid fuses the vector and full-text rankings (fuse_hits)
@@ -164,8 +165,17 @@ class Store:
         return history[:limit] if limit else history
 
     def quarantine(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """What runs set aside. One run: every record it made (an item it saw again included).
+        All runs: each item once (same place, stage, reason and content), its newest record."""
         rows = self._rows(QUARANTINE_TABLE, where=f"run_id = {sql_string(run_id)}" if run_id else None)
-        return [] if rows is None else rows.to_pylist()
+        if rows is None:
+            return []
+        if run_id:
+            return rows.to_pylist()
+        newest: dict[tuple, dict[str, Any]] = {}
+        for row in sorted(rows.to_pylist(), key=lambda row: row["quarantined_at"]):
+            newest[tuple(row[name] for name in QUARANTINE_KEY)] = row
+        return list(newest.values())
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -378,17 +388,19 @@ class Store:
         return self.db.open_table(name).version
 
     def add_quarantine(self, records: pa.Table) -> int:
-        """Append quarantine records not already recorded (same place, stage, reason, content)."""
+        """Append quarantine records, each run's own: a run that sets aside an item an earlier
+        run did keeps its record too (`quarantine(run_id)` shows it). A record its run already
+        holds (same place, stage, reason, content) is not added twice."""
         if records.num_rows == 0:
             return 0
         table = self._table_or_create(QUARANTINE_TABLE, QUARANTINE)
-        key_columns = ["source", "uri", "stage", "reason", "content_hash"]
+        key_columns = ["run_id", *QUARANTINE_KEY]
 
         def keys(rows: pa.Table) -> list[tuple]:
             return list(zip(*(rows.column(name).to_pylist() for name in key_columns)))
 
-        uris = sorted(set(records.column("uri").to_pylist()))
-        known = set(keys(self._rows(QUARANTINE_TABLE, where=f"uri IN ({sql_list(uris)})", columns=key_columns)))
+        run_ids = sorted(set(records.column("run_id").to_pylist()))
+        known = set(keys(self._rows(QUARANTINE_TABLE, where=f"run_id IN ({sql_list(run_ids)})", columns=key_columns)))
         fresh = pa.array([key not in known for key in keys(records)], pa.bool_())
         new_records = records.filter(fresh)
         if new_records.num_rows:

@@ -1,8 +1,9 @@
 """Discover: list what each source holds, with a content hash, and diff it against the manifest.
 
-A `files` source is a directory walked without following symlinks; a file that
-is a symlink to somewhere outside the source root is quarantined, never read.
-A `records` source is .jsonl/.csv/.parquet files whose rows are documents.
+A source's `path` is a folder, one file, or a glob. A folder (or a glob's fixed
+leading folder) is walked without following symlinks; a file that is a symlink to
+somewhere outside that root is quarantined, never read. A `files` source's files
+are documents; a `records` source's .jsonl/.csv/.parquet files hold one document a row.
 The diff sorts every item into new / changed / unchanged / deleted: unchanged
 documents cost one hash and nothing more.
 """
@@ -21,7 +22,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import SourceConfig
-from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED
 
@@ -41,24 +41,30 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _included_files(source: SourceConfig, quarantined: list[Quarantined]):
-    """(path, posix path relative to the root) of the source's included files, in name order.
+def source_files(source: SourceConfig, quarantined: list[Quarantined] | None = None):
+    """(path, posix uri relative to the source's root) of the source's files, in name order.
 
-    Symlinked directories are not entered; a symlinked file that points outside the
-    root is quarantined instead of read.
+    `path` names one file: that file. A folder or a glob: the files under its root that
+    `source.selects`; symlinked directories are not entered, and a symlinked file that
+    points outside the root is quarantined (appended to `quarantined`) instead of read.
     """
-    root = source.path.resolve()
+    root = source.root.resolve()
+    if source.path_glob is None and not source.path.is_dir():
+        if source.path.is_file():
+            yield source.path, source.path.name
+        return
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(directory, name)
             uri = full.relative_to(root).as_posix()
-            if not matches(uri, source.include, source.exclude):
+            if not source.selects(uri):
                 continue
             if full.is_symlink() and not full.resolve().is_relative_to(root):
-                quarantined.append(
-                    Quarantined(source.name, uri, "discover", "symlink_outside_root", f"points to {full.resolve()}")
-                )
+                if quarantined is not None:
+                    quarantined.append(
+                        Quarantined(source.name, uri, "discover", "symlink_outside_root", f"points to {full.resolve()}")
+                    )
                 continue
             yield full, uri
 
@@ -102,7 +108,7 @@ class Discovery:
 def discover_files(source: SourceConfig, max_file_bytes: int) -> Discovery:
     """Every included file under a `files` source, hashed."""
     rows, quarantined, unreadable = [], [], set()
-    for full, uri in _included_files(source, quarantined):
+    for full, uri in source_files(source, quarantined):
         try:
             stat = full.stat()
             if stat.st_size > max_file_bytes:
@@ -174,7 +180,7 @@ def record_hash(row: dict) -> str:
 def discover_records(source: SourceConfig) -> Discovery:
     """Every row of every included records file, hashed per row."""
     rows, quarantined, unreadable = [], [], set()
-    for full, file_uri in _included_files(source, quarantined):
+    for full, file_uri in source_files(source, quarantined):
         try:
             records, bad_lines = read_records(full, source)
             mtime = full.stat().st_mtime
@@ -204,8 +210,11 @@ def discover_records(source: SourceConfig) -> Discovery:
 
 def discover_source(source: SourceConfig, max_file_bytes: int) -> Discovery:
     """What one source holds now."""
-    if not source.path.is_dir():
-        raise FileNotFoundError(f"source {source.name!r}: path {source.path} is not a directory")
+    if not (source.root.is_dir() if source.path_glob else source.path.exists()):
+        raise FileNotFoundError(
+            f"source {source.name!r}: path {source.path} does not exist; "
+            "sources.path is a folder, one file, or a glob such as records/*.jsonl"
+        )
     if source.kind == "files":
         return discover_files(source, max_file_bytes)
     return discover_records(source)  # a records file may be large: max_file_bytes is per document

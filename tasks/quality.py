@@ -364,7 +364,7 @@ class QualityGate:
         """The run's results, one entry per suite (a suite validated per batch is merged)."""
         return {
             "run_id": self.run_id,
-            "success": all(result.success for result in self.results),
+            "success": all(result.success for result in self.results) if self.results else None,  # None: no check ran
             "suites": [result.as_dict() for result in merge_results(self.results)],
         }
 

@@ -70,17 +70,18 @@ def test_trace_leads_from_a_chunk_to_its_source_and_run(small_corpus, hash_embed
 
 
 def test_mass_deletion_is_blocked_with_exit_3_and_search_keeps_the_old_results(small_corpus, hash_embedder):
-    ingest_json(small_corpus)
+    total = ingest_json(small_corpus)[1]["chunks"]["total"]
     before = kbflow("search", "nightly backups", "--config", str(small_corpus), "--json").stdout
     for name in ("backup.md", "billing.txt"):
         (small_corpus.parent / "docs" / name).unlink()
     code, report = ingest_json(small_corpus)
     assert code == 3 and report["status"] == "blocked"
+    assert report["chunks"]["total"] == total > 0  # the index's total, which the blocked run kept
     failures = {(f["suite"], f["column"]) for f in report["failures"]}
     assert failures == {("run", "deleted_share"), ("run", "document_count_ratio")}  # 3 documents -> 1
     assert kbflow("search", "nightly backups", "--config", str(small_corpus), "--json").stdout == before
     runs = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)
-    assert runs[0]["status"] == "blocked" and runs[0]["dq_success"] is False
+    assert runs[0]["status"] == "blocked" and runs[0]["dq_success"] is False and runs[0]["chunks"]["total"] == total
     assert {f["column"] for f in runs[0]["dq_failures"]} == {"deleted_share", "document_count_ratio"}
     summary = json.loads(kbflow("quality", "--config", str(small_corpus), "--json").stdout)
     assert summary["suites"][-1]["name"] == "run" and summary["suites"][-1]["success"] is False
@@ -97,9 +98,28 @@ def test_runs_lists_counts_durations_and_outcome(small_corpus, hash_embedder):
     runs = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)
     assert [run["status"] for run in runs] == ["no_change", "published"]
     assert runs[1]["documents"]["new"] == 3 and runs[1]["chunks"]["total"] > 0
+    assert runs[0]["chunks"]["total"] == runs[1]["chunks"]["total"]
     assert {"discover", "parse", "chunk", "embed", "publish"} <= set(runs[1]["stage_durations"])
-    assert all(run["dq_success"] for run in runs)
+    assert [run["dq_success"] for run in runs] == [None, True]  # the no-change run checked nothing
     assert "published" in kbflow("runs", "--config", str(small_corpus)).stdout
+
+
+def test_a_refused_run_says_so_and_checked_nothing(small_corpus, hash_embedder):
+    total = ingest_json(small_corpus)[1]["chunks"]["total"]
+    with small_corpus.open("a") as handle:
+        handle.write('\n[embedding]\nmodel = "another-model"\n')
+    refused = kbflow("ingest", "--config", str(small_corpus))
+    assert refused.exit_code == 1 and "kbflow reindex" in refused.stderr
+    last = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)[0]
+    assert (last["status"], last["dq_success"], last["chunks"]["total"]) == ("refused", None, total)
+    assert json.loads(kbflow("status", "--config", str(small_corpus), "--json").stdout)["last_run"]["status"] == "refused"
+    quality = kbflow("quality", "--config", str(small_corpus))
+    said = " ".join(quality.stdout.split())  # as read, whatever the terminal's wrapping
+    assert quality.exit_code == 0 and "passed" not in said and "nothing changed" not in said
+    assert "(refused): no checks ran (the index holds vectors of" in said and "kbflow reindex" in said
+    assert json.loads(kbflow("quality", "--config", str(small_corpus), "--json").stdout)["success"] is None
+    table = kbflow("runs", "--config", str(small_corpus)).stdout
+    assert "refused" in table and "✅" in table and "—" in table  # the published run passed; the refused one: no outcome
 
 
 def test_prefect_artifacts_show_quality_next_to_the_run(small_corpus, hash_embedder):

@@ -117,7 +117,7 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
     summary = {
         "documents": store.count("documents", "status = 'active'"),
         "chunks": store.count("chunks"),
-        "quarantined": store.count("quarantine"),
+        "quarantined": len(store.quarantine()),  # items set aside, each once however many runs saw it
         "last_run": decoded_run(runs[0]) if runs else None,
     }
     if as_json:

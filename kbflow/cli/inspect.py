@@ -13,6 +13,9 @@ from kbflow.cli.common import ConfigOption, JsonOption, RunOption, app, print_js
 from kbflow.config import load_config
 
 
+DQ_MARKS = {True: "✅", False: "❌", None: "—"}  # None: no check ran (no_change, refused, rollback)
+
+
 def _open_store(config: Path):
     from kbflow.store import Store
 
@@ -57,10 +60,13 @@ def quality(
     if as_json:
         print_json(summary)
         return
-    verdict = "[green]passed[/]" if summary["success"] else "[red]failures[/]"
-    stdout.print(f"run {summary['run_id']} ({record['status']}): {verdict}")
-    if not summary["suites"]:
-        stdout.print("no checks ran in this run (nothing changed); `kbflow runs` lists earlier runs")
+    if not summary["suites"]:  # a refused, failed or no-change run: say why, never "passed"
+        why = "nothing changed" if record["status"] == "no_change" else record.get("error") or record["status"]
+        stdout.print(f"run {summary['run_id']} ({record['status']}): no checks ran ({why}); "
+                     "`kbflow runs` lists earlier runs", markup=False)
+    else:
+        verdict = "[green]passed[/]" if summary["success"] else "[red]failures[/]"
+        stdout.print(f"run {summary['run_id']} ({record['status']}): {verdict}")
     for suite in summary["suites"]:
         table = Table(title=f"suite {suite['name']}", title_justify="left")
         for column in ("", "expectation", "column", "on failure", "unexpected", "examples"):
@@ -132,7 +138,7 @@ def runs(
         d, c, stages = run["documents"] or {}, run["chunks"] or {}, run["stage_durations"] or {}
         slowest = max(stages.items(), key=lambda item: item[1], default=("", 0))
         table.add_row(
-            run["run_id"], run["flow"], run["status"], "✅" if run["dq_success"] else "❌",
+            run["run_id"], run["flow"], run["status"], DQ_MARKS[run["dq_success"]],
             "/".join(str(d.get(k, 0)) for k in ("new", "changed", "unchanged", "deleted", "quarantined")),
             "/".join(str(c.get(k, 0)) for k in ("embedded", "reused", "deleted", "total")),
             f"{run['duration_s']:.1f}", f"{slowest[0]} {slowest[1]:.1f}s" if slowest[0] else "",

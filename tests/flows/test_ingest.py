@@ -147,7 +147,11 @@ def test_bad_inputs_are_quarantined_and_the_rest_is_indexed(small_corpus, hash_e
     # Quarantined documents are remembered and not retried until they change.
     rerun = run(small_corpus)
     assert rerun["status"] == "no_change"
-    assert len(Store(load_config(small_corpus).store).quarantine()) == 5
+    store = Store(load_config(small_corpus).store)
+    assert len(store.quarantine()) == 5  # all runs: each item once
+    # The symlink is set aside again by the rerun, and the rerun's own view shows it.
+    assert rerun["documents"]["quarantined"] == 1
+    assert [row["uri"] for row in store.quarantine(rerun["run_id"])] == ["escape.txt"]
 
 
 def test_tenant_filter_applies_before_ranking(tmp_path, hash_embedder):
@@ -178,15 +182,17 @@ def test_tenant_filter_applies_before_ranking(tmp_path, hash_embedder):
     assert search(config, query, k=5, tenant="globex", mode="vector")[0][0]["uri"] == "notes.md"
 
 
-def test_records_source_is_incremental(tmp_path, hash_embedder):
+@pytest.mark.parametrize("path", ["records/", "records/faq.jsonl", "records/*.jsonl"])
+def test_records_source_is_incremental(tmp_path, hash_embedder, path):
+    # A folder, the one file, or a glob: the same documents, the same incremental behaviour.
     lines = [{"id": "a", "answer": "Reset your password from the login page.", "category": "account"},
              {"id": "b", "answer": "Exports are zipped Markdown files.", "category": "data"}]
     write(tmp_path, {"records/faq.jsonl": "\n".join(json.dumps(line) for line in lines)})
-    config_path = write_config(tmp_path, """
+    config_path = write_config(tmp_path, f"""
         [[sources]]
         name = "faq"
         kind = "records"
-        path = "records/"
+        path = "{path}"
         id_field = "id"
         text_field = "answer"
         metadata = ["category"]
@@ -221,7 +227,11 @@ def test_blocking_gate_leaves_the_store_exactly_as_it_was(small_corpus, hash_emb
     assert [f.type for f in blocked.value.failures] == ["expect_column_values_to_match_regex"]
     assert table_versions(small_corpus) == versions
     assert search(config, ["nightly backups"], k=3)[0] == hits_before
-    assert Store(config.store).runs()[0]["status"] == "blocked"
+    store = Store(config.store)
+    recorded = store.runs()[0]
+    assert recorded["status"] == "blocked" and recorded["dq_success"] is False
+    # The totals are the index's, which the blocked run left as it was (not 0).
+    assert blocked.value.report["chunks"]["total"] == json.loads(recorded["chunks"])["total"] == store.count("chunks") > 0
 
 
 def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, hash_embedder):
@@ -232,6 +242,11 @@ def test_a_different_model_is_refused_instead_of_mixing_vectors(small_corpus, ha
         run(small_corpus)  # refused even with nothing to do: the config no longer matches the index
     with pytest.raises(ModelMismatch):
         search(load_config(small_corpus), ["anything"])
+    store = Store(load_config(small_corpus).store)
+    refused = store.runs()[0]
+    # Recorded as what it was: refused, no check ran (not "passed"), the index's chunks as they are.
+    assert (refused["status"], refused["dq_success"]) == ("refused", None) and "kbflow reindex" in refused["error"]
+    assert json.loads(refused["chunks"])["total"] == store.count("chunks") > 0
 
 
 def test_chunks_quarantined_by_the_chunks_suite_are_never_embedded(small_corpus, hash_embedder):

@@ -14,8 +14,10 @@ from kbflow.flows.ingest import ingest
 from kbflow.flows.reindex import reindex
 from kbflow.flows.rollback import rollback
 from kbflow.search import search
+from kbflow.store import Store
 from kbflow.tasks.quality import bundled_expectations_dir
 
+from conftest import write
 from fakes import HashEmbedder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -60,7 +62,22 @@ def test_reindex_switches_models_without_mixing_and_rollback_returns(small_corpu
     assert search(load_config(small_corpus), ["nightly backups"], k=1)[0][0]["uri"] == "backup.md"
 
 
+def test_a_reindex_keeps_what_its_staging_run_set_aside(small_corpus, hash_embedder):
+    write(small_corpus.parent, {"docs/stub.txt": "tiny"})  # too short: quarantined by the documents suite
+    assert ingest(config_path=str(small_corpus))["documents"]["quarantined"] == 1
+    hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=16)
+    configure_model(small_corpus, "model-b")
+    report = reindex(config_path=str(small_corpus))
+    assert report["status"] == "published" and report["documents"]["quarantined"] == 1
+    store = Store(load_config(small_corpus).store)
+    assert [(r["uri"], r["stage"]) for r in store.quarantine(report["run_id"])] == [("stub.txt", "quality:documents")]
+    recorded = store.run(report["run_id"])
+    assert json.loads(recorded["documents"])["quarantined"] == 1
+    assert recorded["dq_success"] is False and recorded["quality_results"]  # the staging run's checks, kept
+
+
 def test_a_reindex_that_fails_its_checks_leaves_the_index_alone(small_corpus, hash_embedder):
+    write(small_corpus.parent, {"docs/stub.txt": "tiny"})
     ingest(config_path=str(small_corpus))
     table = lancedb.connect(load_config(small_corpus).store.uri).open_table("chunks")
     version = table.version
@@ -74,10 +91,15 @@ def test_a_reindex_that_fails_its_checks_leaves_the_index_alone(small_corpus, ha
         handle.write('\n[quality]\nexpectations_dir = "checks"\n')
     hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=16)
     configure_model(small_corpus, "model-b")
-    with pytest.raises(QualityGateFailed):
+    with pytest.raises(QualityGateFailed) as blocked:
         reindex(config_path=str(small_corpus))
     table.checkout_latest()
     assert table.version == version and index_models(small_corpus) == {"all-MiniLM-L6-v2": 32}
+    # The blocked reindex is recorded with what its staging run set aside and the index's totals.
+    report, store = blocked.value.report, Store(load_config(small_corpus).store)
+    assert report["status"] == "blocked" and report["documents"]["quarantined"] == 1
+    assert report["documents"]["new"] == 4 and report["chunks"]["total"] == table.count_rows() > 0
+    assert [r["uri"] for r in store.quarantine(report["run_id"])] == ["stub.txt"]
 
 
 @pytest.mark.model

@@ -49,13 +49,19 @@ def test_embedding_cache_is_keyed_by_model_and_text_hash(tmp_path):
     assert store.cached_vectors("other-model", ["h-one"]) == {}
 
 
-def test_quarantine_records_are_not_duplicated_across_runs(tmp_path):
+def test_each_run_keeps_what_it_set_aside_and_all_runs_list_each_item_once(tmp_path):
     store = Store(StoreConfig(uri=str(tmp_path / "db")))
     record = Quarantined("s", "bad.pdf", "parse", "corrupt_file", "EOF", doc_id="d", content_hash="c1")
-    assert store.add_quarantine(quarantine_table([record], new_run_id())) == 1
-    assert store.add_quarantine(quarantine_table([record], new_run_id())) == 0
+    first, second = new_run_id(), new_run_id()
+    assert store.add_quarantine(quarantine_table([record], first)) == 1
+    assert store.add_quarantine(quarantine_table([record], first)) == 0  # a run's record is not added twice
+    assert store.add_quarantine(quarantine_table([record], second)) == 1  # seen again by a later run
+    assert [row["uri"] for row in store.quarantine(first)] == [row["uri"] for row in store.quarantine(second)] == ["bad.pdf"]
+    (listed,) = store.quarantine()  # all runs: the item once, its newest record
+    assert listed["run_id"] == second
     changed = Quarantined("s", "bad.pdf", "parse", "corrupt_file", "EOF", doc_id="d", content_hash="c2")
-    assert store.add_quarantine(quarantine_table([changed], new_run_id())) == 1
+    assert store.add_quarantine(quarantine_table([changed], second)) == 1
+    assert sorted(row["content_hash"] for row in store.quarantine()) == ["c1", "c2"]
 
 
 def test_runs_are_listed_newest_first(tmp_path):

@@ -4,6 +4,7 @@ import json
 import os
 
 import pyarrow as pa
+import pytest
 
 from kbflow.config import SourceConfig
 from kbflow.globs import matches
@@ -66,6 +67,31 @@ def test_csv_records(tmp_path):
     write(tmp_path, {"kb.csv": "id,answer\n1,first answer\n2,second answer\n"})
     source = SourceConfig(name="kb", kind="records", path=tmp_path, id_field="id", text_field="answer")
     assert discover_source(source, 10_000).items.column("uri").to_pylist() == ["kb.csv#1", "kb.csv#2"]
+
+
+def test_a_records_path_may_be_a_folder_one_file_or_a_glob(tmp_path):
+    write(tmp_path, {"records/faq.jsonl": json.dumps({"id": "r1", "answer": "one"}) + "\n",
+                     "records/more.jsonl": json.dumps({"id": "m1", "answer": "two"}) + "\n",
+                     "records/kb.csv": "id,answer\n1,first answer\n"})
+
+    def found(path) -> list[tuple[str, str]]:
+        source = SourceConfig(name="faq", kind="records", path=path, id_field="id", text_field="answer")
+        items = discover_source(source, max_file_bytes=10_000).items
+        return list(zip(items.column("uri").to_pylist(), items.column("doc_id").to_pylist()))
+
+    folder = found(tmp_path / "records")
+    assert [uri for uri, _ in folder] == ["faq.jsonl#r1", "kb.csv#1", "more.jsonl#m1"]
+    # The same uris and doc_ids whichever way the file is named: switching keeps the index's state.
+    assert found(tmp_path / "records/faq.jsonl") == folder[:1]
+    assert found(tmp_path / "records/*.jsonl") == [folder[0], folder[2]]
+    assert found(tmp_path / "records/**/kb.*") == [folder[1]]
+
+
+def test_a_missing_source_path_names_the_source_and_what_path_may_be(tmp_path):
+    for path in (tmp_path / "nope", tmp_path / "nope.jsonl", tmp_path / "nope/*.jsonl"):
+        source = SourceConfig(name="faq", kind="records", path=path, id_field="id", text_field="answer")
+        with pytest.raises(FileNotFoundError, match="source 'faq': path .* does not exist; .*one file, or a glob"):
+            discover_source(source, max_file_bytes=10_000)
 
 
 def manifest_of(table: pa.Table, hashes: dict[str, str] | None = None) -> pa.Table:
