@@ -11,6 +11,7 @@ import pytest
 
 from kbflow.config import StoreConfig
 from kbflow.schemas import CHUNKED, DOCUMENTS
+from kbflow.search import vector_hits
 from kbflow.store import Store, _sub_vectors_for, new_run_id, vector_index_name
 from kbflow.tasks.embed import vector_column
 
@@ -57,7 +58,7 @@ def test_ann_index_is_built_at_the_threshold_fed_by_optimize_and_retrained_when_
     (index,) = vector_indexes(store)
     assert index.name == "vector_ivf_pq_p17" and index.num_unindexed_rows == 0 and index.num_indexed_rows == 350
     query = store.table("chunks").search().where("chunk_id = 'c-7'").select(["vector"]).to_arrow()
-    hits = store.search(np.array(query.column("vector")[0].as_py()), "", 3, None, "vector")
+    hits = vector_hits(store, np.array(query.column("vector")[0].as_py()), 3)
     assert hits[0]["chunk_id"] == "c-7" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
 
     publish(store, "d", 900, seed=4)  # 1250 rows: sqrt says 35 partitions >= 2 x 17, so retrain
@@ -69,7 +70,7 @@ def test_hnsw_variant_is_built_and_searched_with_refine(tmp_path):
     publish(store, "a", 300, seed=5)
     assert [index.name for index in vector_indexes(store)] == ["vector_ivf_hnsw_sq_p4"]
     query = store.table("chunks").search().where("chunk_id = 'a-42'").select(["vector"]).to_arrow()
-    hits = store.search(np.array(query.column("vector")[0].as_py()), "", 20, None, "vector")  # ef >= 20 * 30
+    hits = vector_hits(store, np.array(query.column("vector")[0].as_py()), 20)  # ef >= 20 * 30
     assert len(hits) == 20 and hits[0]["chunk_id"] == "a-42"
 
 
