@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,17 +22,22 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, IvfHnswSq, IvfPq
+from lancedb.index import FTS
 
 from kbflow.config import StoreConfig
 from kbflow.errors import ModelMismatch
 from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, vector_matrix
+from kbflow.vector_index import (
+    VECTOR_INDEX_NAME,
+    partitions_for,
+    tune_vector_query,
+    vector_index_config,
+    vector_index_name,
+)
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
 SEARCH_COLUMNS = ["chunk_id", "doc_id", "uri", "source", "tenant", "heading", "text"]
 FTS_REFRESH_MIN_ROWS = 1000  # refresh the FTS index once this many rows (or 10%) are unindexed
-# The ANN index's name records its type and partitions, so an outgrown index is seen and retrained.
-VECTOR_INDEX_NAME = re.compile(r"^vector_(?P<kind>ivf_pq|ivf_hnsw_sq)_p(?P<partitions>\d+)$")
 NO_CLEANUP = timedelta(days=36_500)  # an optimize that removes no version
 log = logging.getLogger("kbflow.store")
 
@@ -320,7 +323,7 @@ class Store:
         wanted = vector_index_name(self.config, rows)
         trained = VECTOR_INDEX_NAME.match(current[0]) if len(current) == 1 else None
         if trained and trained["kind"] == self.config.vector_index_type:
-            have, want = int(trained["partitions"]), _partitions_for(self.config, rows)
+            have, want = int(trained["partitions"]), partitions_for(self.config, rows)
             outgrown = want != have if self.config.vector_index_partitions else want >= 2 * have
             if not outgrown:
                 return
@@ -462,59 +465,3 @@ class Store:
             self.db.open_table(name).add(rows)
         else:
             self.db.create_table(name, data=rows)
-
-
-def _partitions_for(config: StoreConfig, rows: int) -> int:
-    """IVF partitions: ~sqrt(rows) for IVF-PQ; HNSW searches big partitions well, so 4x fewer."""
-    if config.vector_index_partitions:
-        return config.vector_index_partitions
-    root = math.sqrt(max(rows, 1))
-    return max(1, round(root / 4 if config.vector_index_type == "ivf_hnsw_sq" else root))
-
-
-def _sub_vectors_for(config: StoreConfig, dim: int) -> int:
-    """PQ sub-vectors: dim/8 (8 dims per byte code keeps recall high), or the nearest that divides dim."""
-    if config.vector_index_sub_vectors:
-        if dim % config.vector_index_sub_vectors:
-            raise ValueError(f"store.vector_index_sub_vectors = {config.vector_index_sub_vectors} must divide "
-                             f"the vector dimension {dim}")
-        return config.vector_index_sub_vectors
-    width = next(w for w in (8, 4, 2, 1) if dim % w == 0)
-    return dim // width
-
-
-def vector_index_name(config: StoreConfig, rows: int) -> str:
-    return f"vector_{config.vector_index_type}_p{_partitions_for(config, rows)}"
-
-
-def vector_index_config(config: StoreConfig, rows: int, dim: int) -> IvfPq | IvfHnswSq:
-    """The ANN index for `rows` vectors of `dim` dimensions (cosine), as configured."""
-    partitions = _partitions_for(config, rows)
-    # Fewer k-means iterations and samples than Lance's defaults (50, 256 per centroid): PQ training
-    # dominated the build (100k rows: 450 s -> 190 s on 2 busy cores) at no measured recall loss.
-    training = {"max_iterations": 20, "sample_rate": 64}
-    if config.vector_index_type == "ivf_hnsw_sq":
-        return IvfHnswSq(distance_type="cosine", num_partitions=partitions, **training)
-    return IvfPq(
-        distance_type="cosine", num_partitions=partitions, num_sub_vectors=_sub_vectors_for(config, dim), **training
-    )
-
-
-def refine_factor(config: StoreConfig) -> int:
-    """The configured re-rank factor, or the type's default: 48-byte PQ codes need 30 for recall@10 >= 0.95
-    at 1M rows, 8-bit SQ codes 10 (bench/vector_index_bench.py); 0: no exact re-rank."""
-    if config.vector_refine_factor is not None:
-        return config.vector_refine_factor
-    return 10 if config.vector_index_type == "ivf_hnsw_sq" else 30
-
-
-def tune_vector_query(query, config: StoreConfig, k: int):
-    """Recall knobs of an ANN query (ignored by an exact scan): partitions probed, exact re-rank, HNSW ef."""
-    query = query.nprobes(config.vector_nprobes)
-    refine = refine_factor(config)
-    if refine:
-        query = query.refine_factor(refine)
-    if config.vector_index_type == "ivf_hnsw_sq":
-        # The graph must return all k * refine_factor candidates: Lance refuses an ef below that.
-        query = query.ef(max(config.hnsw_ef, k * max(refine, 1)))
-    return query

@@ -27,7 +27,9 @@ from kbflow.tasks.labeled import LabeledRecord, raft_rows, sft_rows
 
 DATASET_KINDS: tuple[str, ...] = get_args(DatasetKind)
 # Rows from labeled records: (records, the index snapshot or None, embedder, settings) -> (rows, dropped per reason)
-LabeledRows = Callable[[list[LabeledRecord], IndexSnapshot | None, Embedder, DatasetsConfig], tuple[pa.Table, dict[str, int]]]
+LabeledRows = Callable[
+    [list[LabeledRecord], IndexSnapshot | None, Embedder, DatasetsConfig], tuple[pa.Table, dict[str, int]]
+]
 
 
 @dataclass(frozen=True)
@@ -145,12 +147,12 @@ trainer = SentenceTransformerTrainer(model=model, train_dataset=train,
 trainer.train()
 ```
 Or `kbflow finetune --dataset {path}`.""",
-        id_column='query_id',
-        dedup_column='anchor',
-        text_columns=('anchor', 'positive', 'negative_*'),
-        checked_fields=('anchor', 'positive', 'negative_*'),
-        length_fields=('anchor', 'positive'),
-        chunk_columns=('positive_chunk_id',),
+        id_column="query_id",
+        dedup_column="anchor",
+        text_columns=("anchor", "positive", "negative_*"),
+        checked_fields=("anchor", "positive", "negative_*"),
+        length_fields=("anchor", "positive"),
+        chunk_columns=("positive_chunk_id",),
         labeled=False,
         reads_index=True,
     ),
@@ -171,23 +173,23 @@ train = data["train"].select_columns(["query", "passage", "label"])  # inputs by
 model = CrossEncoder("cross-encoder/ms-marco-MiniLM-L6-v2", num_labels=1)
 CrossEncoderTrainer(model=model, train_dataset=train, loss=BinaryCrossEntropyLoss(model)).train()
 ```""",
-        id_column='query_id',
-        dedup_column='query',
-        text_columns=('query', 'passage'),
-        checked_fields=('query', 'passage'),
-        length_fields=('query', 'passage'),
-        chunk_columns=('chunk_id',),
+        id_column="query_id",
+        dedup_column="query",
+        text_columns=("query", "passage"),
+        checked_fields=("query", "passage"),
+        length_fields=("query", "passage"),
+        chunk_columns=("chunk_id",),
         labeled=False,
         reads_index=True,
-        label_column='label',
-        rows_of='embedding-pairs',
+        label_column="label",
+        rows_of="embedding-pairs",
         derive=reranker_rows,
     ),
     "sft": DatasetKindSpec(
         name="sft",
         description="Question–answer examples for supervised fine-tuning of an LLM (TRL `messages` and "
                     "`prompt`/`completion`).",
-        lineage='`id` (`<source>:<record id>`), `doc_id` (the record), `source`',
+        lineage="`id` (`<source>:<record id>`), `doc_id` (the record), `source`",
         training="""\
 ```python
 from datasets import load_dataset
@@ -197,11 +199,11 @@ data = load_dataset("parquet", data_dir="{path}/data")
 train = data["train"].select_columns(["messages"])  # conversational; or ["prompt", "completion"]
 SFTTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", train_dataset=train, args=SFTConfig(output_dir="out")).train()
 ```""",
-        id_column='id',
-        dedup_column='prompt',
-        text_columns=('messages', 'prompt', 'completion'),
-        checked_fields=('prompt', 'completion'),
-        length_fields=('messages.user', 'messages.assistant'),
+        id_column="id",
+        dedup_column="prompt",
+        text_columns=("messages", "prompt", "completion"),
+        checked_fields=("prompt", "completion"),
+        length_fields=("messages.user", "messages.assistant"),
         chunk_columns=(),
         labeled=True,
         reads_index=False,
@@ -211,7 +213,7 @@ SFTTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", train_dataset=train, args=SFTConf
         name="raft",
         description="Retrieval-augmented fine-tuning examples (RAFT, Zhang et al. 2024): the question with the "
                     "oracle chunk and distractor chunks as context, the answer as target.",
-        lineage='`id`, `doc_id` (the record), `source`, `oracle_chunk_id`, `distractor_chunk_ids`, `has_oracle`',
+        lineage="`id`, `doc_id` (the record), `source`, `oracle_chunk_id`, `distractor_chunk_ids`, `has_oracle`",
         training="""\
 ```python
 from datasets import load_dataset
@@ -221,12 +223,12 @@ data = load_dataset("parquet", data_dir="{path}/data")
 train = data["train"].select_columns(["messages"])  # the user turn holds the context and the question
 SFTTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", train_dataset=train, args=SFTConfig(output_dir="out")).train()
 ```""",
-        id_column='id',
+        id_column="id",
         dedup_column=QUERY,
-        text_columns=('messages',),
-        checked_fields=(QUERY, 'messages.assistant'),
-        length_fields=('messages.user', 'messages.assistant'),
-        chunk_columns=('oracle_chunk_id', 'distractor_chunk_ids'),
+        text_columns=("messages",),
+        checked_fields=(QUERY, "messages.assistant"),
+        length_fields=("messages.user", "messages.assistant"),
+        chunk_columns=("oracle_chunk_id", "distractor_chunk_ids"),
         labeled=True,
         reads_index=True,
         labeled_rows=raft_rows,

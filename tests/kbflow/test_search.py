@@ -154,7 +154,7 @@ def test_min_max_of_equal_scores_is_one():
 def test_the_fusion_docstring_example_holds():
     import doctest
 
-    import kbflow.store
+    import kbflow.search
 
-    results = doctest.testmod(kbflow.store)
+    results = doctest.testmod(kbflow.search)
     assert results.attempted >= 1 and results.failed == 0

@@ -12,7 +12,8 @@ import pytest
 from kbflow.config import StoreConfig
 from kbflow.schemas import CHUNKED, DOCUMENTS
 from kbflow.search import vector_hits
-from kbflow.store import Store, _sub_vectors_for, new_run_id, vector_index_name
+from kbflow.store import Store, new_run_id
+from kbflow.vector_index import sub_vectors_for, vector_index_name
 from kbflow.tasks.embed import vector_column
 
 DIM = 16
@@ -78,9 +79,9 @@ def test_hnsw_variant_and_index_sizing():
     hnsw = StoreConfig(vector_index_type="ivf_hnsw_sq")
     assert vector_index_name(hnsw, 1_000_000) == "vector_ivf_hnsw_sq_p250"
     assert vector_index_name(StoreConfig(), 1_000_000) == "vector_ivf_pq_p1000"
-    assert [_sub_vectors_for(StoreConfig(), dim) for dim in (384, 768, 100, 3)] == [48, 96, 25, 3]
+    assert [sub_vectors_for(StoreConfig(), dim) for dim in (384, 768, 100, 3)] == [48, 96, 25, 3]
     with pytest.raises(ValueError, match="must divide the vector dimension 384"):
-        _sub_vectors_for(StoreConfig(vector_index_sub_vectors=5), 384)
+        sub_vectors_for(StoreConfig(vector_index_sub_vectors=5), 384)
 
 
 def test_optimize_keeps_runs_inside_the_retention_window_restorable(tmp_path):
