@@ -119,11 +119,6 @@ def dataset_kind(kind: str) -> DatasetKindSpec:
     return KINDS[kind]
 
 
-def check_kind(kind: str) -> str:
-    """The kind's name, if it is one (see `dataset_kind`)."""
-    return dataset_kind(kind).name
-
-
 KINDS: dict[str, DatasetKindSpec] = {
     "embedding-pairs": DatasetKindSpec(
         name="embedding-pairs",

@@ -38,7 +38,6 @@ from kbflow.tasks.pii import FLAG_COLUMN
 
 # Working columns, never written: the split, the group that decides it, the text dedup compares.
 SPLIT, GROUP, QUERY = "_split", "_group", "_query"
-PRIVATE = (SPLIT, GROUP, QUERY)
 NEGATIVE_POOL = 16  # candidates searched per query beyond the negatives wanted (margin and text filters)
 CHUNK_COLUMNS = ["chunk_id", "doc_id", "source", "uri", "tenant", "ordinal", "heading", "text", "run_id"]
 HIT_COLUMNS = ["chunk_id", "doc_id", "tenant", "heading", "text"]

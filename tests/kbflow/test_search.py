@@ -90,8 +90,8 @@ def config(tmp_path) -> KbflowConfig:
     config = KbflowConfig(store=StoreConfig(uri=str(tmp_path / "store")))
     from kbflow.schemas import DOCUMENTS
 
-    manifest = pa.Table.from_pylist([], schema=DOCUMENTS)
-    Store(config.store).publish(run_id, table, manifest, [])
+    documents = pa.Table.from_pylist([], schema=DOCUMENTS)
+    Store(config.store).publish(run_id, table, documents, [])
     return config
 
 

@@ -29,7 +29,7 @@ def chunks(doc_id: str, n: int, run_id: str, seed: int) -> pa.Table:
             .append_column("model", pa.array(["m"] * n)).append_column("run_id", pa.array([run_id] * n)))
 
 
-def manifest(doc_id: str, run_id: str) -> pa.Table:
+def documents(doc_id: str, run_id: str) -> pa.Table:
     return pa.Table.from_pylist([{"doc_id": doc_id, "source": "s", "uri": f"{doc_id}.md", "content_hash": run_id,
                                   "status": "active", "n_chunks": 1, "first_run_id": run_id, "last_run_id": run_id}],
                                 schema=DOCUMENTS)
@@ -37,7 +37,7 @@ def manifest(doc_id: str, run_id: str) -> pa.Table:
 
 def publish(store: Store, doc_id: str, n: int, seed: int) -> str:
     run_id = new_run_id()
-    store.publish(run_id, chunks(doc_id, n, run_id, seed), manifest(doc_id, run_id), [doc_id])
+    store.publish(run_id, chunks(doc_id, n, run_id, seed), documents(doc_id, run_id), [doc_id])
     store.add_run({"run_id": run_id, "flow": "ingest", "status": "published", "started_at": datetime.now(UTC)})
     return run_id
 
