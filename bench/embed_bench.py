@@ -105,7 +105,7 @@ def eval_set(table: pa.Table) -> tuple[list[str], list[list[str]]]:
     chunk -> that chunk (the corpus keeps the sentence: a lexical-overlap task, easy in
     absolute terms; what is compared is the same task under each backend).
     """
-    from kbflow.tasks.datasets import HeadingGenerator, IctGenerator
+    from kbflow.tasks.generators import HeadingGenerator, IctGenerator
     from kbflow.tasks.generators import Passage
 
     rows = table.select(["chunk_id", "doc_id", "source", "heading", "text"]).to_pylist()

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 import kbflow  # noqa: F401  - offline / no-analytics defaults first
 from kbflow.config import StoreConfig
-from kbflow.store import refine_factor, tune_vector_query, vector_index_config
+from kbflow.vector_index import refine_factor, tune_vector_query, vector_index_config
 
 DIM, K, QUERIES, BATCH, WARMUP = 384, 10, 200, 100_000, 10
 DEFAULTS = StoreConfig()

@@ -1,15 +1,15 @@
 """The `build-dataset` flow: a fine-tuning dataset in Parquet from the index and labeled sources.
 
-    embedding-pairs / reranker: index -> passages -> generate queries -> mine hard negatives
-    sft:                        labeled records -> messages, prompt/completion
-    raft:                       labeled records + index -> oracle + distractors as context
-    then: split by document -> hygiene (empty, PII, length, duplicates) -> GX suite -> write
+    generated kinds (embedding-pairs, reranker): index -> passages -> queries -> hard negatives
+    labeled kinds (sft, raft):                   labeled records (+ index) -> the kind's rows
+    then: split by document -> hygiene (empty, PII, length, duplicates) -> [derive: reranker
+          rows from the cleaned pairs] -> GX suite -> manifest + card -> write
 
-What is loaded: the chunks and documents tables at their current versions (recorded in
-the manifest) and the labeled records as they are now. Not incremental: a build writes
-the whole dataset again (into a temporary folder, swapped in at the end), and the same
-index, config and seed give the same rows; `kbflow dataset check` finds the rows that
-went stale since.
+What each kind reads, checks and writes is its record in tasks/dataset_kinds.py. What is
+loaded: the chunks and documents tables at their current versions (recorded in the
+manifest) and the labeled records as they are now. Not incremental: a build writes the
+whole dataset again (into a temporary folder, swapped in at the end), and the same index,
+config and seed give the same rows; `kbflow dataset check` finds the rows that went stale since.
 """
 
 from __future__ import annotations
@@ -20,27 +20,14 @@ from prefect import flow
 
 from kbflow.config import DatasetKind, load_config
 from kbflow.models import load_embedder
-from kbflow.store import Store
-from kbflow.tasks.datasets import (
-    INDEX_KINDS,
-    check_dataset_task,
-    check_kind,
-    clean_rows_task,
-    describe_dataset,
-    final_splits,
-    generate_pairs_task,
-    labeled_sources,
-    make_generators,
-    mine_hard_negatives_task,
-    raft_rows_task,
-    read_index_task,
-    read_labeled_records_task,
-    read_passages,
-    require_rows,
-    reranker_rows,
-    sft_rows,
-    write_dataset_task,
-)
+from kbflow.store import CHUNKS, Store
+from kbflow.tasks.dataset_card import describe_dataset, write_dataset_task
+from kbflow.tasks.dataset_checks import check_dataset_task
+from kbflow.tasks.dataset_kinds import dataset_kind
+from kbflow.tasks.datasets import mine_hard_negatives_task, read_index_task, read_passages
+from kbflow.tasks.generators import generate_pairs_task, make_generators
+from kbflow.tasks.hygiene import clean_rows_task, final_splits, require_rows
+from kbflow.tasks.labeled import content_hashes, labeled_rows_task, labeled_sources, read_labeled_records_task
 
 
 @flow(name="build-dataset")
@@ -50,37 +37,32 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
     Raises QualityGateFailed, writing nothing, when a blocking check of the kind's suite fails.
     """
     config = load_config(config_path)
-    check_kind(kind)
+    spec = dataset_kind(kind)
     settings = config.datasets
-    if kind in ("embedding-pairs", "reranker"):
-        config.select_sources(source)  # positives come from indexed sources only
-    generators = make_generators(settings) if kind in ("embedding-pairs", "reranker") else []
-    sources = labeled_sources(config, source) if kind in ("sft", "raft") else []
+    if spec.labeled:
+        sources, generators = labeled_sources(config, source), []
+    else:  # positives come from indexed sources only: an unknown name is an error before any work
+        config.select_sources(source)
+        sources, generators = [], make_generators(settings)
     store = Store(config.store)
     embedder = load_embedder(config.embedding)
     max_tokens = min(settings.max_tokens or embedder.max_tokens, embedder.max_tokens)
-    index = read_index_task(store, config.embedding.model) if kind in INDEX_KINDS or store.has("chunks") else None
+    index = read_index_task(store, config.embedding.model) if spec.reads_index or store.has(CHUNKS) else None
 
-    if kind in ("embedding-pairs", "reranker"):
-        pairs, skipped = generate_pairs_task(read_passages(index, source), generators, settings.seed)
-        rows, dropped = mine_hard_negatives_task(pairs, index, embedder, settings.negatives, settings.negative_margin)
-        dropped = skipped | dropped
-        documents = index.content_hashes()
-    else:
+    if spec.labeled:
         records, dropped = read_labeled_records_task(sources)
-        if kind == "sft":
-            rows = sft_rows(records, index.documents if index else None, settings.system_prompt)
-        else:
-            rows, no_oracle = raft_rows_task(records, index, embedder, settings)
-            dropped |= no_oracle
-        documents = {record.doc_id: record.content_hash for record in records}
+        rows, not_built = labeled_rows_task(spec, records, index, embedder, settings)
+        documents = content_hashes(records)
+    else:
+        pairs, dropped = generate_pairs_task(read_passages(index, source), generators, settings.seed)
+        rows, not_built = mine_hard_negatives_task(pairs, index, embedder, settings.negatives, settings.negative_margin)
+        documents = index.content_hashes()
+    dropped |= not_built
 
-    rows, cleaned, pii = clean_rows_task("embedding-pairs" if kind == "reranker" else kind, rows,
-                                         embedder.tokenizer, max_tokens, settings)
+    rows, cleaned, pii = clean_rows_task(spec.base.name, rows, embedder.tokenizer, max_tokens, settings)
     dropped |= cleaned
     require_rows(kind, rows, dropped)
-    if kind == "reranker":
-        rows = reranker_rows(rows, settings.negatives)
+    rows = spec.derive_rows(rows, settings.negatives)
     checks = check_dataset_task(kind, rows, embedder.tokenizer, max_tokens, config)
 
     splits = final_splits(kind, rows, settings.negatives)

@@ -1,11 +1,11 @@
 """The `ingest` flow: sources to a checked, searchable LanceDB index, incrementally.
 
-    discover -> diff vs manifest -> per batch of documents: parse -> DQ(documents) -> chunk
+    discover -> diff vs documents -> per batch of documents: parse -> DQ(documents) -> chunk
              -> DQ(chunks) -> embed (new text only) -> DQ(embeddings) -> staging
              -> DQ(run) -> publish (one commit, streamed from the staging) -> run record
 
 What is loaded: every document of the configured sources (or of one). How
-incrementally: a document whose content hash matches the manifest is not
+incrementally: a document whose content hash matches the `documents` table is not
 parsed, chunked or embedded again; a changed document re-embeds only chunks
 whose text is new for the model; a deleted document's chunks are removed. A run
 with no change writes nothing but its run record.
@@ -31,10 +31,10 @@ from kbflow.runs import RunRecord
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
 from kbflow.tasks.chunk import chunk
-from kbflow.tasks.discover import diff_against_manifest, discover
+from kbflow.tasks.discover import diff_against_documents, discover
 from kbflow.tasks.embed import embed
 from kbflow.tasks.parse import parse
-from kbflow.tasks.publish import StagedChunks, build_manifest, publish
+from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
 from kbflow.tasks.quality import QualityGate, check_quality, check_run, run_profile
 
 
@@ -68,8 +68,8 @@ def ingest(
         store.check_model(config.embedding.model)
         discovery = discover(sources, config.quality.max_file_bytes)
         run.quarantine(discovery.quarantined)
-        manifest = store.manifest([s.name for s in sources])
-        changes = diff_against_manifest(discovery, manifest)
+        known_documents = store.documents([s.name for s in sources])
+        changes = diff_against_documents(discovery, known_documents)
         run.documents.update(changes.counts)
         run.lap("discover")
         if changes.to_parse.num_rows == 0 and changes.deleted.num_rows == 0:
@@ -83,7 +83,7 @@ def ingest(
         model = embedder if runner_config.kind == "default" else ConfiguredEmbedder(config.embedding)
 
         def ingest_batch(items: pa.Table):
-            """One batch of documents, gated after each stage; returns its manifest rows."""
+            """One batch of documents, gated after each stage; returns its `documents` rows."""
             documents, unparsed = yield parse, {"items": items, "sources": sources}
             set_aside = run.quarantine(unparsed)
             documents, bad_documents = check_quality(gate, "documents", documents)
@@ -107,22 +107,22 @@ def ingest(
             run.chunks["embedded"] += embedded.embedded
             run.chunks["reused"] += embedded.reused
             run.lap("embed")
-            return build_manifest(items, documents, chunks, set_aside, manifest, run.run_id)
+            return build_document_rows(items, documents, chunks, set_aside, known_documents, run.run_id)
 
-        manifest_parts, replaced, done = [DOCUMENTS.empty_table()], [], 0
+        document_parts, replaced, done = [DOCUMENTS.empty_table()], [], 0
         with StagedChunks(config.store, run.run_id, embedder.dim) as staged:
             batches = document_batches(changes.to_parse, config.ingest.batch_documents, config.ingest.batch_bytes)
             with task_runner(runner_config) as workers:
                 pipelines = (ingest_batch(items) for items in batches)
-                for manifest_rows, batch_replaced in run_pipelines(workers, pipelines, in_flight(runner_config)):
-                    manifest_parts.append(manifest_rows)
+                for document_rows, batch_replaced in run_pipelines(workers, pipelines, in_flight(runner_config)):
+                    document_parts.append(document_rows)
                     replaced += batch_replaced
-                    done += manifest_rows.num_rows
+                    done += document_rows.num_rows
                     progress.report("documents", done, changes.to_parse.num_rows)
 
-            check_run(gate, run_profile(manifest, changes, run.quarantined))
+            check_run(gate, run_profile(known_documents, changes, run.quarantined))
             deleted = changes.deleted.column("doc_id").to_pylist()
-            published = publish(store, staged, pa.concat_tables(manifest_parts), replaced + deleted)
+            published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted)
             run.lap("publish")
 
         run.status = "published"

@@ -4,7 +4,7 @@ What is loaded: nothing new. `chunks` and `documents` are restored to the LanceD
 versions tagged with the target run (one commit each, so readers see the old
 state or the new one, never a mix), under the store's writer lock. The rollback
 is a run of its own, recorded and tagged like any other; rolling back again
-undoes it. The next `ingest` compares the sources with the restored manifest and
+undoes it. The next `ingest` compares the sources with the restored `documents` table and
 brings the index forward again, reusing every vector the restored chunks hold.
 """
 

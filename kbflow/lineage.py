@@ -17,7 +17,7 @@ def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
     document = store.row(DOCUMENTS_TABLE, f"doc_id = {sql_string(chunk['doc_id'])}")
     source = next((s for s in config.sources if s.name == chunk["source"]), None)
     run = store.run(chunk["run_id"])
-    tags = store.table(CHUNKS).tags.list()
+    tags = store.tags(CHUNKS)
     return {
         "chunk": {k: chunk[k] for k in ("chunk_id", "ordinal", "heading", "text_hash", "n_tokens", "model", "run_id")},
         "document": None if document is None else {

@@ -70,7 +70,7 @@ def chunks_schema(dim: int) -> pa.Schema:
     ).append(pa.field("run_id", pa.string()))
 
 
-# The manifest: one row per document kbflow knows, with the hash it last saw.
+# The `documents` table: one row per document kbflow knows, with the hash it last saw.
 DOCUMENTS = pa.schema(
     [
         ("doc_id", pa.string()),

@@ -3,8 +3,11 @@
 Tenant filtering happens inside LanceDB before ranking (a prefilter), so a
 query for one tenant never sees another tenant's chunks, however close they are.
 
-Hybrid search fuses the vector and the full-text ranking as `[search]` says
-(`hybrid_fusion`, `hybrid_weight`, `candidates`; see `kbflow.store.fuse_hits`).
+Ranking lives here, the store only reads: `vector_hits` is kbflow's one vector query
+(search, eval, and the dataset builder's hard-negative miner and RAFT retrieval all go
+through it, so all see the same ANN tuning and the same cosine scores); hybrid search
+fuses the vector and the full-text ranking as `[search]` says (`hybrid_fusion`,
+`hybrid_weight`, `candidates`; see `fuse_hits`).
 When `[search] rerank_model` names a cross-encoder, its scores reorder the top
 `rerank_candidates` hits of any mode. `kbflow eval` goes through `retrieve`,
 `rank` and `rerank` here, so it measures exactly what search returns.
@@ -12,16 +15,24 @@ When `[search] rerank_model` names a cross-encoder, its scores reorder the top
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
-from kbflow.config import KbflowConfig, SearchConfig
+from kbflow.config import Fusion, KbflowConfig, SearchConfig, SearchMode
 from kbflow.models import load_embedder
-from kbflow.store import FUSIONS, SEARCH_MODES, Store, fuse_hits
+from kbflow.store import CHUNKS, SEARCH_COLUMNS, Store, sql_string
 
-__all__ = ["FUSIONS", "SEARCH_MODES", "Candidates", "fuse_hits", "rank", "rerank", "rerank_depth", "retrieve", "search"]
+__all__ = [
+    "FUSIONS", "SEARCH_MODES", "Candidates", "fts_hits", "fuse_hits", "rank", "rerank", "rerank_depth", "retrieve",
+    "search", "search_hits", "vector_hits",
+]
+
+SEARCH_MODES = get_args(SearchMode)
+FUSIONS = get_args(Fusion)  # how hybrid fuses the vector and full-text rankings (fuse_hits)
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: 1 / (60 + rank)
 
 
 @dataclass
@@ -46,8 +57,8 @@ def search(
     settings = config.search
     depth = rerank_depth(settings, k)
     results = [
-        store.search(vector, query, depth, tenant, mode, fusion=settings.hybrid_fusion,
-                     weight=settings.hybrid_weight, candidates=settings.candidates)
+        search_hits(store, vector, query, depth, tenant, mode, fusion=settings.hybrid_fusion,
+                    weight=settings.hybrid_weight, candidates=settings.candidates)
         for query, vector in zip(queries, vectors)
     ]
     return rerank(settings, queries, results, k)
@@ -64,8 +75,8 @@ def retrieve(
     vectors = _encode(config, queries)
     depth = max(config.search.candidates, rerank_depth(config.search, k))
     return [
-        Candidates(vector=store.search(vector, query, depth, tenant, "vector"),
-                   fts=store.search(vector, query, depth, tenant, "fts"))
+        Candidates(vector=vector_hits(store, vector, depth, _tenant_filter(tenant)),
+                   fts=fts_hits(store, query, depth, _tenant_filter(tenant)))
         for query, vector in zip(queries, vectors)
     ]
 
@@ -73,7 +84,7 @@ def retrieve(
 def rank(
     candidates: Candidates, mode: str, k: int, fusion: str = "linear", weight: float = 0.5
 ) -> list[dict[str, Any]]:
-    """The top k of one mode from a query's candidates: what `Store.search` returns for it."""
+    """The top k of one mode from a query's candidates: what `search_hits` returns for it."""
     _check_mode(mode)
     if mode == "vector":
         return candidates.vector[:k]
@@ -102,6 +113,107 @@ def rerank_depth(settings: SearchConfig, k: int) -> int:
     return max(k, settings.rerank_candidates) if settings.rerank_model else k
 
 
+def search_hits(
+    store: Store,
+    vector: np.ndarray | None,
+    text: str,
+    k: int,
+    tenant: str | None,
+    mode: str,
+    *,
+    fusion: str = "linear",
+    weight: float = 0.5,
+    candidates: int = 50,
+) -> list[dict[str, Any]]:
+    """Top-k chunks by vector, full-text or hybrid relevance; tenant filtered first.
+
+    Hybrid takes the top `candidates` (at least k) of the vector and of the full-text
+    ranking, each tenant-filtered, and fuses them with `fuse_hits(fusion, weight)`.
+    """
+    _check_mode(mode)
+    if mode == "hybrid":
+        depth = max(k, candidates)
+        vector_ranking = vector_hits(store, vector, depth, _tenant_filter(tenant))
+        fts_ranking = fts_hits(store, text, depth, _tenant_filter(tenant))
+        return fuse_hits(vector_ranking, fts_ranking, fusion, weight)[:k]
+    if mode == "vector":
+        return vector_hits(store, vector, k, _tenant_filter(tenant))
+    return fts_hits(store, text, k, _tenant_filter(tenant))
+
+
+def vector_hits(
+    store: Store,
+    vector: np.ndarray,
+    k: int,
+    where: str | None = None,
+    columns: Sequence[str] = SEARCH_COLUMNS,
+    version: int | None = None,
+) -> list[dict[str, Any]]:
+    """The k nearest chunks with their cosine similarity as `score`, best first; `where` filters first.
+
+    kbflow's one vector query (`Store.nearest_chunks`, ANN-tuned): search, eval, the hard-
+    negative miner and RAFT's oracle and distractors compare the same scores.
+    """
+    hits = store.nearest_chunks(vector, k, where, columns, version)
+    return [{**hit, "score": 1.0 - float(hit.pop("_distance"))} for hit in hits]
+
+
+def fts_hits(
+    store: Store, text: str, k: int, where: str | None = None, columns: Sequence[str] = SEARCH_COLUMNS
+) -> list[dict[str, Any]]:
+    """The k best full-text matches with their BM25 `score`, best first; `where` filters first."""
+    return [{**hit, "score": float(hit.pop("_score"))} for hit in store.matching_chunks(text, k, where, columns)]
+
+
+def fuse_hits(
+    vector_ranking: list[dict[str, Any]], fts_ranking: list[dict[str, Any]], fusion: str = "linear", weight: float = 0.5
+) -> list[dict[str, Any]]:
+    """One ranking from the vector and the full-text ranking of a query; "score" is the fused score.
+
+    linear: weight * minmax(cosine) + (1 - weight) * minmax(BM25), a hit missing from a
+    ranking scoring 0 there; rrf: weight / (60 + vector rank) + (1 - weight) / (60 + fts rank).
+    Ties go to the ranking with the larger weight, so weight 1 gives exactly the vector
+    ranking and weight 0 the full-text one: a tuned weight is never worse than either.
+
+    >>> a, b = {"chunk_id": "a", "score": 0.9}, {"chunk_id": "b", "score": 7.0}
+    >>> [hit["chunk_id"] for hit in fuse_hits([a], [b], "rrf", weight=0.7)]
+    ['a', 'b']
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"hybrid weight must be between 0 and 1, not {weight}")
+    vector_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(vector_ranking, start=1)}
+    fts_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(fts_ranking, start=1)}
+    if fusion == "linear":
+        vector_part, fts_part = _min_max(vector_ranking), _min_max(fts_ranking)
+    else:
+        vector_part = {chunk_id: 1.0 / (RRF_K + rank) for chunk_id, rank in vector_rank.items()}
+        fts_part = {chunk_id: 1.0 / (RRF_K + rank) for chunk_id, rank in fts_rank.items()}
+    hits: dict[str, dict[str, Any]] = {}
+    for hit in [*vector_ranking, *fts_ranking]:
+        hits.setdefault(hit["chunk_id"], hit)
+    fused = {c: weight * vector_part.get(c, 0.0) + (1.0 - weight) * fts_part.get(c, 0.0) for c in hits}
+    first, second = (vector_rank, fts_rank) if weight >= 0.5 else (fts_rank, vector_rank)
+    missing = len(hits) + 1
+    order = sorted(hits, key=lambda c: (-fused[c], first.get(c, missing), second.get(c, missing)))
+    return [{**hits[chunk_id], "score": fused[chunk_id]} for chunk_id in order]
+
+
+def _min_max(hits: list[dict[str, Any]]) -> dict[str, float]:
+    """Scores scaled to [0, 1] within one ranking (all 1 when they are equal)."""
+    if not hits:
+        return {}
+    scores = [float(hit["score"]) for hit in hits]
+    low, high = min(scores), max(scores)
+    span = high - low
+    return {hit["chunk_id"]: (score - low) / span if span else 1.0 for hit, score in zip(hits, scores)}
+
+
+def _tenant_filter(tenant: str | None) -> str | None:
+    return None if tenant is None else f"tenant = {sql_string(tenant)}"
+
+
 def _check_mode(mode: str) -> None:
     if mode not in SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
@@ -109,7 +221,7 @@ def _check_mode(mode: str) -> None:
 
 def _open(config: KbflowConfig) -> Store:
     store = Store(config.store)
-    store.table("chunks")  # a clear error before loading a model for an empty store
+    store.table(CHUNKS)  # a clear error before loading a model for an empty store
     store.check_model(config.embedding.model)
     return store
 

@@ -1,44 +1,44 @@
 """The store: LanceDB tables `chunks`, `documents`, `runs` and `quarantine`.
 
 Every write to `chunks` and to `documents` is one atomic LanceDB commit, tagged
-with the run that made it. Chunks are committed before the manifest, so a crash
-between the two leaves the manifest saying "changed" and the next run redoes the
+with the run that made it. Chunks are committed before the documents, so a crash
+between the two leaves the `documents` table saying "changed" and the next run redoes the
 same work (with the vectors already stored reused): the store converges.
+
+The store stores and reads: its reads return rows (and LanceDB's raw `_distance` /
+`_score`); ranking them (scores, hybrid fusion) is kbflow.search's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any
 
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, IvfHnswSq, IvfPq
+from lancedb.index import FTS
 
-from kbflow.config import Fusion, SearchMode, StoreConfig
+from kbflow.config import StoreConfig
 from kbflow.errors import ModelMismatch
 from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, vector_matrix
+from kbflow.vector_index import (
+    VECTOR_INDEX_NAME,
+    partitions_for,
+    tune_vector_query,
+    vector_index_config,
+    vector_index_name,
+)
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
 QUARANTINE_KEY = ("source", "uri", "stage", "reason", "content_hash")  # one quarantined item
 SEARCH_COLUMNS = ["chunk_id", "doc_id", "uri", "source", "tenant", "heading", "text"]
-SEARCH_MODES = get_args(SearchMode)
-FUSIONS = get_args(Fusion)  # how hybrid fuses the vector and full-text rankings (fuse_hits)
-RRF_K = 60  # the usual reciprocal-rank-fusion constant: 1 / (60 + rank)
-SCORE_COLUMNS = {"vector": "_distance", "fts": "_score"}
-# Selected explicitly to silence Lance's scoring auto-projection warning.
-SELECTED_SCORE = {"vector": ["_distance"], "fts": ["_score"]}
 FTS_REFRESH_MIN_ROWS = 1000  # refresh the FTS index once this many rows (or 10%) are unindexed
-# The ANN index's name records its type and partitions, so an outgrown index is seen and retrained.
-VECTOR_INDEX_NAME = re.compile(r"^vector_(?P<kind>ivf_pq|ivf_hnsw_sq)_p(?P<partitions>\d+)$")
 NO_CLEANUP = timedelta(days=36_500)  # an optimize that removes no version
 log = logging.getLogger("kbflow.store")
 
@@ -77,6 +77,7 @@ class Store:
             config.uri, storage_options=config.storage_options or None, read_consistency_interval=timedelta(0)
         )
         self.config = config
+        self._pinned: dict[int, Any] = {}  # chunks table handles checked out at a version
 
     @classmethod
     def from_uri(cls, uri: str) -> Store:
@@ -124,10 +125,69 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
 
-    def manifest(self, sources: list[str]) -> pa.Table:
-        """The `documents` rows of the given sources."""
-        rows = self._rows(DOCUMENTS_TABLE, where=f"source IN ({sql_list(sources)})") if sources else None
+    def documents(self, sources: list[str] | None = None) -> pa.Table:
+        """The `documents` rows of the given sources (None: of every source)."""
+        if sources is None:
+            rows = self._rows(DOCUMENTS_TABLE)
+        else:
+            rows = self._rows(DOCUMENTS_TABLE, where=f"source IN ({sql_list(sources)})") if sources else None
         return DOCUMENTS.empty_table() if rows is None else rows.select(DOCUMENTS.names).cast(DOCUMENTS)
+
+    def chunks(
+        self, columns: Sequence[str], where: str | None = None, version: int | None = None
+    ) -> pa.Table:
+        """The `chunks` rows matching `where` (all by default), `columns` only; at `version` when given."""
+        query = self._chunks_at(version).search()
+        if where:
+            query = query.where(where)
+        return query.select(list(columns)).limit(None).to_arrow()
+
+    def chunk_batches(self, columns: Sequence[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Every `chunks` row, `columns` only, as a stream of record batches (flat memory)."""
+        return self.table(CHUNKS).search().select(list(columns)).limit(None).to_batches(batch_rows)
+
+    def nearest_chunks(
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: str | None = None,
+        columns: Sequence[str] = SEARCH_COLUMNS,
+        version: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The k chunks nearest `vector` by cosine `_distance`, filtered by `where` inside LanceDB first.
+
+        An ANN index (past `vector_index_min_rows`) is queried with the configured recall
+        knobs (`tune_vector_query`: exact re-rank, probes); below it the scan is exact.
+        """
+        query = self._chunks_at(version).search(vector, vector_column_name="vector").distance_type("cosine")
+        query = tune_vector_query(query, self.config, k)
+        if where:
+            query = query.where(where, prefilter=True)
+        # `_distance` selected explicitly: it silences Lance's scoring auto-projection warning.
+        return query.select([*columns, "_distance"]).limit(k).to_arrow().to_pylist()
+
+    def matching_chunks(
+        self, text: str, k: int, where: str | None = None, columns: Sequence[str] = SEARCH_COLUMNS
+    ) -> list[dict[str, Any]]:
+        """The k chunks best matching `text` by full-text BM25 `_score`, filtered by `where` first."""
+        query = self.table(CHUNKS).search(text, query_type="fts")
+        if where:
+            query = query.where(where, prefilter=True)
+        return query.select([*columns, "_score"]).limit(k).to_arrow().to_pylist()
+
+    def tags(self, name: str) -> dict[str, Any]:
+        """The table's tags (run id -> version): what rollback and trace find."""
+        return self.table(name).tags.list()
+
+    def _chunks_at(self, version: int | None):
+        """The chunks table, or a handle checked out at `version` (kept: a snapshot queries it often)."""
+        if version is None:
+            return self.table(CHUNKS)
+        if version not in self._pinned:
+            table = self.table(CHUNKS)
+            table.checkout(version)
+            self._pinned[version] = table
+        return self._pinned[version]
 
     def cached_vectors(self, model: str, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Stored vectors of `model` for these text hashes (the embedding cache)."""
@@ -183,22 +243,22 @@ class Store:
         self,
         run_id: str,
         chunks: pa.Table | pa.RecordBatchReader,
-        manifest_rows: pa.Table,
+        document_rows: pa.Table,
         replaced_doc_ids: list[str],
     ) -> Published:
-        """Commit chunks, then the manifest; each one atomic commit tagged with the run.
+        """Commit chunks, then documents; each one atomic commit tagged with the run.
 
         `chunks` (a table, or a non-empty stream in the table's column order, merged
         batch by batch) are the new chunks of new/changed documents; the old chunks of every
         document in `replaced_doc_ids` (changed or deleted) that are not among them are
-        removed in the same commit. `manifest_rows` are upserted; manifest rows of
+        removed in the same commit. `document_rows` are upserted; `documents` rows of
         documents in `replaced_doc_ids` that are not among them are removed.
         """
         chunks_version, chunks_deleted = self._commit(CHUNKS, chunks, replaced_doc_ids)
         if chunks_version is not None:
             chunks_version = self._maintain_indexes()
             self._tag(CHUNKS, run_id)
-        documents_version, _ = self._commit(DOCUMENTS_TABLE, manifest_rows, replaced_doc_ids)
+        documents_version, _ = self._commit(DOCUMENTS_TABLE, document_rows, replaced_doc_ids)
         if documents_version is not None:
             self._tag(DOCUMENTS_TABLE, run_id)
         if chunks_version is not None or documents_version is not None:
@@ -273,7 +333,7 @@ class Store:
         wanted = vector_index_name(self.config, rows)
         trained = VECTOR_INDEX_NAME.match(current[0]) if len(current) == 1 else None
         if trained and trained["kind"] == self.config.vector_index_type:
-            have, want = int(trained["partitions"]), _partitions_for(self.config, rows)
+            have, want = int(trained["partitions"]), partitions_for(self.config, rows)
             outgrown = want != have if self.config.vector_index_partitions else want >= 2 * have
             if not outgrown:
                 return
@@ -411,150 +471,9 @@ class Store:
         row = {**run, **{k: json.dumps(v) for k, v in run.items() if isinstance(v, (dict, list))}}
         self._table_or_create(RUNS_TABLE, RUNS).add(pa.Table.from_pylist([row], schema=RUNS))
 
-    # -- search -------------------------------------------------------------------------------
-
-    def search(
-        self,
-        vector: np.ndarray | None,
-        text: str,
-        k: int,
-        tenant: str | None,
-        mode: str,
-        *,
-        fusion: str = "linear",
-        weight: float = 0.5,
-        candidates: int = 50,
-    ) -> list[dict[str, Any]]:
-        """Top-k chunks by vector, full-text or hybrid relevance; tenant filtered first.
-
-        Hybrid takes the top `candidates` (at least k) of the vector and of the full-text
-        ranking, each tenant-filtered, and fuses them with `fuse_hits(fusion, weight)`.
-        """
-        if mode == "hybrid":
-            depth = max(k, candidates)
-            vector_hits = self.search(vector, text, depth, tenant, "vector")
-            fts_hits = self.search(vector, text, depth, tenant, "fts")
-            return fuse_hits(vector_hits, fts_hits, fusion, weight)[:k]
-        table = self.table(CHUNKS)
-        if mode == "vector":
-            query = table.search(vector, vector_column_name="vector").distance_type("cosine")
-            query = tune_vector_query(query, self.config, k)
-        elif mode == "fts":
-            query = table.search(text, query_type="fts")
+    def add_rows(self, name: str, rows: pa.Table) -> None:
+        """Append rows to a table, creating it with their schema first (a run's staging store)."""
+        if self.has(name):
+            self.db.open_table(name).add(rows)
         else:
-            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
-        if tenant is not None:
-            query = query.where(f"tenant = {sql_string(tenant)}", prefilter=True)
-        hits = query.select(SEARCH_COLUMNS + SELECTED_SCORE[mode]).limit(k).to_arrow().to_pylist()
-        for hit in hits:
-            hit["score"] = _score(hit, mode)
-            for internal in SCORE_COLUMNS.values():
-                hit.pop(internal, None)
-        return hits
-
-
-def _partitions_for(config: StoreConfig, rows: int) -> int:
-    """IVF partitions: ~sqrt(rows) for IVF-PQ; HNSW searches big partitions well, so 4x fewer."""
-    if config.vector_index_partitions:
-        return config.vector_index_partitions
-    root = math.sqrt(max(rows, 1))
-    return max(1, round(root / 4 if config.vector_index_type == "ivf_hnsw_sq" else root))
-
-
-def _sub_vectors_for(config: StoreConfig, dim: int) -> int:
-    """PQ sub-vectors: dim/8 (8 dims per byte code keeps recall high), or the nearest that divides dim."""
-    if config.vector_index_sub_vectors:
-        if dim % config.vector_index_sub_vectors:
-            raise ValueError(f"store.vector_index_sub_vectors = {config.vector_index_sub_vectors} must divide "
-                             f"the vector dimension {dim}")
-        return config.vector_index_sub_vectors
-    width = next(w for w in (8, 4, 2, 1) if dim % w == 0)
-    return dim // width
-
-
-def vector_index_name(config: StoreConfig, rows: int) -> str:
-    return f"vector_{config.vector_index_type}_p{_partitions_for(config, rows)}"
-
-
-def vector_index_config(config: StoreConfig, rows: int, dim: int) -> IvfPq | IvfHnswSq:
-    """The ANN index for `rows` vectors of `dim` dimensions (cosine), as configured."""
-    partitions = _partitions_for(config, rows)
-    # Fewer k-means iterations and samples than Lance's defaults (50, 256 per centroid): PQ training
-    # dominated the build (100k rows: 450 s -> 190 s on 2 busy cores) at no measured recall loss.
-    training = {"max_iterations": 20, "sample_rate": 64}
-    if config.vector_index_type == "ivf_hnsw_sq":
-        return IvfHnswSq(distance_type="cosine", num_partitions=partitions, **training)
-    return IvfPq(
-        distance_type="cosine", num_partitions=partitions, num_sub_vectors=_sub_vectors_for(config, dim), **training
-    )
-
-
-def refine_factor(config: StoreConfig) -> int:
-    """The configured re-rank factor, or the type's default: 48-byte PQ codes need 30 for recall@10 >= 0.95
-    at 1M rows, 8-bit SQ codes 10 (bench/vector_index_bench.py); 0: no exact re-rank."""
-    if config.vector_refine_factor is not None:
-        return config.vector_refine_factor
-    return 10 if config.vector_index_type == "ivf_hnsw_sq" else 30
-
-
-def tune_vector_query(query, config: StoreConfig, k: int):
-    """Recall knobs of an ANN query (ignored by an exact scan): partitions probed, exact re-rank, HNSW ef."""
-    query = query.nprobes(config.vector_nprobes)
-    refine = refine_factor(config)
-    if refine:
-        query = query.refine_factor(refine)
-    if config.vector_index_type == "ivf_hnsw_sq":
-        # The graph must return all k * refine_factor candidates: Lance refuses an ef below that.
-        query = query.ef(max(config.hnsw_ef, k * max(refine, 1)))
-    return query
-
-
-def _score(hit: dict[str, Any], mode: str) -> float:
-    if mode == "vector":
-        return 1.0 - float(hit["_distance"])  # cosine similarity
-    return float(hit["_score"])  # BM25
-
-
-def fuse_hits(
-    vector_hits: list[dict[str, Any]], fts_hits: list[dict[str, Any]], fusion: str = "linear", weight: float = 0.5
-) -> list[dict[str, Any]]:
-    """One ranking from the vector and the full-text ranking of a query; "score" is the fused score.
-
-    linear: weight * minmax(cosine) + (1 - weight) * minmax(BM25), a hit missing from a
-    ranking scoring 0 there; rrf: weight / (60 + vector rank) + (1 - weight) / (60 + fts rank).
-    Ties go to the ranking with the larger weight, so weight 1 gives exactly the vector
-    ranking and weight 0 the full-text one: a tuned weight is never worse than either.
-
-    >>> a, b = {"chunk_id": "a", "score": 0.9}, {"chunk_id": "b", "score": 7.0}
-    >>> [hit["chunk_id"] for hit in fuse_hits([a], [b], "rrf", weight=0.7)]
-    ['a', 'b']
-    """
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"hybrid weight must be between 0 and 1, not {weight}")
-    vector_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(vector_hits, start=1)}
-    fts_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(fts_hits, start=1)}
-    if fusion == "linear":
-        vector_part, fts_part = _min_max(vector_hits), _min_max(fts_hits)
-    else:
-        vector_part = {chunk_id: 1.0 / (RRF_K + rank) for chunk_id, rank in vector_rank.items()}
-        fts_part = {chunk_id: 1.0 / (RRF_K + rank) for chunk_id, rank in fts_rank.items()}
-    hits: dict[str, dict[str, Any]] = {}
-    for hit in [*vector_hits, *fts_hits]:
-        hits.setdefault(hit["chunk_id"], hit)
-    fused = {c: weight * vector_part.get(c, 0.0) + (1.0 - weight) * fts_part.get(c, 0.0) for c in hits}
-    first, second = (vector_rank, fts_rank) if weight >= 0.5 else (fts_rank, vector_rank)
-    missing = len(hits) + 1
-    order = sorted(hits, key=lambda c: (-fused[c], first.get(c, missing), second.get(c, missing)))
-    return [{**hits[chunk_id], "score": fused[chunk_id]} for chunk_id in order]
-
-
-def _min_max(hits: list[dict[str, Any]]) -> dict[str, float]:
-    """Scores scaled to [0, 1] within one ranking (all 1 when they are equal)."""
-    if not hits:
-        return {}
-    scores = [float(hit["score"]) for hit in hits]
-    low, high = min(scores), max(scores)
-    span = high - low
-    return {hit["chunk_id"]: (score - low) / span if span else 1.0 for hit, score in zip(hits, scores)}
+            self.db.create_table(name, data=rows)

@@ -1,4 +1,4 @@
-"""Discover: list what each source holds, with a content hash, and diff it against the manifest.
+"""Discover: list what each source holds, with a content hash, and diff it against the `documents` table.
 
 A source's `path` is a folder, one file, or a glob. A folder (or a glob's fixed
 leading folder) is walked without following symlinks; a file that is a symlink to
@@ -222,11 +222,11 @@ def discover_source(source: SourceConfig, max_file_bytes: int) -> Discovery:
 
 @dataclass
 class ChangeSet:
-    """Items sorted against the manifest."""
+    """Items sorted against the `documents` table."""
 
     to_parse: pa.Table  # DISCOVERED rows plus `change`: "new" | "changed"
     unchanged: int
-    deleted: pa.Table  # manifest rows of documents gone from their source
+    deleted: pa.Table  # `documents` rows of documents gone from their source
 
     @property
     def counts(self) -> dict[str, int]:
@@ -239,14 +239,14 @@ class ChangeSet:
         }
 
 
-def diff_against_manifest(discovery: Discovery, manifest: pa.Table) -> ChangeSet:
+def diff_against_documents(discovery: Discovery, documents: pa.Table) -> ChangeSet:
     """New, changed, unchanged and deleted documents, comparing content hashes.
 
-    `manifest` holds the `documents` rows of the sources that were discovered.
+    `documents` holds the `documents` rows of the sources that were discovered.
     Documents whose file could not be read this time are neither changed nor deleted.
     """
     items = discovery.items
-    known_hash = dict(zip(manifest.column("doc_id").to_pylist(), manifest.column("content_hash").to_pylist()))
+    known_hash = dict(zip(documents.column("doc_id").to_pylist(), documents.column("content_hash").to_pylist()))
     changes = [
         "new" if doc_id not in known_hash else ("unchanged" if known_hash[doc_id] == content_hash else "changed")
         for doc_id, content_hash in zip(items.column("doc_id").to_pylist(), items.column("content_hash").to_pylist())
@@ -262,12 +262,12 @@ def diff_against_manifest(discovery: Discovery, manifest: pa.Table) -> ChangeSet
 
     deleted_mask = [
         is_deleted(*row)
-        for row in zip(*(manifest.column(name).to_pylist() for name in ("doc_id", "source", "uri")))
+        for row in zip(*(documents.column(name).to_pylist() for name in ("doc_id", "source", "uri")))
     ]
     return ChangeSet(
         to_parse=to_parse,
         unchanged=changes.count("unchanged"),
-        deleted=manifest.filter(pa.array(deleted_mask, pa.bool_())),
+        deleted=documents.filter(pa.array(deleted_mask, pa.bool_())),
     )
 
 

@@ -22,7 +22,7 @@ from kbflow.dataset_files import read_split
 from kbflow.queries import LabeledQuery, read_queries, unique
 from kbflow.relevance import METRIC_NAMES, hit_keys, matched_ids, mean_metrics, query_metrics
 from kbflow.search import FUSIONS, Candidates, rank, rerank, rerank_depth, retrieve
-from kbflow.store import Store, sql_list
+from kbflow.store import CHUNKS, Store, sql_list
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,10 @@ def query_sources(labeled: Sequence[LabeledQuery], catalog: Sequence[dict[str, A
 def index_catalog(store: Store, source_names: list[str], ids: Iterable[str]) -> list[dict[str, Any]]:
     """The indexed documents (doc_id, uri, source), and the chunks whose chunk_id is among `ids`."""
     columns = ["doc_id", "uri", "source"]
-    catalog = store.manifest(source_names).select(columns).to_pylist()
+    catalog = store.documents(source_names).select(columns).to_pylist()
     wanted = sorted(set(ids))
-    if wanted and store.has("chunks"):
-        chunks = store.table("chunks").search().where(f"chunk_id IN ({sql_list(wanted)})")
-        catalog += chunks.select(["chunk_id", *columns]).limit(None).to_arrow().to_pylist()
+    if wanted and store.has(CHUNKS):
+        catalog += store.chunks(["chunk_id", *columns], where=f"chunk_id IN ({sql_list(wanted)})").to_pylist()
     return catalog
 
 

@@ -10,8 +10,21 @@ generator (tasks/llm.py) asks an OpenAI-compatible endpoint for questions.
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from kbflow.config import DatasetsConfig
+
+# Headings that say nothing about their section: useless as a query on their own.
+GENERIC_HEADINGS = frozenset(
+    {"introduction", "overview", "summary", "contents", "table of contents", "see also", "references",
+     "notes", "note", "example", "examples", "appendix", "background", "details", "misc", "other", "faq"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,3 +51,118 @@ class QueryGenerator(Protocol):
 
     def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
         """Pairs for the passages it can make a query for (zero or more per passage)."""
+
+
+# A sentence ends at . ! ? before whitespace, at a blank line, or before a line that starts
+# a list item, table row, heading or code fence (hard-wrapped prose runs on over newlines).
+SENTENCE = re.compile(r"\S.*?(?:[.!?](?=\s)|(?=\n\s*\n)|(?=\n\s*(?:[-*+•|#>]|\d+[.)]\s|```))|\Z)", re.S)
+LIST_MARKER = re.compile(r"^(?:[-*+•>#]+|\d+[.)])\s+")
+NOT_PROSE = re.compile(r"\||```|^\s*[$#]|[{}<>=]{2}")  # table rows, code, shell prompts: no query
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+class HeadingGenerator:
+    """The section's heading path as the query for the section's text (its first chunk).
+
+    Skipped: passages without a heading, heading paths of fewer than `min_query_tokens`
+    words, and sections whose own heading is generic ("Introduction", "Overview", ...),
+    which says nothing the section is about.
+    """
+
+    name = "heading"
+
+    def __init__(self, min_query_tokens: int) -> None:
+        self.min_query_tokens = min_query_tokens
+
+    def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
+        pairs, seen = [], set()
+        for passage in passages:
+            heading, key = passage.heading.strip(), (passage.doc_id, passage.heading)
+            if not heading or key in seen or not passage.text.strip():
+                continue
+            seen.add(key)  # later chunks of the section would repeat the same query
+            last = heading.rsplit(" > ", 1)[-1].strip().lower()
+            if last in GENERIC_HEADINGS or _words(heading) < self.min_query_tokens:
+                continue
+            pairs.append(GeneratedPair(heading, passage.text, passage.chunk_id, self.name))
+        return pairs
+
+
+class IctGenerator:
+    """Inverse cloze task: one sentence of the passage as the query, the rest as the positive.
+
+    The sentence is kept in the positive for a `keep_sentence` share of pairs (Lee et al.
+    2019: the model still learns word overlap, not only context). A passage needs a
+    second sentence, and a query sentence of at least `min_query_tokens` words.
+    """
+
+    name = "ict"
+
+    def __init__(self, keep_sentence: float, min_query_tokens: int) -> None:
+        self.keep_sentence, self.min_query_tokens = keep_sentence, min_query_tokens
+
+    def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
+        pairs = []
+        for passage in passages:
+            text = passage.text.strip()
+            spans = [m.span() for m in SENTENCE.finditer(text)]
+            candidates = [
+                (start, end) for start, end in spans
+                if _words(text[start:end]) >= self.min_query_tokens and not NOT_PROSE.search(text[start:end])
+            ]
+            if len(spans) < 2 or not candidates:
+                continue
+            start, end = rng.choice(candidates)
+            keep = rng.random() < self.keep_sentence
+            query = " ".join(LIST_MARKER.sub("", text[start:end]).split())  # wrapped lines joined
+            pairs.append(GeneratedPair(query, text if keep else _without(text, start, end), passage.chunk_id, self.name))
+        return pairs
+
+
+def _without(text: str, start: int, end: int) -> str:
+    before, after = text[:start].rstrip(), text[end:].lstrip()
+    gap = text[len(before):start] + text[end:len(text) - len(after)]
+    return (before + ("\n" if "\n" in gap else " ") + after).strip()
+
+
+def make_generators(config: DatasetsConfig) -> list[QueryGenerator]:
+    """The configured generators, in config order; `llm` only with an endpoint configured."""
+    generators: list[QueryGenerator] = []
+    for name in dict.fromkeys(config.generators):
+        if name == "heading":
+            generators.append(HeadingGenerator(config.min_query_tokens))
+        elif name == "ict":
+            generators.append(IctGenerator(config.ict_keep_sentence, config.min_query_tokens))
+        elif name == "llm":
+            from kbflow.tasks.llm import LlmQueryGenerator  # a ConfigError when datasets.llm.base_url is not set
+
+            generators.append(LlmQueryGenerator(config.llm))
+    return generators
+
+
+def generate_pairs(
+    passages: list[Passage], generators: Sequence[QueryGenerator], seed: int
+) -> tuple[list[GeneratedPair], dict[str, int]]:
+    """Every generator's pairs, in generator then passage order; each generator has its own seeded rng.
+
+    Also returns the passages a generator gave up on (`llm_skipped`: no usable answer).
+    """
+    pairs = [
+        pair
+        for generator in generators
+        for pair in generator.generate(passages, random.Random(f"{seed}:{generator.name}"))
+        if pair.query.strip() and pair.positive.strip()
+    ]
+    skipped = {f"{g.name}_skipped": g.skipped for g in generators if isinstance(getattr(g, "skipped", None), int)}
+    return pairs, skipped
+
+
+@task(name="generate-pairs", cache_policy=NO_CACHE)
+def generate_pairs_task(
+    passages: list[Passage], generators: list[QueryGenerator], seed: int
+) -> tuple[list[GeneratedPair], dict[str, int]]:
+    """Queries for the passages from every configured generator."""
+    return generate_pairs(passages, generators, seed)

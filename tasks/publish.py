@@ -1,4 +1,4 @@
-"""Publish: the new manifest rows, and the one commit per table that makes a run visible.
+"""Publish: the new `documents` rows, and the one commit per table that makes a run visible.
 
 A document that could not be parsed or failed the documents suite is recorded
 as `quarantined` with its new content hash (so it is not retried until it
@@ -62,10 +62,7 @@ class StagedChunks:
             return
         stamped = chunks.append_column("run_id", pa.array([self.run_id] * chunks.num_rows, pa.string()))
         stamped = stamped.select(self.schema.names).cast(self.schema)
-        if self.num_rows == 0:
-            self.staging.db.create_table(CHUNKS, data=stamped)
-        else:
-            self.staging.db.open_table(CHUNKS).add(stamped)
+        self.staging.add_rows(CHUNKS, stamped)
         self.num_rows += stamped.num_rows
         vectors = vector_matrix(stamped.column("vector"))
         for model, text_hash, vector in zip(stamped.column("model").to_pylist(),
@@ -88,8 +85,7 @@ class StagedChunks:
         """What to commit: a stream of the staged chunks, or an empty table when none were staged."""
         if self.num_rows == 0:
             return self.schema.empty_table()
-        query = self.staging.db.open_table(CHUNKS).search().select(self.schema.names).limit(None)
-        batches = query.to_batches(PUBLISH_BATCH_ROWS)
+        batches = self.staging.chunk_batches(self.schema.names, PUBLISH_BATCH_ROWS)
         return pa.RecordBatchReader.from_batches(self.schema, (batch.cast(self.schema) for batch in batches))
 
     def __enter__(self) -> StagedChunks:
@@ -99,7 +95,7 @@ class StagedChunks:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def build_manifest(
+def build_document_rows(
     to_parse: pa.Table,
     documents: pa.Table,
     chunks: pa.Table,
@@ -107,14 +103,14 @@ def build_manifest(
     previous: pa.Table,
     run_id: str,
 ) -> tuple[pa.Table, list[str]]:
-    """Manifest rows of new/changed documents, and the ids of those whose old chunks go.
+    """`documents` rows of new/changed documents, and the ids of those whose old chunks go.
 
     Called per batch: `to_parse` are the batch's items, `documents` its parsed documents
-    (for titles), `chunks` its published chunks; `previous` is the manifest before this
-    run (for first_run_id and the chunk count a quarantined document keeps).
+    (for titles), `chunks` its published chunks; `previous` is the `documents` rows before
+    this run (for first_run_id and the chunk count a quarantined document keeps).
     """
     titles = dict(zip(documents.column("doc_id").to_pylist(), documents.column("title").to_pylist()))
-    # Only this batch's documents: called once per batch, this stays linear in the manifest.
+    # Only this batch's documents: called once per batch, this stays linear in the documents.
     previous = previous.filter(pc.is_in(previous.column("doc_id"), value_set=to_parse.column("doc_id")))
     before = {row["doc_id"]: row for row in previous.select(["doc_id", "first_run_id", "n_chunks"]).to_pylist()}
     chunk_counts = Counter(chunks.column("doc_id").to_pylist())
@@ -139,7 +135,7 @@ def build_manifest(
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish(
-    store: Store, staged: StagedChunks, manifest_rows: pa.Table, replaced_doc_ids: list[str]
+    store: Store, staged: StagedChunks, document_rows: pa.Table, replaced_doc_ids: list[str]
 ) -> Published:
-    """Commit the staged chunks (streamed, one commit), then the manifest, to the store."""
-    return store.publish(staged.run_id, staged.rows(), manifest_rows, replaced_doc_ids)
+    """Commit the staged chunks (streamed, one commit), then the documents, to the store."""
+    return store.publish(staged.run_id, staged.rows(), document_rows, replaced_doc_ids)

@@ -290,18 +290,18 @@ def embeddings_profile(chunks: pa.Table) -> pd.DataFrame:
     )
 
 
-def run_profile(manifest: pa.Table, changes: ChangeSet, quarantined: list[Quarantined]) -> pd.DataFrame:
+def run_profile(documents: pa.Table, changes: ChangeSet, quarantined: list[Quarantined]) -> pd.DataFrame:
     """One row per source: its documents before and after the run, and what it loses.
 
-    `manifest` is the state the last successful run left; shares are of the source's
-    documents, so one broken file in a small incremental run is not "most of the source".
+    `documents` (its table's rows) is the state the last successful run left; shares are of the
+    source's documents, so one broken file in a small incremental run is not "most of the source".
     """
-    active = manifest.filter(pc.field("status") == "active").column("source").to_pylist()
+    active = documents.filter(pc.field("status") == "active").column("source").to_pylist()
     new = changes.to_parse.filter(pc.field("change") == "new").column("source").to_pylist()
     deleted = changes.deleted.column("source").to_pylist()
     set_aside = {(q.source, q.uri) for q in quarantined}
     rows = []
-    for source in sorted(set(manifest.column("source").to_pylist()) | set(changes.to_parse.column("source").to_pylist())):
+    for source in sorted(set(documents.column("source").to_pylist()) | set(changes.to_parse.column("source").to_pylist())):
         before = active.count(source)
         current = before + new.count(source) - deleted.count(source)
         lost = deleted.count(source)

@@ -130,7 +130,7 @@ def small_corpus(tmp_path) -> Path:
 
 
 def snapshot(config_path) -> dict:
-    """Everything a reader can see: chunks with vectors, and the manifest."""
+    """Everything a reader can see: chunks with vectors, and the documents table."""
     db = lancedb.connect(load_config(config_path).store.uri)
     chunks = {row["chunk_id"]: row for row in db.open_table("chunks").to_arrow().to_pylist()}
     documents = {row["doc_id"]: (row["uri"], row["content_hash"], row["status"], row["n_chunks"])

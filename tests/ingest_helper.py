@@ -4,7 +4,7 @@
 
 `during-embedding`: the embedder writes MARKER and hangs on its first batch, and
 the test kills the process. `after-chunks-commit`: the process exits hard right
-after the chunks commit, before the manifest commit. `slow-embedding`: a normal
+after the chunks commit, before the documents commit. `slow-embedding`: a normal
 ingest whose embedder takes a second per batch, so two of them overlap; the
 report is written to MARKER as JSON.
 """

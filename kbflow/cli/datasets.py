@@ -79,7 +79,7 @@ def dataset_check(
     as_json: JsonOption = False,
 ) -> None:
     """Report rows whose source chunk or document was deleted or changed since the build (exit 4 if any)."""
-    from kbflow.tasks.datasets import find_stale_rows
+    from kbflow.tasks.staleness import find_stale_rows
 
     report = find_stale_rows(path, load_config(config))
     if as_json:

@@ -69,5 +69,5 @@ def test_ray_workers_build_the_same_index_as_the_default_runner(tmp_path, defaul
     report = ingest(config_path=config_path, runner="ray")
     assert report["status"] == "published"
     assert_same_chunks(vectors(config_path), default_index)
-    # A re-run on Ray finds nothing to do: the manifest it published is complete.
+    # A re-run on Ray finds nothing to do: the documents table it published is complete.
     assert ingest(config_path=config_path, runner="ray")["status"] == "no_change"

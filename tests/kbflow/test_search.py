@@ -13,7 +13,7 @@ import pytest
 
 from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
 from kbflow.schemas import CHUNKED
-from kbflow.search import Candidates, fuse_hits, rank, search
+from kbflow.search import Candidates, fuse_hits, rank, search, search_hits
 from kbflow.store import Store, new_run_id
 from kbflow.tasks.embed import vector_column
 
@@ -90,8 +90,8 @@ def config(tmp_path) -> KbflowConfig:
     config = KbflowConfig(store=StoreConfig(uri=str(tmp_path / "store")))
     from kbflow.schemas import DOCUMENTS
 
-    manifest = pa.Table.from_pylist([], schema=DOCUMENTS)
-    Store(config.store).publish(run_id, table, manifest, [])
+    documents = pa.Table.from_pylist([], schema=DOCUMENTS)
+    Store(config.store).publish(run_id, table, documents, [])
     return config
 
 
@@ -103,16 +103,16 @@ def test_store_hybrid_fuses_tenant_filtered_candidates(config, hash_embedder):
     store = Store(config.store)
     query = "nightly backups snapshots"
     vector = hash_embedder.encode([query])[0]
-    by_vector = store.search(vector, query, 3, "public", "vector")
-    by_fts = store.search(vector, query, 3, "public", "fts")
-    assert ids(store.search(vector, query, 3, "public", "hybrid", weight=1.0)) == ids(by_vector)
-    fts_first = store.search(vector, query, 3, "public", "hybrid", fusion="rrf", weight=0.0)
+    by_vector = search_hits(store, vector, query, 3, "public", "vector")
+    by_fts = search_hits(store, vector, query, 3, "public", "fts")
+    assert ids(search_hits(store, vector, query, 3, "public", "hybrid", weight=1.0)) == ids(by_vector)
+    fts_first = search_hits(store, vector, query, 3, "public", "hybrid", fusion="rrf", weight=0.0)
     assert len(by_fts) == 2 and ids(fts_first)[:2] == ids(by_fts)  # then vector-only hits fill the list
-    both = store.search(vector, query, 10, "public", "hybrid", candidates=2)
+    both = search_hits(store, vector, query, 10, "public", "hybrid", candidates=2)
     assert "other-tenant" not in ids(both)
     assert ids(both)[0] == "backup"
     assert both == sorted(both, key=lambda hit: -hit["score"])
-    assert "other-tenant" in ids(store.search(vector, query, 10, None, "hybrid", candidates=2))
+    assert "other-tenant" in ids(search_hits(store, vector, query, 10, None, "hybrid", candidates=2))
 
 
 def test_search_uses_the_configured_fusion(config, hash_embedder):
@@ -154,7 +154,7 @@ def test_min_max_of_equal_scores_is_one():
 def test_the_fusion_docstring_example_holds():
     import doctest
 
-    import kbflow.store
+    import kbflow.search
 
-    results = doctest.testmod(kbflow.store)
+    results = doctest.testmod(kbflow.search)
     assert results.attempted >= 1 and results.failed == 0

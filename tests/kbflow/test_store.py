@@ -21,7 +21,7 @@ def chunk_rows(doc_id: str, texts: list[str], run_id: str, dim: int = 4) -> pa.T
             .append_column("run_id", pa.array([run_id] * len(texts))))
 
 
-def manifest_rows(doc_ids: list[str], run_id: str) -> pa.Table:
+def document_rows(doc_ids: list[str], run_id: str) -> pa.Table:
     return pa.Table.from_pylist([{"doc_id": d, "source": "s", "uri": f"{d}.md", "content_hash": "c", "status": "active",
                                   "n_chunks": 1, "first_run_id": run_id, "last_run_id": run_id} for d in doc_ids],
                                 schema=DOCUMENTS)
@@ -30,9 +30,9 @@ def manifest_rows(doc_ids: list[str], run_id: str) -> pa.Table:
 def test_publish_replaces_a_documents_chunks_in_one_tagged_commit(tmp_path):
     store = Store(StoreConfig(uri=str(tmp_path / "db")))
     first = new_run_id()
-    store.publish(first, chunk_rows("a", ["one", "two", "three"], first), manifest_rows(["a"], first), ["a"])
+    store.publish(first, chunk_rows("a", ["one", "two", "three"], first), document_rows(["a"], first), ["a"])
     second = new_run_id()
-    published = store.publish(second, chunk_rows("a", ["one"], second), manifest_rows(["a"], second), ["a"])
+    published = store.publish(second, chunk_rows("a", ["one"], second), document_rows(["a"], second), ["a"])
     assert published.chunks_deleted == 2 and store.count("chunks") == 1
     chunks = store.table("chunks")
     assert {first, second} <= set(chunks.tags.list())
@@ -43,7 +43,7 @@ def test_publish_replaces_a_documents_chunks_in_one_tagged_commit(tmp_path):
 def test_embedding_cache_is_keyed_by_model_and_text_hash(tmp_path):
     store = Store(StoreConfig(uri=str(tmp_path / "db")))
     run_id = new_run_id()
-    store.publish(run_id, chunk_rows("a", ["one", "two"], run_id), manifest_rows(["a"], run_id), ["a"])
+    store.publish(run_id, chunk_rows("a", ["one", "two"], run_id), document_rows(["a"], run_id), ["a"])
     cached = store.cached_vectors("m", ["h-one", "h-missing"])
     assert list(cached) == ["h-one"] and cached["h-one"].shape == (4,)
     assert store.cached_vectors("other-model", ["h-one"]) == {}

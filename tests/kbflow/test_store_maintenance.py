@@ -11,7 +11,9 @@ import pytest
 
 from kbflow.config import StoreConfig
 from kbflow.schemas import CHUNKED, DOCUMENTS
-from kbflow.store import Store, _sub_vectors_for, new_run_id, vector_index_name
+from kbflow.search import vector_hits
+from kbflow.store import Store, new_run_id
+from kbflow.vector_index import sub_vectors_for, vector_index_name
 from kbflow.tasks.embed import vector_column
 
 DIM = 16
@@ -27,7 +29,7 @@ def chunks(doc_id: str, n: int, run_id: str, seed: int) -> pa.Table:
             .append_column("model", pa.array(["m"] * n)).append_column("run_id", pa.array([run_id] * n)))
 
 
-def manifest(doc_id: str, run_id: str) -> pa.Table:
+def documents(doc_id: str, run_id: str) -> pa.Table:
     return pa.Table.from_pylist([{"doc_id": doc_id, "source": "s", "uri": f"{doc_id}.md", "content_hash": run_id,
                                   "status": "active", "n_chunks": 1, "first_run_id": run_id, "last_run_id": run_id}],
                                 schema=DOCUMENTS)
@@ -35,7 +37,7 @@ def manifest(doc_id: str, run_id: str) -> pa.Table:
 
 def publish(store: Store, doc_id: str, n: int, seed: int) -> str:
     run_id = new_run_id()
-    store.publish(run_id, chunks(doc_id, n, run_id, seed), manifest(doc_id, run_id), [doc_id])
+    store.publish(run_id, chunks(doc_id, n, run_id, seed), documents(doc_id, run_id), [doc_id])
     store.add_run({"run_id": run_id, "flow": "ingest", "status": "published", "started_at": datetime.now(UTC)})
     return run_id
 
@@ -57,7 +59,7 @@ def test_ann_index_is_built_at_the_threshold_fed_by_optimize_and_retrained_when_
     (index,) = vector_indexes(store)
     assert index.name == "vector_ivf_pq_p17" and index.num_unindexed_rows == 0 and index.num_indexed_rows == 350
     query = store.table("chunks").search().where("chunk_id = 'c-7'").select(["vector"]).to_arrow()
-    hits = store.search(np.array(query.column("vector")[0].as_py()), "", 3, None, "vector")
+    hits = vector_hits(store, np.array(query.column("vector")[0].as_py()), 3)
     assert hits[0]["chunk_id"] == "c-7" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
 
     publish(store, "d", 900, seed=4)  # 1250 rows: sqrt says 35 partitions >= 2 x 17, so retrain
@@ -69,7 +71,7 @@ def test_hnsw_variant_is_built_and_searched_with_refine(tmp_path):
     publish(store, "a", 300, seed=5)
     assert [index.name for index in vector_indexes(store)] == ["vector_ivf_hnsw_sq_p4"]
     query = store.table("chunks").search().where("chunk_id = 'a-42'").select(["vector"]).to_arrow()
-    hits = store.search(np.array(query.column("vector")[0].as_py()), "", 20, None, "vector")  # ef >= 20 * 30
+    hits = vector_hits(store, np.array(query.column("vector")[0].as_py()), 20)  # ef >= 20 * 30
     assert len(hits) == 20 and hits[0]["chunk_id"] == "a-42"
 
 
@@ -77,9 +79,9 @@ def test_hnsw_variant_and_index_sizing():
     hnsw = StoreConfig(vector_index_type="ivf_hnsw_sq")
     assert vector_index_name(hnsw, 1_000_000) == "vector_ivf_hnsw_sq_p250"
     assert vector_index_name(StoreConfig(), 1_000_000) == "vector_ivf_pq_p1000"
-    assert [_sub_vectors_for(StoreConfig(), dim) for dim in (384, 768, 100, 3)] == [48, 96, 25, 3]
+    assert [sub_vectors_for(StoreConfig(), dim) for dim in (384, 768, 100, 3)] == [48, 96, 25, 3]
     with pytest.raises(ValueError, match="must divide the vector dimension 384"):
-        _sub_vectors_for(StoreConfig(vector_index_sub_vectors=5), 384)
+        sub_vectors_for(StoreConfig(vector_index_sub_vectors=5), 384)
 
 
 def test_optimize_keeps_runs_inside_the_retention_window_restorable(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from kbflow.config import SourceConfig
 from kbflow.globs import matches
 from kbflow.schemas import DOCUMENTS
-from kbflow.tasks.discover import diff_against_manifest, discover_source, make_doc_id
+from kbflow.tasks.discover import diff_against_documents, discover_source, make_doc_id
 
 from conftest import write
 
@@ -94,7 +94,7 @@ def test_a_missing_source_path_names_the_source_and_what_path_may_be(tmp_path):
             discover_source(source, max_file_bytes=10_000)
 
 
-def manifest_of(table: pa.Table, hashes: dict[str, str] | None = None) -> pa.Table:
+def documents_of(table: pa.Table, hashes: dict[str, str] | None = None) -> pa.Table:
     rows = [{**row, "content_hash": (hashes or {}).get(row["uri"], row["content_hash"]), "status": "active",
              "n_chunks": 1} for row in table.to_pylist()]
     return pa.Table.from_pylist([{k: r.get(k) for k in DOCUMENTS.names} for r in rows], schema=DOCUMENTS)
@@ -103,10 +103,10 @@ def manifest_of(table: pa.Table, hashes: dict[str, str] | None = None) -> pa.Tab
 def test_diff_sorts_new_changed_unchanged_deleted(tmp_path):
     write(tmp_path, {"keep.md": "same", "edit.md": "before", "gone.md": "bye"})
     before = discover_source(files_source(tmp_path), 1000)
-    manifest = manifest_of(before.items)
+    documents = documents_of(before.items)
     write(tmp_path, {"edit.md": "after", "new.md": "hello"})
     (tmp_path / "gone.md").unlink()
-    changes = diff_against_manifest(discover_source(files_source(tmp_path), 1000), manifest)
+    changes = diff_against_documents(discover_source(files_source(tmp_path), 1000), documents)
     assert changes.counts == {"new": 1, "changed": 1, "unchanged": 1, "deleted": 1}
     assert sorted(changes.to_parse.column("uri").to_pylist()) == ["edit.md", "new.md"]
     assert changes.deleted.column("uri").to_pylist() == ["gone.md"]
@@ -114,9 +114,9 @@ def test_diff_sorts_new_changed_unchanged_deleted(tmp_path):
 
 def test_unreadable_file_is_not_counted_as_deleted(tmp_path):
     write(tmp_path, {"big.txt": "small at first"})
-    manifest = manifest_of(discover_source(files_source(tmp_path), 1000).items)
+    documents = documents_of(discover_source(files_source(tmp_path), 1000).items)
     write(tmp_path, {"big.txt": "x" * 5000})
-    changes = diff_against_manifest(discover_source(files_source(tmp_path), 1000), manifest)
+    changes = diff_against_documents(discover_source(files_source(tmp_path), 1000), documents)
     assert changes.counts["deleted"] == 0
 
 
