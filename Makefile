@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-# torch first, pinned to the CPU build on this machine's disk (NOTES.md): an unpinned
+# torch first, pinned to 2.13.0, the CPU build pip finds for this machine: an unpinned
 # torch, or one pulled in by sentence-transformers, would be a multi-GB CUDA build.
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -2,7 +2,7 @@
 
 Stage data (`DISCOVERED`, `PARSED`, `CHUNKED`) flows between tasks; the
 `documents`, `chunks`, `runs` and `quarantine` schemas are the LanceDB tables
-of DESIGN.md, whose names and columns are part of the contract.
+README.md documents ("The store"); their names and columns are part of the contract.
 """
 
 from __future__ import annotations
