@@ -339,15 +339,17 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Kbfl
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
-    _apply_environment(raw, os.environ if environ is None else environ)
+    overrides = _apply_environment(raw, os.environ if environ is None else environ)
     try:
         config = KbflowConfig.model_validate({**raw, "root": path.parent})
     except ValidationError as error:
-        raise ConfigError(_explain(path, error)) from error
+        raise ConfigError(_explain(path, error, overrides)) from error
     return _resolve_paths(config)
 
 
-def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> None:
+def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Put `KBFLOW_SECTION__KEY` values into the raw config; return which key each variable set."""
+    overrides = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "KBFLOW_CONFIG":
             continue
@@ -356,15 +358,30 @@ def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> None:
         for key in keys[:-1]:
             section = section.setdefault(key, {})
         section[keys[-1]] = value
+        overrides[tuple(keys)] = name
+    return overrides
 
 
-def _explain(path: Path, error: ValidationError) -> str:
+def _explain(path: Path, error: ValidationError, overrides: dict[tuple[str, ...], str]) -> str:
+    """One line per problem naming the key, and where it came from: the file or an environment variable."""
     lines = [f"{path}: invalid configuration"]
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        loc = tuple(str(part) for part in problem["loc"])
+        key = ".".join(loc) or "(top level)"
+        variable = _variable_for(loc, overrides)
         fix = "remove it or check its spelling" if problem["type"] == "extra_forbidden" else ""
+        if variable:
+            fix = f"set by the environment variable {variable}, not the file" + (f"; {fix}" if fix else "")
         lines.append(f"  {key}: {problem['msg']}" + (f" ({fix})" if fix else ""))
     return "\n".join(lines)
+
+
+def _variable_for(loc: tuple[str, ...], overrides: dict[tuple[str, ...], str]) -> str | None:
+    """The KBFLOW_* variable that set this key (or a key inside it), if one did."""
+    for keys, variable in overrides.items():
+        if keys[: len(loc)] == loc or loc[: len(keys)] == keys:
+            return variable
+    return None
 
 
 def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
