@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, get_args
 
 import lancedb
@@ -44,6 +45,10 @@ log = logging.getLogger("kbflow.store")
 
 class StoreEmpty(LookupError):
     """Nothing has been published to this store yet."""
+
+
+class NoStore(StoreEmpty):
+    """No kbflow store at the configured uri at all (a read-only command creates none)."""
 
 
 def new_run_id() -> str:
@@ -80,6 +85,19 @@ class Store:
     @classmethod
     def from_uri(cls, uri: str) -> Store:
         return cls(StoreConfig(uri=uri))
+
+    @classmethod
+    def existing(cls, config: StoreConfig) -> Store:
+        """The store at `config.uri` for reading; NoStore, and nothing created, when there is no index there."""
+        missing = NoStore(f"there is no kbflow index at {config.uri}; check [store] uri, or run `kbflow ingest` "
+                          "first to create one")
+        # lancedb.connect creates a local directory: look before connecting.
+        if config.is_local and not Path(config.uri).is_dir():
+            raise missing
+        store = cls(config)
+        if not store.db.list_tables().tables:
+            raise missing
+        return store
 
     # -- tables -------------------------------------------------------------------------------
 
