@@ -245,6 +245,7 @@ class FinetuneConfig(_Section):
     learning_rate: float = Field(2e-5, gt=0, lt=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
+    seed: int = Field(42, description="training shuffle and initialisation: the same seed, the same tuned model")
 
 
 class SourceConfig(_Section):
