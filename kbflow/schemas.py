@@ -109,6 +109,7 @@ RUNS = pa.schema(
         ("kbflow_version", pa.string()),
         ("prefect_flow_run_id", pa.string()),
         ("parent_run_id", pa.string()),  # rollback: the run whose published state was restored
+        ("warnings", pa.string()),  # JSON list, e.g. a source that yielded no documents
     ]
 )
 

@@ -415,7 +415,12 @@ class Store:
 
     def add_run(self, run: dict[str, Any]) -> None:
         row = {**run, **{k: json.dumps(v) for k, v in run.items() if isinstance(v, (dict, list))}}
-        self._table_or_create(RUNS_TABLE, RUNS).add(pa.Table.from_pylist([row], schema=RUNS))
+        table = self._table_or_create(RUNS_TABLE, RUNS)
+        # A store written by an older kbflow lacks the newer (nullable, string) columns: add them.
+        missing = [name for name in RUNS.names if name not in table.schema.names]
+        if missing:
+            table.add_columns({name: "CAST(NULL AS STRING)" for name in missing})
+        table.add(pa.Table.from_pylist([row], schema=RUNS))
 
     # -- search -------------------------------------------------------------------------------
 

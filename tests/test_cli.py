@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from kbflow.cli import app
 
-from conftest import write
+from conftest import DOCS_SOURCE, write, write_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -113,6 +113,20 @@ def test_usage_errors_exit_2(tmp_path, arguments):
     result = kbflow(*arguments, "--config", str(config))
     assert result.exit_code == 2, result.output
     assert not (tmp_path / ".kbflow").exists()
+
+
+def test_a_source_that_yields_no_documents_is_warned_about(tmp_path, hash_embedder):
+    """Issue 15 #14: an empty source folder ingested as `no_change` with exit 0 and no warning."""
+    (tmp_path / "docs").mkdir()
+    config = str(write_config(tmp_path, DOCS_SOURCE))
+    result = kbflow("ingest", "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (warning,) = report["warnings"]
+    assert warning.startswith("source 'docs' yields no documents") and str(tmp_path / "docs") in warning
+    assert f"warning: {warning}" in " ".join(result.stderr.split())
+    run = json.loads(kbflow("runs", "--config", config, "--json").stdout)[0]
+    assert run["run_id"] == report["run_id"] and run["warnings"] == [warning]
 
 
 def test_init_writes_a_starter_config_once(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kbflow.cli.common import (
@@ -171,7 +172,9 @@ def rollback(
 
 
 def print_run_report(report: dict[str, Any], as_json: bool) -> None:
-    """An ingest or reindex report: documents and chunks side by side, or JSON."""
+    """An ingest or reindex report: documents and chunks side by side, or JSON; warnings on stderr."""
+    for warning in report.get("warnings", []):
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report)
         return
