@@ -32,7 +32,7 @@ datasets: $(INSTALLED)
 # Retrieval quality of the example index on examples/qa.jsonl: every mode, hybrid fusion tuned.
 eval: $(INSTALLED)
 	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
-	cd examples && ../$(BIN)/kbflow eval --config kbflow.toml --tune
+	cd examples && ../$(BIN)/kbflow evaluate --config kbflow.toml --tune
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

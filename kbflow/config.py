@@ -161,7 +161,7 @@ class ScheduleConfig(_Section):
     dataset_kinds: list[DatasetKind] = Field(
         default_factory=lambda: ["embedding-pairs"]
     )
-    evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow eval on [evaluation] queries; "": on demand')
+    evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow evaluate on [evaluation] queries; "": on demand')
     timezone: str = "UTC"
     watch_debounce_s: float = Field(2.0, ge=0, description="kbflow watch: quiet time before a run")
     records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records sources are hashed")
@@ -179,7 +179,7 @@ class SearchConfig(_Section):
         "linear", description="linear: weighted normalised scores; rrf: weighted reciprocal-rank fusion"
     )
     hybrid_weight: float = Field(
-        0.5, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); `kbflow eval --tune`"
+        0.5, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); `kbflow evaluate --tune`"
     )
     candidates: int = Field(50, ge=1, le=10_000, description="hits taken from each ranking before fusing/reranking")
     rerank_model: str | None = Field(None, description="local cross-encoder folder; none: no rerank stage")
@@ -187,7 +187,7 @@ class SearchConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """Defaults of `kbflow eval` and of the scheduled `evaluate` deployment."""
+    """Defaults of `kbflow evaluate` and of the scheduled `evaluate` deployment."""
 
     queries: Path | None = Field(None, description="JSONL of {\"query\", \"relevant\": [...]}")
     k: int = Field(10, ge=1, le=1000)
@@ -461,7 +461,7 @@ max_quarantined_share = 0.25 # block when this share of a source fails its check
 ingest_cron = "0 * * * *"      # every source, hourly
 # dataset_cron = "30 2 * * *"  # nightly: the dataset_kinds datasets
 # dataset_kinds = ["embedding-pairs"]
-# evaluate_cron = "0 4 * * 1"  # weekly: kbflow eval on [evaluation] queries
+# evaluate_cron = "0 4 * * 1"  # weekly: kbflow evaluate on [evaluation] queries
 
 # [evaluation]
 # queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line

@@ -14,7 +14,7 @@ meets the passages most confusable with its answer. Train passages stay out: the
 corpus is new to the tuned model as to the base, and scoring costs O(test split)
 encodes, not O(dataset) (on this 2-core CPU, the difference between seconds and
 many minutes per model). Base and tuned are scored by the same function on the
-same corpus; metrics are tasks/evaluate.py's, the same as `kbflow eval`.
+same corpus; metrics are tasks/evaluate.py's, the same as `kbflow evaluate`.
 """
 
 from __future__ import annotations
