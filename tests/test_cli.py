@@ -137,3 +137,16 @@ def test_init_writes_a_starter_config_once(tmp_path):
     assert f"edit [[sources]] then run `kbflow ingest --config {target}`" in " ".join(result.stderr.split())
     assert "[[sources]]" in target.read_text()
     assert kbflow("init", str(target)).exit_code == 1
+
+
+def test_deployments_lists_the_catalog_and_renders_the_prefect_yaml():
+    config = str(EXAMPLES / "kbflow.toml")
+    result = kbflow("deployments", "--config", config, "--yaml")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (EXAMPLES.parent / "deployments" / "prefect.yaml").read_text()
+    catalog = json.loads(kbflow("deployments", "--config", config, "--json").stdout)
+    assert [d["name"] for d in catalog] == ["ingest-all", "ingest-on-change", "reindex",
+                                            "build-dataset-embedding-pairs", "evaluate-weekly"]
+    assert {d["entrypoint"] for d in catalog} == {"kbflow.flows.ingest:ingest", "kbflow.flows.reindex:reindex",
+                                                  "kbflow.flows.build_dataset:build_dataset",
+                                                  "kbflow.flows.evaluate:evaluate"}

@@ -123,7 +123,7 @@ def trace(
 def runs(
     config: ConfigOption = Path("kbflow.toml"),
     limit: Annotated[int, typer.Option(min=1, help="newest N runs")] = 20,
-    wide: Annotated[bool, typer.Option("--wide", help="every count and the slowest stage (needs ~110 columns)")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every count and the slowest stage (~110 columns)")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run history: counts, durations per stage, data-quality outcome."""

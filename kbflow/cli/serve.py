@@ -47,8 +47,8 @@ def deployments(
         sys.stdout.write(render_prefect_yaml(loaded))
         return
     catalog = [
-        {"name": d.name, "flow": d.flow.name, "entrypoint": d.entrypoint, "parameters": d.parameters, "cron": d.cron or None,
-         "on_change": d.on_change, "description": d.description}
+        {"name": d.name, "flow": d.flow.name, "entrypoint": d.entrypoint, "parameters": d.parameters,
+         "cron": d.cron or None, "on_change": d.on_change, "description": d.description}
         for d in deployment_catalog(loaded)
     ]
     if as_json:
