@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-# torch first, pinned to the CPU build on this machine's disk (NOTES.md): an unpinned
+# torch first, pinned to 2.13.0, the CPU build pip finds for this machine: an unpinned
 # torch, or one pulled in by sentence-transformers, would be a multi-GB CUDA build.
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ datasets: $(INSTALLED)
 # Retrieval quality of the example index on examples/qa.jsonl: every mode, hybrid fusion tuned.
 eval: $(INSTALLED)
 	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
-	cd examples && ../$(BIN)/kbflow eval --config kbflow.toml --tune
+	cd examples && ../$(BIN)/kbflow evaluate --config kbflow.toml --tune
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

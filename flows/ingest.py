@@ -31,7 +31,7 @@ from kbflow.runs import RunRecord
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
 from kbflow.tasks.chunk import chunk
-from kbflow.tasks.discover import diff_against_documents, discover
+from kbflow.tasks.discover import diff_against_documents, discover, empty_sources
 from kbflow.tasks.embed import embed
 from kbflow.tasks.parse import parse
 from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
@@ -68,6 +68,7 @@ def ingest(
         store.check_model(config.embedding.model)
         discovery = discover(sources, config.quality.max_file_bytes)
         run.quarantine(discovery.quarantined)
+        run.warnings.extend(empty_sources(sources, discovery))
         known_documents = store.documents([s.name for s in sources])
         changes = diff_against_documents(discovery, known_documents)
         run.documents.update(changes.counts)

@@ -164,7 +164,7 @@ class ScheduleConfig(_Section):
     dataset_kinds: list[DatasetKind] = Field(
         default_factory=lambda: ["embedding-pairs"]
     )
-    evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow eval on [evaluation] queries; "": on demand')
+    evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow evaluate on [evaluation] queries; "": on demand')
     timezone: str = "UTC"
     watch_debounce_s: float = Field(2.0, ge=0, description="kbflow watch: quiet time before a run")
     records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records sources are hashed")
@@ -182,7 +182,7 @@ class SearchConfig(_Section):
         "linear", description="linear: weighted normalised scores; rrf: weighted reciprocal-rank fusion"
     )
     hybrid_weight: float = Field(
-        0.5, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); `kbflow eval --tune`"
+        0.5, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); `kbflow evaluate --tune`"
     )
     candidates: int = Field(50, ge=1, le=10_000, description="hits taken from each ranking before fusing/reranking")
     rerank_model: str | None = Field(None, description="local cross-encoder folder; none: no rerank stage")
@@ -190,7 +190,7 @@ class SearchConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """Defaults of `kbflow eval` and of the scheduled `evaluate` deployment."""
+    """Defaults of `kbflow evaluate` and of the scheduled `evaluate` deployment."""
 
     queries: Path | None = Field(None, description="JSONL of {\"query\", \"relevant\": [...]}")
     k: int = Field(10, ge=1, le=1000)
@@ -248,6 +248,7 @@ class FinetuneConfig(_Section):
     learning_rate: float = Field(2e-5, gt=0, lt=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
+    seed: int = Field(42, description="training shuffle and initialisation: the same seed, the same tuned model")
 
 
 class SourceConfig(_Section):
@@ -375,15 +376,17 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Kbfl
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
-    _apply_environment(raw, os.environ if environ is None else environ)
+    overrides = _apply_environment(raw, os.environ if environ is None else environ)
     try:
         config = KbflowConfig.model_validate({**raw, "root": path.parent})
     except ValidationError as error:
-        raise ConfigError(_explain(path, error)) from error
+        raise ConfigError(_explain(path, error, overrides)) from error
     return _resolve_paths(config)
 
 
-def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> None:
+def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Put `KBFLOW_SECTION__KEY` values into the raw config; return which key each variable set."""
+    overrides = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "KBFLOW_CONFIG":
             continue
@@ -392,15 +395,30 @@ def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> None:
         for key in keys[:-1]:
             section = section.setdefault(key, {})
         section[keys[-1]] = value
+        overrides[tuple(keys)] = name
+    return overrides
 
 
-def _explain(path: Path, error: ValidationError) -> str:
+def _explain(path: Path, error: ValidationError, overrides: dict[tuple[str, ...], str]) -> str:
+    """One line per problem naming the key, and where it came from: the file or an environment variable."""
     lines = [f"{path}: invalid configuration"]
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        loc = tuple(str(part) for part in problem["loc"])
+        key = ".".join(loc) or "(top level)"
+        variable = _variable_for(loc, overrides)
         fix = "remove it or check its spelling" if problem["type"] == "extra_forbidden" else ""
+        if variable:
+            fix = f"set by the environment variable {variable}, not the file" + (f"; {fix}" if fix else "")
         lines.append(f"  {key}: {problem['msg']}" + (f" ({fix})" if fix else ""))
     return "\n".join(lines)
+
+
+def _variable_for(loc: tuple[str, ...], overrides: dict[tuple[str, ...], str]) -> str | None:
+    """The KBFLOW_* variable that set this key (or a key inside it), if one did."""
+    for keys, variable in overrides.items():
+        if keys[: len(loc)] == loc or loc[: len(keys)] == keys:
+            return variable
+    return None
 
 
 def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
@@ -479,7 +497,7 @@ max_quarantined_share = 0.25 # block when this share of a source fails its check
 ingest_cron = "0 * * * *"      # every source, hourly
 # dataset_cron = "30 2 * * *"  # nightly: the dataset_kinds datasets
 # dataset_kinds = ["embedding-pairs"]
-# evaluate_cron = "0 4 * * 1"  # weekly: kbflow eval on [evaluation] queries
+# evaluate_cron = "0 4 * * 1"  # weekly: kbflow evaluate on [evaluation] queries
 
 # [evaluation]
 # queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line

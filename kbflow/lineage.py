@@ -10,7 +10,7 @@ from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_string
 
 def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
     """`kbflow trace`: chunk -> document (uri, content hash) -> source -> run -> table version."""
-    store = Store(config.store)
+    store = Store.existing(config.store)
     chunk = store.row(CHUNKS, f"chunk_id = {sql_string(chunk_id)}", exclude=("vector",))
     if chunk is None:
         raise LookupError(f"no chunk {chunk_id!r} in {store.uri}")

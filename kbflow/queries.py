@@ -1,6 +1,6 @@
 """Query files: one JSON object a line, `{"query" (or "question"): ..., "relevant": [ids]}`.
 
-One reader for every command that takes them: `kbflow search --queries`, `kbflow eval`
+One reader for every command that takes them: `kbflow search --queries`, `kbflow evaluate`
 and the evaluation of a fine-tuned model.
 """
 

@@ -1,7 +1,7 @@
 """Relevance: which hit answers a labeled query, and the retrieval metrics of a ranking.
 
 Plain rules shared by evaluation, dataset building and fine-tuning, so that
-`kbflow eval`, the dataset miner and `kbflow finetune` judge hits the same way.
+`kbflow evaluate`, the dataset miner and `kbflow finetune` judge hits the same way.
 
 A ranked list is given as, per rank, the relevant id that hit matched (or None).
 A relevant id is counted once, at its best rank: a document that appears as three

@@ -42,6 +42,7 @@ class RunRecord:
     parent_run_id: str | None = None  # rollback: the run whose state was restored
     versions: dict[str, int | None] = field(default_factory=lambda: {"chunks": None, "documents": None})
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what a user should know though the run went on
     _started: float = field(default_factory=time.perf_counter)
     _started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _lap: float = field(default_factory=time.perf_counter)
@@ -70,6 +71,7 @@ class RunRecord:
             "documents": dict(self.documents),
             "chunks": dict(self.chunks),
             "duration_s": self.duration_s,
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
     def __enter__(self) -> RunRecord:
@@ -108,6 +110,7 @@ class RunRecord:
                 "kbflow_version": __version__,
                 "prefect_flow_run_id": _prefect_flow_run_id(),
                 "parent_run_id": self.parent_run_id,
+                "warnings": self.warnings,
             }
         )
         if isinstance(error, QualityGateFailed):
@@ -121,7 +124,7 @@ def _prefect_flow_run_id() -> str | None:
     return str(context.flow_run.id) if context and context.flow_run else None
 
 
-RUN_JSON_FIELDS = ("stage_durations", "documents", "chunks", "dq_failures")
+RUN_JSON_FIELDS = ("stage_durations", "documents", "chunks", "dq_failures", "warnings")
 
 
 def decoded_run(run: dict[str, Any]) -> dict[str, Any]:

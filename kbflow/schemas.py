@@ -2,7 +2,7 @@
 
 Stage data (`DISCOVERED`, `PARSED`, `CHUNKED`) flows between tasks; the
 `documents`, `chunks`, `runs` and `quarantine` schemas are the LanceDB tables
-of DESIGN.md, whose names and columns are part of the contract.
+README.md documents ("The store"); their names and columns are part of the contract.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ RUNS = pa.schema(
         ("kbflow_version", pa.string()),
         ("prefect_flow_run_id", pa.string()),
         ("parent_run_id", pa.string()),  # rollback: the run whose published state was restored
+        ("warnings", pa.string()),  # JSON list, e.g. a source that yielded no documents
     ]
 )
 

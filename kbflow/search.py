@@ -220,7 +220,7 @@ def _check_mode(mode: str) -> None:
 
 
 def _open(config: KbflowConfig) -> Store:
-    store = Store(config.store)
+    store = Store.existing(config.store)
     store.table(CHUNKS)  # a clear error before loading a model for an empty store
     store.check_model(config.embedding.model)
     return store

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import lancedb
@@ -45,6 +46,10 @@ log = logging.getLogger("kbflow.store")
 
 class StoreEmpty(LookupError):
     """Nothing has been published to this store yet."""
+
+
+class NoStore(StoreEmpty):
+    """No kbflow store at the configured uri at all (a read-only command creates none)."""
 
 
 def new_run_id() -> str:
@@ -82,6 +87,19 @@ class Store:
     @classmethod
     def from_uri(cls, uri: str) -> Store:
         return cls(StoreConfig(uri=uri))
+
+    @classmethod
+    def existing(cls, config: StoreConfig) -> Store:
+        """The store at `config.uri` for reading; NoStore, and nothing created, when there is no index there."""
+        missing = NoStore(f"there is no kbflow index at {config.uri}; check [store] uri, or run `kbflow ingest` "
+                          "first to create one")
+        # lancedb.connect creates a local directory: look before connecting.
+        if config.is_local and not Path(config.uri).is_dir():
+            raise missing
+        store = cls(config)
+        if not store.db.list_tables().tables:
+            raise missing
+        return store
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -469,7 +487,12 @@ class Store:
 
     def add_run(self, run: dict[str, Any]) -> None:
         row = {**run, **{k: json.dumps(v) for k, v in run.items() if isinstance(v, (dict, list))}}
-        self._table_or_create(RUNS_TABLE, RUNS).add(pa.Table.from_pylist([row], schema=RUNS))
+        table = self._table_or_create(RUNS_TABLE, RUNS)
+        # A store written by an older kbflow lacks the newer (nullable, string) columns: add them.
+        missing = [name for name in RUNS.names if name not in table.schema.names]
+        if missing:
+            table.add_columns({name: "CAST(NULL AS STRING)" for name in missing})
+        table.add(pa.Table.from_pylist([row], schema=RUNS))
 
     def add_rows(self, name: str, rows: pa.Table) -> None:
         """Append rows to a table, creating it with their schema first (a run's staging store)."""

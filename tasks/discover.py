@@ -271,6 +271,22 @@ def diff_against_documents(discovery: Discovery, documents: pa.Table) -> ChangeS
     )
 
 
+def empty_sources(sources: list[SourceConfig], discovery: Discovery) -> list[str]:
+    """A warning for each source that yielded nothing at all: no document, nothing set aside or unreadable.
+
+    An empty folder, a wrong `path` or an `include` that matches nothing would otherwise look like
+    a run with no change.
+    """
+    seen = set(discovery.items.column("source").to_pylist())
+    seen |= {q.source for q in discovery.quarantined} | {source for source, _ in discovery.unreadable}
+    return [
+        f"source {source.name!r} yields no documents: nothing under {source.path} matches include "
+        f"{source.include} (exclude {source.exclude}); check its path and globs"
+        for source in sources
+        if source.name not in seen
+    ]
+
+
 @task(name="discover", cache_policy=NO_CACHE)
 def discover(sources: list[SourceConfig], max_file_bytes: int) -> Discovery:
     """Discover all given sources into one table of items."""

@@ -201,7 +201,7 @@ def draw_chart(results: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower left")
-    figure.suptitle("kbflow eval: retrieval per mode, this run and earlier ones")
+    figure.suptitle("kbflow evaluate: retrieval per mode, this run and earlier ones")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=100)

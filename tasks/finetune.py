@@ -14,7 +14,7 @@ meets the passages most confusable with its answer. Train passages stay out: the
 corpus is new to the tuned model as to the base, and scoring costs O(test split)
 encodes, not O(dataset) (on this 2-core CPU, the difference between seconds and
 many minutes per model). Base and tuned are scored by the same function on the
-same corpus; metrics are tasks/evaluate.py's, the same as `kbflow eval`.
+same corpus; metrics are tasks/evaluate.py's, the same as `kbflow evaluate`.
 """
 
 from __future__ import annotations
@@ -168,6 +168,34 @@ class Trained:
     validation_loss: float | None  # after training; None without a validation split
 
 
+def training_arguments(
+    settings: FinetuneConfig, work_dir: Path, use_cpu: bool, epochs: int | None = None, max_steps: int | None = None
+):
+    """The trainer's arguments from `[finetune]` (its seed too), with per-run `epochs`/`max_steps` overrides."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    steps = max_steps if max_steps is not None else settings.max_steps
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=epochs if epochs is not None else settings.epochs,
+        max_steps=steps if steps is not None else -1,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of the steps
+        # A repeated text in one batch would be its own in-batch negative.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        use_cpu=use_cpu,
+        save_strategy="no",  # the caller saves the final model; no checkpoints on a small disk
+        eval_strategy="no",
+        report_to="none",  # no wandb, tensorboard ... however the environment is set up
+        logging_steps=10,
+        disable_tqdm=True,
+        seed=settings.seed,  # batch order and any new weights: the same seed, the same model
+    )
+
+
 def train_embedder(
     model,
     train: pa.Table,
@@ -179,30 +207,12 @@ def train_embedder(
 ) -> Trained:
     """Fine-tune the SentenceTransformer `model` in place with MNRL; `work_dir` holds trainer scratch."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     columns = training_columns(train)
-    steps = max_steps if max_steps is not None else settings.max_steps
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=epochs if epochs is not None else settings.epochs,
-        max_steps=steps if steps is not None else -1,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of the steps
-        # A repeated text in one batch would be its own in-batch negative.
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        use_cpu=str(model.device) == "cpu",
-        save_strategy="no",  # the caller saves the final model; no checkpoints on a small disk
-        eval_strategy="no",
-        report_to="none",  # no wandb, tensorboard ... however the environment is set up
-        logging_steps=10,
-        disable_tqdm=True,
-        seed=42,
-    )
+    args = training_arguments(settings, work_dir, use_cpu=str(model.device) == "cpu", epochs=epochs,
+                              max_steps=max_steps)
     train_set = Dataset.from_dict({name: train.column(name).to_pylist() for name in columns})
     eval_set = None
     if validation is not None and validation.num_rows:

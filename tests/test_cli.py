@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from kbflow.cli import app
 
-from conftest import write
+from conftest import DOCS_SOURCE, write, write_config
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
@@ -54,6 +57,13 @@ def test_batch_queries_answer_in_input_order(small_corpus, hash_embedder, tmp_pa
     assert [line["query"] for line in lines] == ["refunds invoices", "restore a snapshot"]
     assert [line["hits"][0]["uri"] for line in lines] == ["billing.txt", "backup.md"]
 
+    # Issue 15 #6: the project's own question file ("question" lines with labels) is a queries file too.
+    qa = EXAMPLES / "qa.jsonl"
+    result = kbflow("search", "--queries", str(qa), "--config", str(small_corpus), "--k", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    questions = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()]
+    assert [json.loads(line)["query"] for line in result.stdout.splitlines()] == questions
+
 
 def test_blocked_gate_exits_3_with_the_failing_expectation(small_corpus, hash_embedder):
     kbflow("ingest", "--config", str(small_corpus))
@@ -82,8 +92,61 @@ def test_errors_are_clear_and_exit_1(tmp_path):
     assert result.exit_code == 1 and "run `kbflow ingest` first" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["search", "hello"], ["status"], ["quality"], ["quarantine"],
+                                     ["trace", "some-chunk"], ["runs"]])
+def test_read_only_commands_on_a_missing_store_say_so_and_create_nothing(tmp_path, command):
+    """Issue 15 #7: they created the directory tree, and status printed zeros with exit 0."""
+    config = tmp_path / "kbflow.toml"
+    config.write_text('[store]\nuri = "does/not/exist"\n')
+    result = kbflow(*command, "--config", str(config))
+    assert result.exit_code == 1, result.output
+    assert f"there is no kbflow index at {tmp_path / 'does/not/exist'}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kbflow.toml"]
+
+
+@pytest.mark.parametrize("arguments", [["search", ""], ["search", "   "], ["search", "hello", "--mode", "foo"],
+                                       ["search"]])
+def test_usage_errors_exit_2(tmp_path, arguments):
+    """Issue 15 #8: an empty query returned arbitrary hits with exit 0; a bad mode exited 1."""
+    config = tmp_path / "kbflow.toml"
+    config.write_text('[store]\nuri = ".kbflow"\n')
+    result = kbflow(*arguments, "--config", str(config))
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / ".kbflow").exists()
+
+
+def test_a_source_that_yields_no_documents_is_warned_about(tmp_path, hash_embedder):
+    """Issue 15 #14: an empty source folder ingested as `no_change` with exit 0 and no warning."""
+    (tmp_path / "docs").mkdir()
+    config = str(write_config(tmp_path, DOCS_SOURCE))
+    result = kbflow("ingest", "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (warning,) = report["warnings"]
+    assert warning.startswith("source 'docs' yields no documents") and str(tmp_path / "docs") in warning
+    assert f"warning: {warning}" in " ".join(result.stderr.split())
+    run = json.loads(kbflow("runs", "--config", config, "--json").stdout)[0]
+    assert run["run_id"] == report["run_id"] and run["warnings"] == [warning]
+
+
 def test_init_writes_a_starter_config_once(tmp_path):
     target = tmp_path / "kbflow.toml"
-    assert kbflow("init", str(target)).exit_code == 0
+    result = kbflow("init", str(target))
+    assert result.exit_code == 0
+    # Issue 15 #13: Rich markup swallowed the section name ("edit [] then run").
+    assert f"edit [[sources]] then run `kbflow ingest --config {target}`" in " ".join(result.stderr.split())
     assert "[[sources]]" in target.read_text()
     assert kbflow("init", str(target)).exit_code == 1
+
+
+def test_deployments_lists_the_catalog_and_renders_the_prefect_yaml():
+    config = str(EXAMPLES / "kbflow.toml")
+    result = kbflow("deployments", "--config", config, "--yaml")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (EXAMPLES.parent / "deployments" / "prefect.yaml").read_text()
+    catalog = json.loads(kbflow("deployments", "--config", config, "--json").stdout)
+    assert [d["name"] for d in catalog] == ["ingest-all", "ingest-on-change", "reindex",
+                                            "build-dataset-embedding-pairs", "evaluate-weekly"]
+    assert {d["entrypoint"] for d in catalog} == {"kbflow.flows.ingest:ingest", "kbflow.flows.reindex:reindex",
+                                                  "kbflow.flows.build_dataset:build_dataset",
+                                                  "kbflow.flows.evaluate:evaluate"}

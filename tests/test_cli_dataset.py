@@ -77,3 +77,6 @@ def test_build_errors_are_clear(labeled_corpus, hash_embedder, tmp_path):
     assert result.exit_code == 1 and "no question_field/answer_field" in result.stderr
     result = kbflow("dataset", "check", str(tmp_path), "--config", config)
     assert result.exit_code == 1 and "not a kbflow dataset" in result.stderr
+    # The flow's name works as a command too: the same command behind it.
+    result = kbflow("build-dataset", "--config", config, "--kind", "sft", "--source", "docs")
+    assert result.exit_code == 1 and "no question_field/answer_field" in result.stderr

@@ -1,4 +1,4 @@
-"""`kbflow eval`: the JSON contract, the tuning output, usage and input errors."""
+"""`kbflow evaluate` (alias `kbflow eval`): the JSON contract, the tuning output, usage and input errors."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_eval_json_keys_and_tuned_search_lines(small_corpus, hash_embedder):
     assert "[search]\nhybrid_fusion = " in result.stderr and "hybrid_weight = " in result.stderr
     assert Path(report["results"]).is_file() and Path(report["chart"]).is_file()
 
-    human = kbflow("eval", "--config", config, "--queries", str(queries_file(small_corpus.parent)), "--mode", "fts")
+    human = kbflow("evaluate", "--config", config, "--queries", str(queries_file(small_corpus.parent)), "--mode", "fts")
     assert human.exit_code == 0, human.output
     assert "fts" in human.stdout and "ndcg@10" in human.stdout
 
@@ -52,6 +52,8 @@ def test_eval_defaults_to_the_configured_queries_and_fails_clearly(small_corpus,
     assert result.exit_code == 2 and "Invalid value for '--mode'" in result.stderr  # Typer checks the EvalMode choices
     result = kbflow("eval", "--config", config)
     assert result.exit_code == 1 and "[evaluation] queries" in result.stderr
+    result = kbflow("evaluate", "--config", config, "--mode", "keyword")
+    assert result.exit_code == 2 and "Invalid value for '--mode'" in result.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "ports", "relevant": ["install.md"]}\n{"query": "no labels"}\n')
     result = kbflow("eval", "--config", config, "--queries", str(bad), "--json")

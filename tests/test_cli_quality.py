@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from rich.console import Console
+
 from kbflow.cli import app
+from kbflow.cli.inspect import quality_table, runs_table
 
 from conftest import write
 
@@ -42,6 +46,14 @@ def test_quality_reports_every_expectation_with_failures_first(small_corpus, has
 
     human = kbflow("quality", "--config", str(small_corpus))
     assert human.exit_code == 0 and "stub.txt" in human.stdout
+    # Issue 15 #12: an observed value (a run-level share) is in "observed", never in the "examples" column.
+    run_suite = summary["suites"][-1]
+    cells = {column.header: list(column.cells) for column in quality_table(run_suite).columns}
+    for row, expectation in enumerate(run_suite["expectations"]):
+        if not expectation["examples"]:
+            assert cells["examples"][row] == "", expectation["column"]
+        if expectation["observed"] is not None:
+            assert cells["observed"][row] == str(expectation["observed"]), expectation["column"]
 
     docs = kbflow("quality", "--config", str(small_corpus), "--docs").stdout.strip().splitlines()[-1]
     assert docs.endswith("index.html") and Path(docs).is_file()
@@ -102,6 +114,12 @@ def test_runs_lists_counts_durations_and_outcome(small_corpus, hash_embedder):
     assert {"discover", "parse", "chunk", "embed", "publish"} <= set(runs[1]["stage_durations"])
     assert [run["dq_success"] for run in runs] == [None, True]  # the no-change run checked nothing
     assert "published" in kbflow("runs", "--config", str(small_corpus)).stdout
+    # Issue 15 #12: readable at 80 columns: whole run ids (to paste into --run), no header cut to "…".
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    narrow.print(runs_table(runs))
+    shown = narrow.export_text()
+    assert all(run["run_id"] in shown and run["status"] in shown for run in runs) and "…" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 80
 
 
 def test_a_refused_run_says_so_and_checked_nothing(small_corpus, hash_embedder):

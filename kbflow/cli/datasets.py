@@ -1,4 +1,8 @@
-"""`kbflow dataset build | check`: fine-tuning datasets in Parquet, and their staleness."""
+"""`kbflow dataset build | check`: fine-tuning datasets in Parquet, and their staleness.
+
+Commands that act on one kind of thing are grouped under its noun (`dataset build`, `dataset check`);
+`kbflow build-dataset` (the name of the flow and its deployments) is an alias of `dataset build`.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +73,10 @@ def dataset_build(
     pii = ", ".join(f"{kind} {n}" for kind, n in report["pii"].items()) or "none"
     failed = [e["check"] or e["type"] for e in report["checks"]["expectations"] if not e["success"]]
     stdout.print(f"dropped: {dropped}\nPII found: {pii}\nchecks: {'all passed' if not failed else ', '.join(failed)}")
+
+
+# The flow's name as a command: same options, same output.
+app.command("build-dataset", hidden=True, help="alias of `kbflow dataset build`")(dataset_build)
 
 
 @dataset_app.command("check")

@@ -1,4 +1,4 @@
-"""`kbflow eval` (retrieval metrics of the index) and `kbflow finetune` (tune the embedding model)."""
+"""`kbflow evaluate` (retrieval metrics of the index; `eval` is its alias) and `kbflow finetune` (tune the model)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from kbflow.cli.common import (
 from kbflow.config import EvalMode, load_config
 
 
-@app.command("eval")
+@app.command("evaluate")
 @reports_errors
-def eval_(
+def evaluate(
     config: ConfigOption = Path("kbflow.toml"),
     queries: Annotated[Path | None, typer.Option(
         help="JSONL of {\"query\" (or \"question\"), \"relevant\": [ids]}; default: [evaluation] queries")] = None,
@@ -61,11 +61,15 @@ def eval_(
         _print_eval(report)
 
 
+# The command's first name, kept working: same options, same output.
+app.command("eval", hidden=True, help="alias of `kbflow evaluate`")(evaluate)
+
+
 def _print_eval(report: dict[str, Any]) -> None:
     from kbflow.relevance import METRIC_NAMES
 
     names = [name.format(k=report["k"]) for name in METRIC_NAMES]
-    table = Table(title=f"eval {report['run_id']} ({report['label']})")
+    table = Table(title=f"evaluate {report['run_id']} ({report['label']})")
     table.add_column("mode")
     table.add_column("source")
     for name in names:

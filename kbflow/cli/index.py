@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kbflow.cli.common import (
     EXIT_BLOCKED,
+    EXIT_USAGE,
     ConfigOption,
     JsonOption,
     app,
@@ -21,7 +23,7 @@ from kbflow.cli.common import (
     stderr,
     stdout,
 )
-from kbflow.config import STARTER_CONFIG, ConfigError, RunnerConfig, load_config
+from kbflow.config import STARTER_CONFIG, ConfigError, RunnerConfig, SearchMode, load_config
 from kbflow.errors import QualityGateFailed
 
 
@@ -83,7 +85,7 @@ def search(
     config: ConfigOption = Path("kbflow.toml"),
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="hits per query")] = 10,
     tenant: Annotated[str | None, typer.Option(help="only this tenant's chunks")] = None,
-    mode: Annotated[str, typer.Option(help="vector | fts | hybrid")] = "vector",
+    mode: Annotated[SearchMode, typer.Option(help="vector | fts | hybrid")] = "vector",
     queries: Annotated[Path | None, typer.Option(help="JSONL file of {\"query\" (or \"question\"): ...} lines")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -92,7 +94,9 @@ def search(
     from kbflow.search import search as search_index
 
     if (query is None) == (queries is None):
-        raise fail("give either a QUERY or --queries FILE.jsonl")
+        raise fail("give either a QUERY or --queries FILE.jsonl", EXIT_USAGE)
+    if query is not None and not query.strip():
+        raise fail("the QUERY is empty; give the text to search for", EXIT_USAGE)
     texts = [query] if query is not None else [q.query for q in read_queries(queries, require_relevant=False)]
     results = search_index(load_config(config), texts, k=k, tenant=tenant, mode=mode)
     if queries is None and as_json:
@@ -112,7 +116,7 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
     from kbflow.runs import decoded_run
     from kbflow.store import Store
 
-    store = Store(load_config(config).store)
+    store = Store.existing(load_config(config).store)
     runs = store.runs(limit=1)
     summary = {
         "documents": store.count("documents", "status = 'active'"),
@@ -168,7 +172,9 @@ def rollback(
 
 
 def print_run_report(report: dict[str, Any], as_json: bool) -> None:
-    """An ingest or reindex report: documents and chunks side by side, or JSON."""
+    """An ingest or reindex report: documents and chunks side by side, or JSON; warnings on stderr."""
+    for warning in report.get("warnings", []):
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report)
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from kbflow.cli.common import ConfigOption, JsonOption, RunOption, app, print_json, reports_errors, stdout
@@ -19,7 +20,7 @@ DQ_MARKS = {True: "✅", False: "❌", None: "—"}  # None: no check ran (no_ch
 def _open_store(config: Path):
     from kbflow.store import Store
 
-    return Store(load_config(config).store)
+    return Store.existing(load_config(config).store)
 
 
 def _find_run(store, run_id: str | None) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def quality(
             raise ValueError(f"no Data Docs under {loaded.quality.results_dir} yet; run `kbflow ingest` first")
         sys.stdout.write(f"{index}\n")
         return
-    record = _find_run(Store(loaded.store), run)
+    record = _find_run(Store.existing(loaded.store), run)
     summary = quality_summary(record)
     if as_json:
         print_json(summary)
@@ -68,15 +69,21 @@ def quality(
         verdict = "[green]passed[/]" if summary["success"] else "[red]failures[/]"
         stdout.print(f"run {summary['run_id']} ({record['status']}): {verdict}")
     for suite in summary["suites"]:
-        table = Table(title=f"suite {suite['name']}", title_justify="left")
-        for column in ("", "expectation", "column", "on failure", "unexpected", "examples"):
-            table.add_column(column, overflow="fold")
-        for e in suite["expectations"]:
-            examples = "; ".join(f"{x.get('uri') or x.get('id')}: {x.get('value')}" for x in e["examples"][:3])
-            table.add_row("✅" if e["success"] else "❌", e["type"].removeprefix("expect_"), e["column"] or "",
-                          e.get("on_failure", ""), str(e["unexpected_count"]),
-                          examples or (str(e["observed"]) if e["observed"] is not None else ""))
-        stdout.print(table)
+        stdout.print(quality_table(suite))
+
+
+def quality_table(suite: dict[str, Any]) -> Table:
+    """One suite's expectations: outcome, what was observed (a value or the offending rows), examples."""
+    table = Table(title=f"suite {suite['name']}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    for column in ("", "expectation", "column", "on failure", "observed", "examples"):
+        table.add_column(column, overflow="fold")
+    for e in suite["expectations"]:
+        examples = "; ".join(f"{x.get('uri') or x.get('id')}: {x.get('value')}" for x in e["examples"][:3])
+        observed = str(e["observed"]) if e["observed"] is not None else f"{e['unexpected_count']} rows"
+        table.add_row("✅" if e["success"] else "❌", e["type"].removeprefix("expect_"), e["column"] or "",
+                      e.get("on_failure", ""), observed, examples)
+    return table
 
 
 @app.command()
@@ -122,6 +129,7 @@ def trace(
 def runs(
     config: ConfigOption = Path("kbflow.toml"),
     limit: Annotated[int, typer.Option(min=1, help="newest N runs")] = 20,
+    wide: Annotated[bool, typer.Option("--wide", help="every count and the slowest stage (~110 columns)")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run history: counts, durations per stage, data-quality outcome."""
@@ -131,16 +139,34 @@ def runs(
     if as_json:
         print_json(history)
         return
-    table = Table(title="runs, newest first")
-    for column in ("run", "flow", "status", "DQ", "documents n/c/u/d/q", "chunks e/r/d/total", "seconds", "slowest stage"):
-        table.add_column(column, overflow="fold", no_wrap=column in {"flow", "status", "DQ"})
+    stdout.print(runs_table(history, wide=wide))
+
+
+def runs_table(history: list[dict[str, Any]], wide: bool = False) -> Table:
+    """Decoded runs, newest first: fits 80 columns; `wide` adds chunk counts, stage and seconds detail."""
+    table = Table(title="runs, newest first", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("run", no_wrap=True)  # a whole id, to paste into --run
+    table.add_column("flow", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("DQ", no_wrap=True)
+    table.add_column("docs +~-!" if not wide else "documents n/c/u/d/q", justify="right")
+    table.add_column("chunks" if not wide else "chunks e/r/d/total", justify="right")
+    table.add_column("s", justify="right")
+    if wide:
+        table.add_column("slowest stage")
     for run in history:
         d, c, stages = run["documents"] or {}, run["chunks"] or {}, run["stage_durations"] or {}
-        slowest = max(stages.items(), key=lambda item: item[1], default=("", 0))
-        table.add_row(
-            run["run_id"], run["flow"], run["status"], DQ_MARKS[run["dq_success"]],
-            "/".join(str(d.get(k, 0)) for k in ("new", "changed", "unchanged", "deleted", "quarantined")),
-            "/".join(str(c.get(k, 0)) for k in ("embedded", "reused", "deleted", "total")),
-            f"{run['duration_s']:.1f}", f"{slowest[0]} {slowest[1]:.1f}s" if slowest[0] else "",
-        )
-    stdout.print(table)
+        if wide:
+            documents = "/".join(str(d.get(k, 0)) for k in ("new", "changed", "unchanged", "deleted", "quarantined"))
+            chunks = "/".join(str(c.get(k, 0)) for k in ("embedded", "reused", "deleted", "total"))
+        else:  # what changed: +new ~changed -deleted !quarantined, and the index's chunk total
+            documents = " ".join(f"{mark}{d.get(k, 0)}" for mark, k in
+                                 (("+", "new"), ("~", "changed"), ("-", "deleted"), ("!", "quarantined")))
+            chunks = str(c.get("total", 0))
+        cells = [run["run_id"], run["flow"], run["status"], DQ_MARKS[run["dq_success"]], documents, chunks,
+                 f"{run['duration_s']:.0f}" if not wide else f"{run['duration_s']:.1f}"]
+        if wide:
+            slowest = max(stages.items(), key=lambda item: item[1], default=("", 0))
+            cells.append(f"{slowest[0]} {slowest[1]:.1f}s" if slowest[0] else "")
+        table.add_row(*cells)
+    return table

@@ -1,4 +1,5 @@
-"""Commands that keep kbflow running: serve (deployments, schedules, triggers) and watch (follow sources)."""
+"""Commands that keep kbflow running: serve (deployments, schedules, triggers), deployments (the catalog,
+or a prefect.yaml of it) and watch (follow sources)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from kbflow.cli.common import ConfigOption, JsonOption, app, known_errors, print_json, reports_errors, stderr, stdout
 from kbflow.config import load_config
@@ -28,6 +30,37 @@ def serve(config: ConfigOption = Path("kbflow.toml")) -> None:
                      "a Prefect server: `prefect server start`, then export PREFECT_API_URL.")
     stderr.print(f"serving kbflow deployments for {config} (Ctrl-C to stop)")
     serve_kbflow(str(config.resolve()), loaded)
+
+
+@app.command()
+@reports_errors
+def deployments(
+    config: ConfigOption = Path("kbflow.toml"),
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="print a prefect.yaml for `prefect deploy --all`")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The deployments `kbflow serve` runs for this config (or them as a prefect.yaml, for workers)."""
+    loaded = load_config(config)
+    from kbflow.flows.serve import deployment_catalog, render_prefect_yaml
+
+    if as_yaml:
+        sys.stdout.write(render_prefect_yaml(loaded))
+        return
+    catalog = [
+        {"name": d.name, "flow": d.flow.name, "entrypoint": d.entrypoint, "parameters": d.parameters,
+         "cron": d.cron or None, "on_change": d.on_change, "description": d.description}
+        for d in deployment_catalog(loaded)
+    ]
+    if as_json:
+        print_json(catalog)
+        return
+    table = Table(title=f"deployments of {config}")
+    for column in ("name", "flow", "runs", "parameters"):
+        table.add_column(column, overflow="fold")
+    for d in catalog:
+        runs = d["cron"] or ("on kbflow.source.changed" if d["on_change"] else "on demand")
+        table.add_row(d["name"], d["flow"], runs, " ".join(f"{k}={v}" for k, v in d["parameters"].items()))
+    stdout.print(table)
 
 
 @app.command()

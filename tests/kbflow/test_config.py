@@ -22,6 +22,26 @@ def test_environment_overrides_nested_keys(tmp_path):
     assert config.embedding.batch_size == 8 and config.store.uri == str(tmp_path / "elsewhere")
 
 
+@pytest.mark.parametrize("variable, value, key", [
+    ("KBFLOW_EMBEDING__MODEL", "x", "embeding: Extra inputs are not permitted"),  # a misspelt section
+    ("KBFLOW_EMBEDDING__BATCH_SIZE", "eight", "embedding.batch_size: Input should be a valid integer"),
+])
+def test_a_bad_environment_override_names_the_variable_not_the_file(tmp_path, variable, value, key):
+    """Issue 15 #9: the file was blamed for a key only the environment set."""
+    path = write_config(tmp_path, "")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={variable: value})
+    (line,) = [line for line in str(error.value).splitlines() if key in line]
+    assert f"set by the environment variable {variable}, not the file" in line
+
+
+def test_a_bad_key_in_the_file_is_not_blamed_on_the_environment(tmp_path):
+    path = write_config(tmp_path, "[embeding]\nmodel = \"x\"\n")
+    with pytest.raises(ConfigError, match="embeding: Extra inputs are not permitted") as error:
+        load_config(path, environ={"KBFLOW_EMBEDDING__BATCH_SIZE": "8"})
+    assert "environment variable" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -112,3 +112,13 @@ def test_onnx_backend_matches_torch_and_reuses_its_export(monkeypatch, tmp_path)
     assert exported.stat().st_mtime_ns == before  # cached, not exported again
     configured = load_embedder(EmbeddingConfig(backend="onnx", device="cpu"))
     assert isinstance(configured, OnnxEmbedder) and np.allclose(configured.encode(SAMPLES[:1]), got[:1], atol=1e-6)
+
+
+def test_a_folder_that_is_not_a_model_names_the_key_the_path_and_what_a_model_folder_holds(tmp_path):
+    """Issue 15 #10: it failed with transformers' raw `Unrecognized model in …` error."""
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelNotAvailable) as error:
+        load_embedder(EmbeddingConfig(model=str(tmp_path)))
+    message = str(error.value)
+    assert f"embedding.model = {str(tmp_path)!r} is a folder but not a model" in message
+    assert "modules.json" in message and "config.json" in message

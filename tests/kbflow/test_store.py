@@ -5,7 +5,7 @@ import pyarrow as pa
 
 from kbflow.config import StoreConfig
 from kbflow.quarantine import Quarantined, quarantine_table
-from kbflow.schemas import CHUNKED, DOCUMENTS
+from kbflow.schemas import CHUNKED, DOCUMENTS, RUNS
 from kbflow.store import Store, new_run_id
 from kbflow.tasks.embed import vector_column
 
@@ -73,3 +73,17 @@ def test_runs_are_listed_newest_first(tmp_path):
         store.add_run({"run_id": run_id, "flow": "ingest", "status": "published",
                        "started_at": now + timedelta(seconds=offset), "documents": {"new": 1}})
     assert [run["run_id"] for run in store.runs()] == ["new", "old"]
+
+
+def test_a_runs_table_from_an_older_kbflow_gains_the_new_columns(tmp_path):
+    from datetime import UTC, datetime
+
+    store = Store(StoreConfig(uri=str(tmp_path / "store")))
+    older = pa.schema([f for f in RUNS if f.name != "warnings"])
+    first = {"run_id": "old", "status": "published", "started_at": datetime(2026, 1, 1, tzinfo=UTC)}
+    store.db.create_table("runs", schema=older).add(pa.Table.from_pylist([first], schema=older))
+    store.add_run({"run_id": "new", "flow": "ingest", "status": "no_change", "started_at": datetime.now(UTC),
+                   "warnings": ["source 'docs' is empty"]})
+
+    rows = {row["run_id"]: row for row in store.runs()}
+    assert rows["old"]["warnings"] is None and rows["new"]["warnings"] == '["source \'docs\' is empty"]'

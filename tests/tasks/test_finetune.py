@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kbflow.config import FinetuneConfig
 from kbflow.tasks.finetune import (
     check_out_dir,
     publish_model,
@@ -16,6 +17,7 @@ from kbflow.tasks.finetune import (
     retrieval_set,
     score_embedder,
     staging_dir,
+    training_arguments,
     training_columns,
     write_lineage,
 )
@@ -123,3 +125,11 @@ def test_the_model_folder_appears_whole_and_never_replaces_a_used_one(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     check_out_dir(empty)  # an empty folder is fine
+
+
+def test_training_uses_the_configured_seed_and_settings(tmp_path):
+    """Issue 15 #18: the trainer's seed was hard-coded to 42 whatever the config said."""
+    settings = FinetuneConfig(seed=7, batch_size=8, max_steps=5)
+    args = training_arguments(settings, tmp_path, use_cpu=True)
+    assert (args.seed, args.per_device_train_batch_size, args.max_steps) == (7, 8, 5)
+    assert training_arguments(FinetuneConfig(), tmp_path, use_cpu=True, epochs=2).num_train_epochs == 2
