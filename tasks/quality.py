@@ -16,6 +16,7 @@ Docs and publishes Prefect artifacts. GX is imported lazily: it takes seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -77,8 +78,10 @@ class ExpectationOutcome:
         if self.success:
             return ""
         if self.examples and self.bounds:
-            parts = [f"{self.violation(e['value'], words=True)} ({self.suite_id_label} {e['id']})"
-                     for e in self.examples]
+            ids: dict[str, list[str]] = {}  # one line per distinct violation, with the rows that have it
+            for example in self.examples:
+                ids.setdefault(self.violation(example["value"], words=True), []).append(str(example["id"]))
+            parts = [f"{text} ({self.suite_id_label} {', '.join(names)})" for text, names in ids.items()]
             more = self.unexpected_count - len(self.examples)
             return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
         if self.bounds and self.observed is not None and not isinstance(self.observed, (list, dict)):
@@ -126,8 +129,6 @@ class Bound:
 
 
 def _number(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
@@ -447,7 +448,7 @@ def run_profile(
     distinct = chunks.counts() if chunks is not None else {}
     rows = []
     sources = set(manifest.column("source").to_pylist()) | set(changes.to_parse.column("source").to_pylist())
-    for source in sorted(sources | set(unparsed)):
+    for source in sorted(sources | set(unparsed) | set(distinct)):
         before = active.count(source)
         current = before + new.count(source) - deleted.count(source)
         items = current + unparsed.count(source)
@@ -469,7 +470,7 @@ def run_profile(
 class ChunkTally:
     """The run's chunk texts per source, for `unique_chunk_ratio` over the whole run.
 
-    Keeps 8 bytes per chunk (the first 64 bits of its text hash), not the texts, so a
+    Keeps 8 bytes per chunk (a 64-bit digest of its text hash), not the texts, so a
     large run stays within its memory bound; two different texts sharing 64 bits is
     negligible at any corpus size kbflow handles.
     """
@@ -480,7 +481,8 @@ class ChunkTally:
     def add(self, chunks: pa.Table) -> None:
         """Count a batch's chunks (a table with `source` and `text_hash`)."""
         for source, text_hash in zip(chunks.column("source").to_pylist(), chunks.column("text_hash").to_pylist()):
-            self._hashes.setdefault(source, array("Q")).append(int(text_hash[:16], 16))
+            digest = hashlib.blake2b(text_hash.encode(), digest_size=8).digest()
+            self._hashes.setdefault(source, array("Q")).append(int.from_bytes(digest, "little"))
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per source: (chunks, distinct chunk texts)."""
