@@ -76,20 +76,32 @@ def excerpt(text: str, width: int = 160) -> str:
     return " ⏎ ".join(line.strip() for line in text.strip().splitlines() if line.strip())[:width]
 
 
+# Gopher's own repetition thresholds (Rae et al. 2021, table A1), for `--gopher`.
+GOPHER = {"max_dup_line_frac": 0.3, "max_dup_line_char_frac": 0.2, "max_top_2gram_char_frac": 0.2,
+          "max_top_3gram_char_frac": 0.18, "max_top_4gram_char_frac": 0.16, "max_dup_5gram_char_frac": 0.15,
+          "max_dup_6gram_char_frac": 0.14, "max_dup_7gram_char_frac": 0.13, "max_dup_8gram_char_frac": 0.12,
+          "max_dup_9gram_char_frac": 0.11, "max_dup_10gram_char_frac": 0.10}
+
+
 def report(name: str, stage: str, profile: pd.DataFrame, texts: list[str], parameters: dict,
            samples: int, rng: random.Random) -> set[int]:
     removed: set[int] = set()
     print(f"\n### {name}: {stage} ({len(profile)} rows)\n")
-    for column, key, low, high in rules(stage, parameters):
-        bad = failing(profile, column, low, high)
+    checks = rules(stage, parameters)
+    failed = {column: failing(profile, column, low, high) for column, _, low, high in checks}
+    n_failed = sum(failed.values()) if failed else pd.Series(0, index=profile.index)
+    for column, key, low, high in checks:
+        bad = failed[column]
         rows = list(profile.index[bad])
+        alone = list(profile.index[bad & (n_failed == 1)])  # removed by this rule and no other
         removed.update(rows)
         share = len(rows) / max(1, len(profile))
         bound = " ".join(x for x in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if x)
         q = profile[column].dropna().astype(float).quantile([0.01, 0.5, 0.99]).round(3).tolist() if profile[column].notna().any() else []
         spread = f"; p1/p50/p99 {q[0]}/{q[1]}/{q[2]}, min {profile[column].min()}, max {profile[column].max()}" if q else ""
-        print(f"- {column} {bound} ({key}): removes {len(rows)} ({share:.2%}){spread}")
-        for row in rng.sample(rows, min(samples, len(rows))):
+        print(f"- {column} {bound} ({key}): removes {len(rows)} ({share:.2%}), {len(alone)} by this rule alone{spread}")
+        pool = alone or rows  # samples show what only this rule catches, where there is such a row
+        for row in rng.sample(pool, min(samples, len(pool))):
             print(f"    {profile.at[row, 'uri']} [{column}={profile.at[row, column]}] {excerpt(texts[row])!r}")
     print(f"- any rule: removes {len(removed)} of {len(profile)} ({len(removed) / max(1, len(profile)):.2%})")
     return removed
@@ -101,9 +113,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="at most N documents per corpus")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gopher", action="store_true", help="Gopher's repetition thresholds instead of kbflow's")
     args = parser.parse_args()
     corpora = dict(c.split("=", 1) for c in args.corpus) if args.corpus else CORPORA
-    parameters = QualityConfig().parameters()
+    parameters = QualityConfig().parameters() | (GOPHER if args.gopher else {})
     tok, max_tokens = tokenizer()
     for name, path in corpora.items():
         path = Path(path)

@@ -286,6 +286,12 @@ def test_junk_content_is_quarantined_alone_with_named_reasons(small_corpus, hash
                for stage, reason in reasons["repetitive.txt"])
     content_rules = ("navigation_share", "link_line_share", "informative_words", "n_chars")
     assert all(any(rule in reason for rule in content_rules) for _, reason in reasons["navigation.html"])
+    # The run's Prefect artifact shows what was set aside, and why.
+    from prefect.artifacts import Artifact
+
+    markdown = Artifact.get("kbflow-quality").data
+    assert f"`{report['run_id']}`" in markdown and "## Quarantine: " in markdown
+    assert "| docs | repetitive.txt | quality:documents | " in markdown and "dup_5gram_char_frac" in markdown
 
 
 @pytest.mark.parametrize("batch_documents", [1, 100])
