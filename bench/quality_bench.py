@@ -23,7 +23,6 @@ from pathlib import Path
 
 import kbflow  # noqa: F401  - offline / no-analytics defaults first
 import pandas as pd
-import pyarrow as pa
 
 from kbflow.config import QualityConfig, SourceConfig
 from kbflow.models import HuggingFaceTokenizer

@@ -6,13 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from kbflow.config import QualityConfig
-from kbflow.errors import QualityGateFailed
-from kbflow.schemas import CHUNKED, DISCOVERED, DOCUMENTS, PARSED
 from kbflow.tasks.discover import ChangeSet
 from kbflow.tasks.embed import vector_column
-from kbflow.quarantine import Quarantined
 from kbflow.tasks.quality import (
     ChunkTally,
     QualityGate,
@@ -23,6 +18,11 @@ from kbflow.tasks.quality import (
     run_profile,
     suite_path,
 )
+
+from kbflow.config import QualityConfig
+from kbflow.errors import QualityGateFailed
+from kbflow.quarantine import Quarantined
+from kbflow.schemas import CHUNKED, DISCOVERED, DOCUMENTS, PARSED
 
 
 def gate(tmp_path=None, quarantined=(), **settings) -> QualityGate:
@@ -155,7 +155,7 @@ def test_navigation_and_link_list_chunks_are_quarantined_and_tables_and_synopses
 
 def test_an_empty_file_names_each_failed_check_once():
     # html: text-to-bytes only applies to plain-text formats (a real 0-byte file has no ratio either)
-    kept, (record,) = check_table(gate(), "documents", documents({"empty": ""}, fmt="html"))
+    _, (record,) = check_table(gate(), "documents", documents({"empty": ""}, fmt="html"))
     assert record.reason == "n_chars 0 < min_document_chars 10"  # not also `n_chars 0 < 1`
 
 
