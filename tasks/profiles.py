@@ -98,11 +98,11 @@ def embeddings_profile(chunks: pa.Table) -> pd.DataFrame:
 
 
 def run_profile(
-    manifest: pa.Table, changes: ChangeSet, quarantined: list[Quarantined], chunks: ChunkTally | None = None
+    documents: pa.Table, changes: ChangeSet, quarantined: list[Quarantined], chunks: ChunkTally | None = None
 ) -> pd.DataFrame:
     """One row per source: its documents before and after the run, what it loses, how distinct its new chunks are.
 
-    `manifest` is the state the last successful run left. Shares count like with
+    `documents` (its table's rows) is the state the last successful run left. Shares count like with
     like: `quarantined_share` is the source's items set aside as a whole (files,
     records; a quarantined chunk is not a document) over the items it has this run
     (its current documents plus those set aside before they were parsed), so one
@@ -110,14 +110,14 @@ def run_profile(
     `chunks` tallies every chunk the run staged: `unique_chunk_ratio` is computed over
     the whole run, whatever its batches.
     """
-    active = manifest.filter(pc.field("status") == "active").column("source").to_pylist()
+    active = documents.filter(pc.field("status") == "active").column("source").to_pylist()
     new = changes.to_parse.filter(pc.field("change") == "new").column("source").to_pylist()
     deleted = changes.deleted.column("source").to_pylist()
     items_set_aside = [q for q in quarantined if q.chunk_id is None]  # whole documents or records
     unparsed = [q.source for q in items_set_aside if q.stage == "discover"]  # never reached the parser
     distinct = chunks.counts() if chunks is not None else {}
     rows = []
-    sources = set(manifest.column("source").to_pylist()) | set(changes.to_parse.column("source").to_pylist())
+    sources = set(documents.column("source").to_pylist()) | set(changes.to_parse.column("source").to_pylist())
     for source in sorted(sources | set(unparsed) | set(distinct)):
         before = active.count(source)
         current = before + new.count(source) - deleted.count(source)
