@@ -132,9 +132,12 @@ def main() -> None:
         print(f"\n## {name}: {documents.num_rows} documents ({len(unparsed)} unparsed), {chunks.num_rows} chunks, "
               f"{time.perf_counter() - started:.0f} s to parse and chunk")
         rng = random.Random(args.seed)
+        started = time.perf_counter()
         doc_profile = documents_profile(documents)
-        report(name, "documents", doc_profile, documents.column("text").to_pylist(), parameters, args.samples, rng)
+        profiled = time.perf_counter()
         chunk_profile = chunks_profile(chunks, tok)
+        print(f"profiles: documents {profiled - started:.1f} s, chunks {time.perf_counter() - profiled:.1f} s")
+        report(name, "documents", doc_profile, documents.column("text").to_pylist(), parameters, args.samples, rng)
         report(name, "chunks", chunk_profile, chunks.column("text").to_pylist(), parameters, args.samples, rng)
 
 
