@@ -1,10 +1,13 @@
 """Quality: run a stage's Great Expectations suite, apply its policy, keep the results.
 
-Suites are GX 1.x JSON files in expectations/ (or `quality.expectations_dir`),
-loaded at every run so users edit checks without code. Each expectation's
+Suites are GX 1.x JSON files in expectations/, loaded at every run so users edit
+checks without code; a copy in `quality.expectations_dir` overrides the bundled file
+of the same name (file by file). They check the columns of a stage's profile
+(kbflow.tasks.profiles: shape, and content rules from kbflow.tasks.content); a suite
+naming another column is refused when it is loaded. Each expectation's
 `meta.on_failure` says what a failure does:
-- "quarantine": the failing rows are set aside with the expectation as reason,
-  and the run goes on with the rest;
+- "quarantine": the failing rows are set aside, the reason saying in numbers which
+  check failed ("n_chars 0 < min_document_chars 10"), and the run goes on with the rest;
 - "block": nothing is published and the store stays exactly as it was.
 Thresholds come from config as GX expectation parameters (`{"$PARAMETER": "max_tokens"}`).
 
