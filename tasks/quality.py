@@ -65,11 +65,9 @@ class ExpectationOutcome:
     unexpected_rows: list[int] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)  # the thresholds it checks, with their [quality] keys
 
-    def violation(self, value: Any, words: bool = False) -> str:
-        """What is wrong with one value, in numbers: "quarantined_share 0.50 > max_quarantined_share 0.25"
-        (with `words`, the column's name in words: "quarantined share ...")."""
-        label = self.column or "table"
-        label = label.replace("_", " ") if words else label
+    def violation(self, value: Any) -> str:
+        """What is wrong with one value, in numbers: "quarantined_share 0.50 > max_quarantined_share 0.25"."""
+        label = self.column or "table"  # the suite's own column name: what a user greps the suite for
         for bound in self.bounds:
             if bound.violated_by(value):
                 return f"{label} {_number(value)} {bound}"
@@ -83,12 +81,12 @@ class ExpectationOutcome:
         if self.examples and self.bounds:
             ids: dict[str, list[str]] = {}  # one line per distinct violation, with the rows that have it
             for example in self.examples:
-                ids.setdefault(self.violation(example["value"], words=True), []).append(str(example["id"]))
+                ids.setdefault(self.violation(example["value"]), []).append(str(example["id"]))
             parts = [f"{text} ({self.suite_id_label} {', '.join(names)})" for text, names in ids.items()]
             more = self.unexpected_count - len(self.examples)
             return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
         if self.bounds and self.observed is not None and not isinstance(self.observed, (list, dict)):
-            return self.violation(self.observed, words=True)
+            return self.violation(self.observed)
         count = f", {self.unexpected_count} rows" if self.unexpected_count else ""
         return f"{self.suite}.{self.type}({self.column or 'table'}) failed{count}"
 

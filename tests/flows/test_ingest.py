@@ -300,6 +300,6 @@ def test_the_unique_chunk_ratio_verdict_does_not_depend_on_the_batch_size(tmp_pa
     write(tmp_path, {f"docs/page{i}.txt": "This page intentionally holds the same sentence as every other page."
                      for i in range(10)})
     config_path = write_config(tmp_path, DOCS_SOURCE, f"[ingest]\nbatch_documents = {batch_documents}\n")
-    with pytest.raises(QualityGateFailed, match=r"unique chunk ratio 0\.10 < min_unique_chunk_ratio 0\.30 \(source docs\)"):
+    with pytest.raises(QualityGateFailed, match=r"unique_chunk_ratio 0\.10 < min_unique_chunk_ratio 0\.30 \(source docs\)"):
         run(config_path)
     assert Store(load_config(config_path).store).runs()[0]["status"] == "blocked"

@@ -172,7 +172,7 @@ def test_unique_chunk_ratio_is_a_run_check_whatever_the_batches():
     profiles = [run_profile(before, changes(new=10), [], tally(size)) for size in (1, 100)]
     assert [p.set_index("source").at["s", "unique_chunk_ratio"] for p in profiles] == [0.2, 0.2]
     for profile in profiles:
-        with pytest.raises(QualityGateFailed, match=r"unique chunk ratio 0.20 < min_unique_chunk_ratio 0.30 \(source s\)"):
+        with pytest.raises(QualityGateFailed, match=r"unique_chunk_ratio 0.20 < min_unique_chunk_ratio 0.30 \(source s\)"):
             gate().check("run", profile)
 
 
@@ -206,7 +206,7 @@ def test_mass_deletion_blocks_unless_allowed():
     assert profile.to_dict("records")[0]["deleted_share"] == 0.6
     with pytest.raises(QualityGateFailed) as blocked:
         gate().check("run", profile)
-    assert "deleted share 0.60 > max_deleted_share 0.50 (source docs)" in str(blocked.value)
+    assert "deleted_share 0.60 > max_deleted_share 0.50 (source docs)" in str(blocked.value)
     assert "--allow-mass-delete" in str(blocked.value)
     allowed = gate()
     allowed = QualityGate(allowed.config, allowed.run, allow_mass_delete=True)
@@ -244,7 +244,7 @@ def test_blocked_run_names_the_numbers():
     with pytest.raises(QualityGateFailed) as blocked:
         gate().check("run", profile)
     assert str(blocked.value) == ("data-quality gate blocked the publish: "
-                                  "quarantined share 0.50 > max_quarantined_share 0.25 (source docs)")
+                                  "quarantined_share 0.50 > max_quarantined_share 0.25 (source docs)")
 
 
 def test_a_suite_naming_a_column_its_profile_lacks_fails_when_loaded(tmp_path):
@@ -272,7 +272,7 @@ def test_the_quality_artifact_shows_the_quarantine_and_blocked_numbers():
         quality.check("run", run_profile(manifest("docs", 4), changes(), set_aside * 2))
     markdown = quality_markdown(quality.summary())
     assert "| documents | ✅ pass |" in markdown and "| run | ❌ fail |" in markdown
-    assert "quarantined share 0.50 > max_quarantined_share 0.25 (source docs)" in markdown
+    assert "quarantined_share 0.50 > max_quarantined_share 0.25 (source docs)" in markdown
     assert "## Quarantine: 1 set aside" in markdown
     assert "| docs | broken.md | quality:documents | n_chars 0 < min_document_chars 10 |" in markdown
 
