@@ -2,7 +2,7 @@
 
     discover -> diff vs documents -> per batch of documents: parse -> DQ(documents) -> chunk
              -> DQ(chunks) -> embed (new text only) -> DQ(embeddings) -> staging
-             -> DQ(run) -> publish (one commit, streamed from the staging) -> run record
+             -> DQ(run, over all batches) -> publish (one commit, streamed from the staging) -> run record
 
 What is loaded: every document of the configured sources (or of one). How
 incrementally: a document whose content hash matches the `documents` table is not
@@ -35,7 +35,7 @@ from kbflow.tasks.discover import diff_against_documents, discover, empty_source
 from kbflow.tasks.embed import embed
 from kbflow.tasks.parse import parse
 from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
-from kbflow.tasks.quality import QualityGate, check_quality, check_run, run_profile
+from kbflow.tasks.quality import ChunkTally, QualityGate, check_quality, check_run, run_profile
 
 
 @flow(name="ingest")
@@ -93,7 +93,7 @@ def ingest(
 
             chunks = yield chunk, {"documents": documents, "tokenizer": model.tokenizer,
                                    "max_tokens": max_tokens, "overlap": config.chunking.overlap_tokens}
-            chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens})
+            chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens}, embedder.tokenizer)
             run.quarantine(bad_chunks)
             run.lap("chunk")
 
@@ -105,12 +105,14 @@ def ingest(
             chunks, bad_vectors = check_quality(gate, "embeddings", embedded.chunks, {"dim": embedder.dim})
             run.quarantine(bad_vectors)
             staged.add(chunks)
+            run_chunks.add(chunks)
             run.chunks["embedded"] += embedded.embedded
             run.chunks["reused"] += embedded.reused
             run.lap("embed")
             return build_document_rows(items, documents, chunks, set_aside, known_documents, run.run_id)
 
         document_parts, replaced, done = [DOCUMENTS.empty_table()], [], 0
+        run_chunks = ChunkTally()  # the run-level checks see every batch's chunks
         with StagedChunks(config.store, run.run_id, embedder.dim) as staged:
             batches = document_batches(changes.to_parse, config.ingest.batch_documents, config.ingest.batch_bytes)
             with task_runner(runner_config) as workers:
@@ -121,7 +123,7 @@ def ingest(
                     done += document_rows.num_rows
                     progress.report("documents", done, changes.to_parse.num_rows)
 
-            check_run(gate, run_profile(known_documents, changes, run.quarantined))
+            check_run(gate, run_profile(known_documents, changes, run.quarantined, run_chunks))
             deleted = changes.deleted.column("doc_id").to_pylist()
             published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted)
             run.lap("publish")

@@ -143,7 +143,27 @@ class QualityConfig(_Section):
     max_control_char_ratio: float = Field(0.01, ge=0, le=1)
     max_replacement_ratio: float = Field(0.05, ge=0, le=1)
     allowed_languages: list[str] = Field(default_factory=list, description="ISO 639-1; empty: any")
-    # chunks
+    # documents: Gopher's repetition rules (Rae et al. 2021, table A1), on documents of 50 words or more;
+    # Gopher's own values in comments, kbflow's tuned on technical manuals (bench/quality_bench.py)
+    max_dup_line_frac: float = Field(0.8, ge=0, le=1, description="lines repeating an earlier line (Gopher 0.30)")
+    max_dup_line_char_frac: float = Field(0.8, ge=0, le=1, description="characters in repeated lines (Gopher 0.20)")
+    max_top_2gram_char_frac: float = Field(0.5, ge=0, le=1, description="most frequent 2-gram (Gopher 0.20)")
+    max_top_3gram_char_frac: float = Field(0.45, ge=0, le=1, description="Gopher 0.18")
+    max_top_4gram_char_frac: float = Field(0.4, ge=0, le=1, description="Gopher 0.16")
+    max_dup_5gram_char_frac: float = Field(0.6, ge=0, le=1, description="words in repeated 5-grams (Gopher 0.15)")
+    max_dup_6gram_char_frac: float = Field(0.58, ge=0, le=1, description="Gopher 0.14")
+    max_dup_7gram_char_frac: float = Field(0.56, ge=0, le=1, description="Gopher 0.13")
+    max_dup_8gram_char_frac: float = Field(0.54, ge=0, le=1, description="Gopher 0.12")
+    max_dup_9gram_char_frac: float = Field(0.52, ge=0, le=1, description="Gopher 0.11")
+    max_dup_10gram_char_frac: float = Field(0.5, ge=0, le=1, description="Gopher 0.10")
+    # chunks: what the text says
+    max_chars_per_token: float = Field(12.0, gt=0, description="text runs the tokenizer cannot split (one [UNK])")
+    max_unknown_token_share: float = Field(0.1, ge=0, le=1, description="tokens the model does not know")
+    min_alpha_char_share: float = Field(0.05, ge=0, le=1, description="letters among visible characters")
+    min_informative_words: int = Field(1, ge=0, description="words of 2+ letters, not stop or navigation words")
+    max_navigation_share: float = Field(0.6, ge=0, le=1, description="Prev/Up/Home/Next ... words in the body")
+    max_link_line_share: float = Field(0.8, ge=0, le=1, description="navigation lines and numbered section titles (3+ lines)")
+    # run: distinct chunk texts over the whole run, per source
     min_unique_chunk_ratio: float = Field(0.3, ge=0, le=1)
     # run (per source, against the last successful run)
     max_deleted_share: float = Field(0.5, ge=0, le=1, description="mass-deletion guard")

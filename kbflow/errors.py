@@ -15,8 +15,7 @@ class QualityGateFailed(RuntimeError):
     def __init__(self, failures: list[Any]) -> None:
         self.failures = failures
         self.report: dict[str, Any] | None = None
-        names = ", ".join(f"{f.suite}.{f.type}({f.column or 'table'})" for f in failures)
-        super().__init__(f"data-quality gate blocked the publish: {names}")
+        super().__init__("data-quality gate blocked the publish: " + "; ".join(_described(f) for f in failures))
 
     def failure_dicts(self) -> list[dict[str, Any]]:
         """The failed expectations as JSON-able dicts, each with its suite."""
@@ -25,6 +24,14 @@ class QualityGateFailed(RuntimeError):
     def blocked_report(self) -> dict[str, Any]:
         """The run report with status "blocked" and the failed expectations."""
         return {**(self.report or {}), "status": "blocked", "failures": self.failure_dicts()}
+
+
+def _described(failure: Any) -> str:
+    """A failed expectation in numbers (its `message`), with the way out where there is one."""
+    text = getattr(failure, "message", "") or f"{failure.suite}.{failure.type}({failure.column or 'table'})"
+    if failure.column in {"deleted_share", "document_count_ratio"}:
+        text += " (an intended mass deletion: kbflow ingest --allow-mass-delete)"
+    return text
 
 
 class RunRefused(RuntimeError):

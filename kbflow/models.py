@@ -40,6 +40,9 @@ class Tokenizer(Protocol):
     def count(self, texts: Sequence[str]) -> list[int]:
         """Token counts including the special tokens the model adds."""
 
+    def unknown(self, texts: Sequence[str]) -> list[int]:
+        """How many of each text's tokens are the unknown token (e.g. WordPiece's [UNK])."""
+
 
 class Embedder(Protocol):
     name: str  # recorded per chunk; part of the embedding cache key
@@ -66,6 +69,13 @@ class HuggingFaceTokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         encodings = self._tokenizer(list(texts), add_special_tokens=True, verbose=False)
         return [len(ids) for ids in encodings["input_ids"]]
+
+    def unknown(self, texts: Sequence[str]) -> list[int]:
+        unk = self._tokenizer.unk_token_id
+        if unk is None:  # byte-level vocabularies have no unknown token
+            return [0] * len(texts)
+        encodings = self._tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        return [ids.count(unk) for ids in encodings["input_ids"]]
 
 
 class SentenceTransformerEmbedder:

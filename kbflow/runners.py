@@ -132,6 +132,9 @@ class ConfiguredTokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         return load_embedder(self.config).tokenizer.count(texts)
 
+    def unknown(self, texts: Sequence[str]) -> list[int]:
+        return load_embedder(self.config).tokenizer.unknown(texts)
+
 
 class ConfiguredEmbedder:
     """The configured embedder, loaded where it is used: what a Dask or Ray worker receives.

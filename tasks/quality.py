@@ -1,10 +1,13 @@
 """Quality: run a stage's Great Expectations suite, apply its policy, keep the results.
 
-Suites are GX 1.x JSON files in expectations/ (or `quality.expectations_dir`),
-loaded at every run so users edit checks without code. Each expectation's
+Suites are GX 1.x JSON files in expectations/, loaded at every run so users edit
+checks without code; a copy in `quality.expectations_dir` overrides the bundled file
+of the same name (file by file). They check the columns of a stage's profile
+(kbflow.tasks.profiles: shape, and content rules from kbflow.tasks.content); a suite
+naming another column is refused when it is loaded. Each expectation's
 `meta.on_failure` says what a failure does:
-- "quarantine": the failing rows are set aside with the expectation as reason,
-  and the run goes on with the rest;
+- "quarantine": the failing rows are set aside, the reason saying in numbers which
+  check failed ("n_chars 0 < min_document_chars 10"), and the run goes on with the rest;
 - "block": nothing is published and the store stays exactly as it was.
 Thresholds come from config as GX expectation parameters (`{"$PARAMETER": "max_tokens"}`).
 
@@ -19,8 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -29,19 +32,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+from kbflow.tasks.profiles import (  # noqa: F401  - run_profile and ChunkTally are the flow's, through this module
+    PROFILE_COLUMNS,
+    ChunkTally,
+    chunks_profile,
+    documents_profile,
+    embeddings_profile,
+    run_profile,
+)
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import QualityConfig
 from kbflow.errors import QualityGateFailed
+from kbflow.models import Tokenizer
 from kbflow.quarantine import Quarantined
 from kbflow.tasks.data_docs import make_site_offline
-from kbflow.tasks.discover import ChangeSet
 
 EXAMPLES_PER_EXPECTATION = 5
-PLAIN_TEXT_FORMATS = {"txt", "md", "markdown", "rst"}  # where text/bytes means something
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+QUARANTINE_ROWS_SHOWN = 10  # in the run's summary and its Prefect artifact
 
 
 @dataclass
@@ -55,6 +64,36 @@ class ExpectationOutcome:
     unexpected_count: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)  # offending rows: id, uri, value
     unexpected_rows: list[int] = field(default_factory=list)
+    bounds: list[Bound] = field(default_factory=list)  # the thresholds it checks, with their [quality] keys
+
+    def violation(self, value: Any) -> str:
+        """What is wrong with one value, in numbers: "quarantined_share 0.50 > max_quarantined_share 0.25"."""
+        label = self.column or "table"  # the suite's own column name: what a user greps the suite for
+        for bound in self.bounds:
+            if bound.violated_by(value):
+                return f"{label} {_number(value)} {bound}"
+        return f"{label} {_number(value)}: {self.type}"
+
+    @property
+    def message(self) -> str:
+        """The failure, in numbers, for people: each offending value (with its row's id) against its threshold."""
+        if self.success:
+            return ""
+        if self.examples and self.bounds:
+            ids: dict[str, list[str]] = {}  # one line per distinct violation, with the rows that have it
+            for example in self.examples:
+                ids.setdefault(self.violation(example["value"]), []).append(str(example["id"]))
+            parts = [f"{text} ({self.suite_id_label} {', '.join(names)})" for text, names in ids.items()]
+            more = self.unexpected_count - len(self.examples)
+            return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+        if self.bounds and self.observed is not None and not isinstance(self.observed, (list, dict)):
+            return self.violation(self.observed)
+        count = f", {self.unexpected_count} rows" if self.unexpected_count else ""
+        return f"{self.suite}.{self.type}({self.column or 'table'}) failed{count}"
+
+    @property
+    def suite_id_label(self) -> str:
+        return {"run": "source", "documents": "document", "chunks": "chunk", "embeddings": "chunk"}.get(self.suite, "row")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +104,50 @@ class ExpectationOutcome:
             "observed": self.observed,
             "unexpected_count": self.unexpected_count,
             "examples": self.examples,
+            "thresholds": [bound.as_dict() for bound in self.bounds],
+            "message": self.message,
         }
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One threshold of an expectation: `min` or `max`, its value, and the `[quality]` key it came from."""
+
+    side: str  # "min" | "max"
+    value: Any
+    parameter: str | None = None
+
+    def violated_by(self, value: Any) -> bool:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not isinstance(self.value, (int, float)):
+            return False
+        return value < self.value if self.side == "min" else value > self.value
+
+    def __str__(self) -> str:
+        name = f"{self.parameter} " if self.parameter else ""
+        return f"{'<' if self.side == 'min' else '>'} {name}{_number(self.value)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"side": self.side, "value": _jsonable(self.value), "parameter": self.parameter}
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def expectation_bounds(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[Bound]:
+    """The min/max thresholds of an expectation's kwargs, `{"$PARAMETER": key}` resolved from `parameters`."""
+    bounds = []
+    for side in ("min", "max"):
+        value = kwargs.get(f"{side}_value")
+        parameter = None
+        if isinstance(value, dict) and "$PARAMETER" in value:
+            parameter = value["$PARAMETER"]
+            value = parameters.get(parameter)
+        if value is not None:
+            bounds.append(Bound(side, _jsonable(value), parameter))
+    return bounds
 
 
 @dataclass
@@ -127,18 +209,37 @@ def bundled_expectations_dir() -> Path:
     return Path(str(resources.files("kbflow.expectations")))
 
 
-def load_suite(name: str, expectations_dir: Path | None = None) -> dict[str, Any]:
-    path = (expectations_dir or bundled_expectations_dir()) / f"{name}.json"
+def suite_path(name: str, expectations_dir: Path | None = None) -> Path:
+    """Where suite `name` is read from: the user's copy in `expectations_dir` if there is one, else the bundled file.
+
+    One rule for ingest and dataset builds: a user folder overrides the suites it
+    holds, file by file; any suite it lacks is the bundled one.
+    """
+    if expectations_dir is not None and (expectations_dir / f"{name}.json").is_file():
+        return expectations_dir / f"{name}.json"
+    return bundled_expectations_dir() / f"{name}.json"
+
+
+def load_suite(name: str, expectations_dir: Path | None = None, columns: Iterable[str] | None = None) -> dict[str, Any]:
+    """Suite `name` (see `suite_path`), its policies checked; with `columns`, every column it names must be one of them."""
+    path = suite_path(name, expectations_dir)
     try:
         suite = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot load expectation suite {path}: {error}") from error
+    known = set(columns) if columns is not None else None
     for expectation in suite.get("expectations", []):
         policy = expectation.get("meta", {}).get("on_failure")
         if policy not in {"quarantine", "block"}:
             raise ValueError(
                 f"{path}: expectation {expectation.get('type')} needs meta.on_failure "
                 f"= \"quarantine\" or \"block\" (got {policy!r})"
+            )
+        column = expectation.get("kwargs", {}).get("column")
+        if known is not None and column is not None and column not in known:
+            raise ValueError(
+                f"{path}: suite {suite.get('name', name)!r}, expectation {expectation.get('type')} names column "
+                f"{column!r}, which the {name} profile does not have; it has: {', '.join(sorted(known))}"
             )
     return suite
 
@@ -184,6 +285,13 @@ def validate_frame(
 
     started = time.perf_counter()
     name = suite["name"]
+    for expectation in suite.get("expectations", []):
+        column = expectation.get("kwargs", {}).get("column")
+        if column is not None and column not in frame.columns:
+            raise ValueError(
+                f"suite {name!r}, expectation {expectation.get('type')} names column {column!r}, "
+                f"which the profile it checks does not have; it has: {', '.join(map(str, frame.columns))}"
+            )
     gx_suite = context.suites.add_or_update(gx.ExpectationSuite(**suite))
     data_source = context.data_sources.add_or_update_pandas("kbflow")
     asset = next((a for a in data_source.assets if a.name == name), None) or data_source.add_dataframe_asset(name)
@@ -207,11 +315,20 @@ def validate_frame(
         run_id=RunIdentifier(run_name=run_id) if run_id else None,
     )
     (validation,) = result.run_results.values()
-    outcomes = [_outcome(name, item, frame) for item in validation.results]
+    # GX reports kwargs with parameters already resolved: take the [quality] key names from the suite itself.
+    declared: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for expectation in suite.get("expectations", []):
+        key = (expectation["type"], expectation.get("kwargs", {}).get("column"))
+        declared.setdefault(key, []).append(expectation.get("kwargs", {}))
+    outcomes = []
+    for item in validation.results:
+        config = item.expectation_config
+        kwargs = (declared.get((config.type, config.kwargs.get("column"))) or [config.kwargs]).pop(0)
+        outcomes.append(_outcome(name, item, frame, expectation_bounds(kwargs, parameters)))
     return SuiteResult(name, outcomes, duration_s=round(time.perf_counter() - started, 4))
 
 
-def _outcome(suite: str, item, frame: pd.DataFrame) -> ExpectationOutcome:
+def _outcome(suite: str, item, frame: pd.DataFrame, bounds: list[Bound]) -> ExpectationOutcome:
     config, details = item.expectation_config, item.result or {}
     column = config.kwargs.get("column")
     rows = [int(i) for i in (details.get("unexpected_index_list") or [])]
@@ -234,88 +351,8 @@ def _outcome(suite: str, item, frame: pd.DataFrame) -> ExpectationOutcome:
         unexpected_count=int(details.get("unexpected_count") or 0),
         examples=examples,
         unexpected_rows=rows,
+        bounds=bounds,
     )
-
-
-# -- profiles: the columns each suite checks, derived from a stage's table ---------------------
-
-
-def _language(text: str) -> str:
-    import py3langid
-
-    return py3langid.classify(text[:2000])[0]
-
-
-def documents_profile(documents: pa.Table, check_language: bool = False) -> pd.DataFrame:
-    texts = documents.column("text").to_pylist()
-    formats = documents.column("format").to_pylist()
-    sizes = documents.column("size").to_pylist()
-    n_chars = [len(text.strip()) for text in texts]
-    return pd.DataFrame(
-        {
-            "doc_id": documents.column("doc_id").to_pylist(),
-            "source": documents.column("source").to_pylist(),
-            "uri": documents.column("uri").to_pylist(),
-            "n_chars": n_chars,
-            "text_to_bytes": [
-                n / size if fmt in PLAIN_TEXT_FORMATS and size else None
-                for n, fmt, size in zip(n_chars, formats, sizes)
-            ],
-            "control_char_ratio": [len(CONTROL_CHARS.findall(text)) / max(1, len(text)) for text in texts],
-            "replacement_char_ratio": [text.count("\ufffd") / max(1, len(text)) for text in texts],
-            "language": [_language(text) if check_language and text.strip() else None for text in texts],
-        }
-    )
-
-
-def chunks_profile(chunks: pa.Table) -> pd.DataFrame:
-    columns = ("chunk_id", "doc_id", "source", "uri", "tenant", "n_tokens", "text_hash")
-    return pd.DataFrame({name: chunks.column(name).to_pylist() for name in columns})
-
-
-def embeddings_profile(chunks: pa.Table) -> pd.DataFrame:
-    vectors = chunks.column("vector")
-    dim = vectors.type.list_size
-    matrix = np.asarray(pc.list_flatten(vectors).to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, dim)
-    finite = np.isfinite(matrix).all(axis=1)
-    norms = np.where(finite, np.linalg.norm(np.nan_to_num(matrix), axis=1), np.nan)
-    return pd.DataFrame(
-        {
-            "chunk_id": chunks.column("chunk_id").to_pylist(),
-            "uri": chunks.column("uri").to_pylist(),
-            "dim": dim,
-            "is_finite": finite,
-            "norm": norms,
-        }
-    )
-
-
-def run_profile(documents: pa.Table, changes: ChangeSet, quarantined: list[Quarantined]) -> pd.DataFrame:
-    """One row per source: its documents before and after the run, and what it loses.
-
-    `documents` (its table's rows) is the state the last successful run left; shares are of the
-    source's documents, so one broken file in a small incremental run is not "most of the source".
-    """
-    active = documents.filter(pc.field("status") == "active").column("source").to_pylist()
-    new = changes.to_parse.filter(pc.field("change") == "new").column("source").to_pylist()
-    deleted = changes.deleted.column("source").to_pylist()
-    set_aside = {(q.source, q.uri) for q in quarantined}
-    rows = []
-    for source in sorted(set(documents.column("source").to_pylist()) | set(changes.to_parse.column("source").to_pylist())):
-        before = active.count(source)
-        current = before + new.count(source) - deleted.count(source)
-        lost = deleted.count(source)
-        rows.append(
-            {
-                "source": source,
-                "previous_documents": before,
-                "current_documents": current,
-                "deleted_share": lost / before if before else None,
-                "quarantined_share": sum(s == source for s, _ in set_aside) / current if current > 0 else None,
-                "document_count_ratio": current / before if before else None,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 # -- the gate --------------------------------------------------------------------------------
@@ -336,6 +373,10 @@ class QualityGate:
             self.parameters["min_document_count_ratio"] = 0.0
         self.results: list[SuiteResult] = []
         self._context = None
+        # Loaded now, so a suite naming a column its stage's profile lacks fails before any work.
+        self.suites = {
+            stage: load_suite(stage, config.expectations_dir, columns) for stage, columns in PROFILE_COLUMNS.items()
+        }
 
     @property
     def summary_path(self) -> Path | None:
@@ -348,8 +389,7 @@ class QualityGate:
         started = time.perf_counter()
         if self._context is None:
             self._context = open_context(self.config.results_dir)  # the GX import is charged here
-        suite = load_suite(stage, self.config.expectations_dir)
-        result = validate_frame(self._context, suite, profile, {**self.parameters, **parameters}, self.run_id)
+        result = validate_frame(self._context, self.suites[stage], profile, {**self.parameters, **parameters}, self.run_id)
         result.duration_s = round(time.perf_counter() - started, 4)
         self.results.append(result)
         if result.blocking_failures:
@@ -361,11 +401,19 @@ class QualityGate:
         return sum(result.duration_s for result in self.results)
 
     def summary(self) -> dict[str, Any]:
-        """The run's results, one entry per suite (a suite validated per batch is merged)."""
+        """The run's results, one entry per suite (a suite validated per batch is merged), and what it set aside."""
+        quarantined = list(getattr(self.run, "quarantined", []))
         return {
             "run_id": self.run_id,
             "success": all(result.success for result in self.results) if self.results else None,  # None: no check ran
             "suites": [result.as_dict() for result in merge_results(self.results)],
+            "quarantine": {
+                "count": len(quarantined),
+                "rows": [
+                    {"source": q.source, "uri": q.uri, "stage": q.stage, "reason": q.reason}
+                    for q in quarantined[:QUARANTINE_ROWS_SHOWN]
+                ],
+            },
         }
 
     def __enter__(self) -> QualityGate:
@@ -398,32 +446,64 @@ def publish_artifacts(summary: dict[str, Any]) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.context import FlowRunContext
 
-    if FlowRunContext.get() is None or not summary["suites"]:
+    if FlowRunContext.get() is None:
         return
+    quarantine = summary.get("quarantine") or {"count": 0, "rows": []}
+    if not summary["suites"] and not quarantine["count"]:
+        return
+    create_markdown_artifact(quality_markdown(summary), key="kbflow-quality", description="kbflow data-quality summary")
     rows = [
         {"suite": suite["name"], **{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in e.items()}}
         for suite in summary["suites"]
         for e in suite["expectations"]
     ]
-    failed = [row for row in rows if not row["success"]]
+    if rows:
+        create_table_artifact(rows, key="kbflow-expectations", description="kbflow expectation results")
+
+
+def _verdict(success: bool) -> str:
+    return "✅ pass" if success else "❌ fail"
+
+
+def quality_markdown(summary: dict[str, Any]) -> str:
+    """The `kbflow-quality` artifact: suites, blocked checks in numbers, and the run's quarantine."""
+    quarantine = summary.get("quarantine") or {"count": 0, "rows": []}
+    failed = [(s["name"], e) for s in summary["suites"] for e in s["expectations"] if not e["success"]]
     lines = [
         f"# Data quality of run `{summary['run_id']}`: {'passed' if summary['success'] else 'failures'}",
         "",
         "| suite | result | expectations | failed |",
         "|---|---|---|---|",
         *(
-            f"| {s['name']} | {'✅' if s['success'] else '❌'} | {len(s['expectations'])} "
+            f"| {s['name']} | {_verdict(s['success'])} | {len(s['expectations'])} "
             f"| {sum(not e['success'] for e in s['expectations'])} |"
             for s in summary["suites"]
         ),
         "",
-        *(f"- ❌ `{row['suite']}.{row['type']}({row['column']})`: {row['unexpected_count']} rows, "
-          f"{row['on_failure']}" for row in failed),
-        "",
-        f"Data Docs: `{summary.get('data_docs')}`" if summary.get("data_docs") else "",
     ]
-    create_markdown_artifact("\n".join(lines), key="kbflow-quality", description="kbflow data-quality summary")
-    create_table_artifact(rows, key="kbflow-expectations", description="kbflow expectation results")
+    blocked = [(name, e) for name, e in failed if e["on_failure"] == "block"]
+    if blocked:
+        lines += ["## Blocked", "", *(f"- ❌ `{name}.{e['type']}({e['column']})`: {e.get('message')}"
+                                     for name, e in blocked), ""]
+    quarantining = [(name, e) for name, e in failed if e["on_failure"] == "quarantine"]
+    if quarantining:
+        lines += ["## Failed checks (rows quarantined)", "",
+                  *(f"- ❌ `{name}.{e['type']}({e['column']})`: {e['unexpected_count']} rows"
+                    for name, e in quarantining), ""]
+    lines += [f"## Quarantine: {quarantine['count']} set aside", ""]
+    if quarantine["rows"]:
+        lines += ["| source | uri | stage | reason |", "|---|---|---|---|",
+                  *(f"| {r['source']} | {r['uri']} | {r['stage']} | {_cell(r['reason'])} |" for r in quarantine["rows"])]
+        more = quarantine["count"] - len(quarantine["rows"])
+        lines += [f"\n… and {more} more: `kbflow quarantine --run {summary['run_id']}`" if more > 0 else ""]
+    if summary.get("data_docs"):
+        lines += ["", f"Data Docs: `{summary['data_docs']}`"]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def quarantine_failed_rows(
@@ -434,13 +514,14 @@ def quarantine_failed_rows(
     quarantined = []
     for row in sorted(failed):
         record = table.slice(row, 1).to_pylist()[0]
-        reasons = failed[row]
+        reasons = _one_per_column(failed[row])
         quarantined.append(
             Quarantined(
                 source=record["source"],
                 uri=record["uri"],
                 stage=f"quality:{stage}",
-                reason="; ".join(f"{o.type}({o.column})" for o in reasons),
+                reason="; ".join(o.violation(_jsonable(profile.at[row, o.column])) if o.column else o.type
+                                 for o in reasons),
                 detail=json.dumps({o.column: _jsonable(profile.at[row, o.column]) for o in reasons if o.column}),
                 doc_id=record["doc_id"],
                 chunk_id=record.get("chunk_id"),
@@ -451,33 +532,51 @@ def quarantine_failed_rows(
     return table.filter(keep), quarantined
 
 
+def _one_per_column(outcomes: list[ExpectationOutcome]) -> list[ExpectationOutcome]:
+    """A row's failed expectations, one per column: a configured threshold wins over a fixed one
+    (an empty file fails both `n_chars >= 1` and `n_chars >= min_document_chars`; say it once)."""
+    chosen: dict[str | None, ExpectationOutcome] = {}
+    for outcome in outcomes:
+        current = chosen.get(outcome.column)
+        configured = any(bound.parameter for bound in outcome.bounds)
+        if current is None or (configured and not any(bound.parameter for bound in current.bounds)):
+            chosen[outcome.column] = outcome
+    return list(chosen.values())
+
+
 PROFILES = {
-    "documents": lambda table, gate: documents_profile(table, bool(gate.config.allowed_languages)),
-    "chunks": lambda table, gate: chunks_profile(table),
-    "embeddings": lambda table, gate: embeddings_profile(table),
+    "documents": lambda table, gate, tokenizer: documents_profile(table, bool(gate.config.allowed_languages)),
+    "chunks": lambda table, gate, tokenizer: chunks_profile(table, tokenizer),
+    "embeddings": lambda table, gate, tokenizer: embeddings_profile(table),
 }
 
 
 def check_table(
-    gate: QualityGate, stage: str, table: pa.Table, parameters: dict[str, Any] | None = None
+    gate: QualityGate, stage: str, table: pa.Table, parameters: dict[str, Any] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> tuple[pa.Table, list[Quarantined]]:
-    """Validate a stage's table; drop and quarantine failing rows; raise on a blocking failure."""
+    """Validate a stage's table; drop and quarantine failing rows; raise on a blocking failure.
+
+    `tokenizer` (the embedding model's) lets the chunks profile count unknown tokens.
+    """
     if table.num_rows == 0:
         return table, []
-    profile = PROFILES[stage](table, gate)
+    profile = PROFILES[stage](table, gate, tokenizer)
     result = gate.check(stage, profile, **(parameters or {}))
     return quarantine_failed_rows(stage, table, profile, result)
 
 
 @task(name="quality", cache_policy=NO_CACHE)
 def check_quality(
-    gate: QualityGate, stage: str, table: pa.Table, parameters: dict[str, Any] | None = None
+    gate: QualityGate, stage: str, table: pa.Table, parameters: dict[str, Any] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> tuple[pa.Table, list[Quarantined]]:
     """Gate a stage's output with its expectation suite."""
-    return check_table(gate, stage, table, parameters)
+    return check_table(gate, stage, table, parameters, tokenizer)
 
 
 @task(name="quality-run", cache_policy=NO_CACHE)
 def check_run(gate: QualityGate, profile: pd.DataFrame) -> SuiteResult:
-    """Batch-level checks per source (mass deletion, quarantine share, count change)."""
+    """Run-level checks per source, over the whole run (mass deletion, quarantine share, count change,
+    distinct chunk texts): the verdict does not depend on how the run was batched."""
     return gate.check("run", profile)

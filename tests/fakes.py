@@ -25,6 +25,9 @@ class WhitespaceTokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(WORD.findall(text)) + 2 for text in texts]
 
+    def unknown(self, texts: Sequence[str]) -> list[int]:
+        return [0] * len(texts)  # every word is in this vocabulary
+
 
 class HashEmbedder:
     def __init__(self, name: str = "test-hash", dim: int = 32, max_tokens: int = 64) -> None:

@@ -19,7 +19,7 @@ from kbflow.search import search
 from kbflow.store import Store
 from kbflow.tasks.quality import bundled_expectations_dir
 
-from conftest import write, write_config
+from conftest import DOCS_SOURCE, write, write_config
 from fakes import minimal_pdf
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -266,3 +266,55 @@ def test_chunks_quarantined_by_the_chunks_suite_are_never_embedded(small_corpus,
     assert not any("Refunds" in row["text"] for rows in chunks_by_uri(small_corpus).values() for row in rows)
     quarantined = Store(load_config(small_corpus).store).quarantine()
     assert [(row["uri"], row["stage"]) for row in quarantined] == [("billing.txt", "quality:chunks")]
+
+
+NAVIGATION_PAGE = """<html><head><title>26.3. Failover</title></head><body>
+<div class="navheader"><table><tr><th colspan="3">26.3. Failover</th></tr>
+<tr><td><a href="a.html">Prev</a></td><td><a href="b.html">Up</a></td><td><a href="c.html">Next</a></td></tr>
+</table></div>
+<div class="navfooter"><table><tr><td><a href="a.html">Prev</a></td><td><a href="b.html">Up</a></td></tr>
+<tr><td>Chapter 26. High Availability</td><td><a href="index.html">Home</a></td><td><a href="c.html">Next</a></td></tr>
+</table></div></body></html>"""
+
+
+def test_junk_content_is_quarantined_alone_with_named_reasons(small_corpus, hash_embedder):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    write(small_corpus.parent, {
+        # one "word" of 200,000 letters and digits: one token to the model, nothing to embed
+        "docs/token-less.txt": "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789"), 200_000)),
+        "docs/repetitive.txt": "buy cheap widgets online right now " * 3000,
+        "docs/navigation.html": NAVIGATION_PAGE,
+    })
+    with small_corpus.open("a") as handle:  # half of this corpus is junk on purpose
+        handle.write("\n[quality]\nmax_quarantined_share = 0.5\n")
+    report = run(small_corpus)
+    assert report["status"] == "published"
+    assert set(chunks_by_uri(small_corpus)) == {"install.md", "backup.md", "billing.txt"}
+    reasons = {}
+    for row in Store(load_config(small_corpus).store).quarantine():
+        reasons.setdefault(row["uri"], []).append((row["stage"], row["reason"]))
+    assert set(reasons) == {"token-less.txt", "repetitive.txt", "navigation.html"}
+    assert any(stage == "quality:chunks" and "chars_per_token" in reason for stage, reason in reasons["token-less.txt"])
+    assert any(stage == "quality:documents" and "dup_5gram_char_frac" in reason
+               for stage, reason in reasons["repetitive.txt"])
+    content_rules = ("navigation_share", "link_line_share", "informative_words", "n_chars")
+    assert all(any(rule in reason for rule in content_rules) for _, reason in reasons["navigation.html"])
+    # The run's Prefect artifact shows what was set aside, and why.
+    from prefect.artifacts import Artifact
+
+    markdown = Artifact.get("kbflow-quality").data
+    assert f"`{report['run_id']}`" in markdown and "## Quarantine: " in markdown
+    assert "| docs | repetitive.txt | quality:documents | " in markdown and "dup_5gram_char_frac" in markdown
+
+
+@pytest.mark.parametrize("batch_documents", [1, 100])
+def test_the_unique_chunk_ratio_verdict_does_not_depend_on_the_batch_size(tmp_path, hash_embedder, batch_documents):
+    # Ten pages with one and the same text: 1 distinct chunk text in 10 (plus nothing else).
+    write(tmp_path, {f"docs/page{i}.txt": "This page intentionally holds the same sentence as every other page."
+                     for i in range(10)})
+    config_path = write_config(tmp_path, DOCS_SOURCE, f"[ingest]\nbatch_documents = {batch_documents}\n")
+    with pytest.raises(QualityGateFailed, match=r"unique_chunk_ratio 0\.10 < min_unique_chunk_ratio 0\.30 \(source docs\)"):
+        run(config_path)
+    assert Store(load_config(config_path).store).runs()[0]["status"] == "blocked"

