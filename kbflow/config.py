@@ -488,6 +488,8 @@ batch_size = 64
 # Tokens per chunk, counted with the model's own tokenizer (default: the model's max).
 # max_tokens = 256
 overlap_tokens = 32
+# Lines in at least this share of a source's documents (and in 5+ of them) are boilerplate.
+# boilerplate_min_share = 0.5
 
 [quality]
 # Data-quality thresholds (GX expectation parameters); suites live in expectations/.
