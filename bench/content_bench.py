@@ -81,6 +81,7 @@ def figures(documents, chunks, parse_seconds: float) -> dict:
     admonition = [h for h in headings if ends_in_admonition(h)]
     return {
         "documents": documents.num_rows,
+        "text_chars": sum(len(text) for text in documents.column("text").to_pylist()),
         "chunks": chunks.num_rows,
         "navigation_only_chunks": len(nav),
         "admonition_headed_chunks": len(admonition),

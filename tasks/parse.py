@@ -29,7 +29,7 @@ from kbflow.config import SourceConfig
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import PARSED
 from kbflow.tasks.discover import read_records
-from kbflow.tasks.sphinx_rst import label_admonitions, register_sphinx_names
+from kbflow.tasks.sphinx_rst import clean_doctree, register_sphinx_names
 
 HEADING_SEPARATOR = " > "
 
@@ -191,7 +191,7 @@ def parse_rst(text: str) -> ParsedText:
     }
     register_sphinx_names(text)
     document = publish_doctree(text, settings_overrides=settings)
-    label_admonitions(document)
+    clean_doctree(document)
     parsed = ParsedText()
 
     def body_of(node) -> str:

@@ -117,8 +117,10 @@ def _prefix_label(node: nodes.Element, label: str) -> None:
         first.insert(0, nodes.Text(f"{label}: "))
 
 
-def label_admonitions(document: nodes.document) -> None:
-    """Admonitions read "Note: …": the label joins the text, never a heading; tables of contents go."""
+def clean_doctree(document: nodes.document) -> None:
+    """Comments and `.. contents::` tables go; admonitions read "Note: …" (a label, never a heading)."""
+    for comment in list(document.findall(nodes.comment)):
+        comment.parent.remove(comment)
     for topic in list(document.findall(nodes.topic)):
         if "contents" in topic["classes"]:
             topic.parent.remove(topic)
