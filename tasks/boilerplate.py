@@ -165,6 +165,13 @@ def save_line_hashes(store: Store, boilerplate: Boilerplate) -> None:
     store.db.create_table(LINE_HASHES_TABLE, data=pa.concat_tables([others, boilerplate.state]), mode="overwrite")
 
 
+def forget_line_hashes(store: Store) -> None:
+    """Drop the stored state: the next ingest hashes every document again and re-chunks them
+    (after a rollback the restored chunks were made with an older boilerplate set)."""
+    if store.has(LINE_HASHES_TABLE):
+        store.db.drop_table(LINE_HASHES_TABLE)
+
+
 @task(name="strip-boilerplate", cache_policy=NO_CACHE)
 def strip_boilerplate(documents: pa.Table, lines: dict[str, frozenset[str]]) -> pa.Table:
     """Remove each source's boilerplate lines from parsed documents."""
