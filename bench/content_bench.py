@@ -16,8 +16,9 @@ Printed figures:
 - the share of parsed characters removed as boilerplate, and the lines removed;
 - SAMPLES random chunks (seeded), to read.
 `--compare-ref REF` also runs the parser of tasks/parse.py at git REF (e.g. `main`,
-the parser before main-content extraction) on the same files, without boilerplate
-removal, and prints its figures beside.
+the parser before main-content extraction) on the same files and prints its figures
+beside: as it was ("before"), and with only the corpus boilerplate pass applied to its
+text ("before_plus_boilerplate": what line frequency finds without structure rules).
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
+
 import kbflow  # noqa: F401  - offline / no-analytics defaults first
 from kbflow.config import ChunkingConfig, SourceConfig
 from kbflow.models import HuggingFaceTokenizer, resolve_model_path
 from kbflow.schemas import DOCUMENTS, LINE_HASHES
-from kbflow.tasks.boilerplate import find_boilerplate, line_hash, remove_boilerplate
+from kbflow.tasks.boilerplate import (
+    boilerplate_lines, document_line_hashes, find_boilerplate, line_hash, remove_boilerplate,
+)
 from kbflow.tasks.chunk import chunk_documents
 from kbflow.tasks.discover import diff_against_manifest, discover_source
 from kbflow.tasks.parse import HEADING_SEPARATOR, parse_documents
@@ -118,6 +123,17 @@ def main() -> None:
         documents, _ = parse_before(changes.to_parse, [source])
         seconds = time.perf_counter() - started
         result["before"] = figures(documents, chunk_documents(documents, tokenizer, max_tokens, overlap), seconds)
+        # The corpus boilerplate pass alone, on the old parser's text: what frequency finds without structure.
+        state = pa.Table.from_pylist(
+            [{"source": "bench", "doc_id": d, "content_hash": "", "line_hashes": document_line_hashes(t)}
+             for d, t in zip(documents.column("doc_id").to_pylist(), documents.column("text").to_pylist())],
+            schema=LINE_HASHES)
+        lines = boilerplate_lines(state, chunking)
+        stripped = remove_boilerplate(documents, lines)
+        result["before_plus_boilerplate"] = figures(stripped, chunk_documents(stripped, tokenizer, max_tokens, overlap), 0)
+        result["before_plus_boilerplate"]["boilerplate_lines"] = sorted(
+            {" ".join(line.split()) for text in documents.column("text").to_pylist()[:200]
+             for line in text.splitlines() if line_hash(line) in lines.get("bench", ())})[:12]
 
     started = time.perf_counter()
     boilerplate = find_boilerplate(discovery.items, changes, LINE_HASHES.empty_table(), [source], chunking)
