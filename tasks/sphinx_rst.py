@@ -23,6 +23,7 @@ from docutils.parsers.rst.languages import en
 SILENT = {
     "toctree", "index", "highlight", "currentmodule", "sectionauthor", "moduleauthor", "codeauthor",
     "tabularcolumns", "only", "default-domain", "autosummary", "literalinclude",
+    "audit-event",  # CPython's: a raw "name args anchor" triple, not prose
 }
 # Directives whose body is code or a grammar: kept verbatim.
 VERBATIM = {"testcode", "testoutput", "doctest", "testsetup", "testcleanup", "productionlist", "code-block"}
@@ -85,13 +86,13 @@ class SphinxDirective(Directive):
 
 
 def role_text(text: str) -> str:
-    """What a Sphinx role shows: `title <target>` → title, `~a.b.c` → c, `!x` → x."""
+    """What a Sphinx role shows: `title <target>` → title, `~a.b.c` → c, `!x` and `.x` → x."""
     match = _TITLE_TARGET.match(text)
     if match and match.group(1):
         return match.group(1)
     if text.startswith("~"):
         return text[1:].rsplit(".", 1)[-1]
-    return text.lstrip("!")
+    return text.lstrip("!.")
 
 
 def sphinx_role(name, rawtext, text, lineno, inliner, options=None, content=None):
@@ -109,10 +110,10 @@ def register_sphinx_names(text: str) -> None:
 
 
 def _prefix_label(node: nodes.Element, label: str) -> None:
-    """Put "Label: " before the first paragraph of `node` (or make one)."""
+    """Put "Label: " before the first paragraph of `node` (or make one: "New in version 3.3.")."""
     first = node.next_node(nodes.paragraph)
     if first is None:
-        node.insert(0, nodes.paragraph(text=f"{label}:"))
+        node.insert(0, nodes.paragraph(text=f"{label}."))
     else:
         first.insert(0, nodes.Text(f"{label}: "))
 

@@ -188,7 +188,8 @@ def test_rst_admonitions_and_sphinx_directives_keep_their_text():
         ".. note::\n\n   Notes are content.\n\n"
         ".. versionchanged:: 3.6\n   Accepts a path-like object.\n\n"
         ".. function:: spam(a, b)\n   :noindex:\n\n   Does spam.\n\n"
-        ".. toctree::\n\n   intro\n\n.. XXX an editor's comment\n\nSub\n---\n\nTail.\n"
+        ".. toctree::\n\n   intro\n\n.. XXX an editor's comment\n\n.. versionadded:: 3.3\n\n"
+        ".. audit-event:: os.mkdir path,mode os.makedirs\n\n:class:`.Sub`\n-----------\n\nTail.\n"
     )
     parsed = parse_bytes(text.encode(), "rst")
     assert headings(parsed) == ["Title", "Title > Sub"]
@@ -196,7 +197,9 @@ def test_rst_admonitions_and_sphinx_directives_keep_their_text():
     assert "Note: Notes are content." in parsed.text
     assert "Changed in version 3.6: Accepts a path-like object." in parsed.text
     assert "spam(a, b)" in parsed.text and "Does spam." in parsed.text
+    assert "New in version 3.3." in parsed.text
     assert "intro" not in parsed.text and ":noindex:" not in parsed.text and "XXX" not in parsed.text
+    assert "os.mkdir" not in parsed.text
 
 
 def test_markdown_admonitions_mkdocs_and_github_are_labelled_text():
