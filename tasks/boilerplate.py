@@ -22,6 +22,7 @@ import hashlib
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -162,7 +163,10 @@ def save_line_hashes(store: Store, boilerplate: Boilerplate) -> None:
     if store.has(LINE_HASHES_TABLE):
         stored = store.table(LINE_HASHES_TABLE).to_arrow().cast(LINE_HASHES)
         others = stored.filter(pc.invert(pc.is_in(stored.column("source"), value_set=pa.array(boilerplate.sources, pa.string()))))
-    store.db.create_table(LINE_HASHES_TABLE, data=pa.concat_tables([others, boilerplate.state]), mode="overwrite")
+    table = store.db.create_table(LINE_HASHES_TABLE, data=pa.concat_tables([others, boilerplate.state]),
+                                  mode="overwrite")
+    # Only the newest state is ever read (rollback drops it): old versions' files would pile up per run.
+    table.optimize(cleanup_older_than=timedelta(seconds=1))
 
 
 def forget_line_hashes(store: Store) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyarrow as pa
 
-from kbflow.config import ChunkingConfig, SourceConfig
+from kbflow.config import ChunkingConfig, SourceConfig, StoreConfig
 from kbflow.schemas import DOCUMENTS, LINE_HASHES
-from kbflow.tasks.boilerplate import find_boilerplate, line_hash, remove_boilerplate
+from kbflow.store import Store
+from kbflow.tasks.boilerplate import (
+    LINE_HASHES_TABLE, Boilerplate, find_boilerplate, line_hash, remove_boilerplate, save_line_hashes,
+    stored_line_hashes,
+)
 from kbflow.tasks.chunk import chunk_documents
 from kbflow.tasks.discover import diff_against_manifest, discover_source
 from kbflow.tasks.parse import parse_documents
@@ -93,3 +98,19 @@ def test_a_changed_set_rechunks_the_unchanged_documents_it_touches(tmp_path):
     restored = [text for uri, text in zip(documents.column("uri").to_pylist(), documents.column("text").to_pylist())
                 if uri in {"page00.md", "page01.md", "page02.md"}]
     assert len(restored) == 3 and all(FOOTER in text for text in restored)
+
+
+def test_stored_state_keeps_other_sources_and_only_its_newest_version(tmp_path):
+    store = Store(StoreConfig(uri=str(tmp_path / "store")))
+
+    def state(source: str, docs: int) -> pa.Table:
+        return pa.Table.from_pylist([{"source": source, "doc_id": f"{source}{i}", "content_hash": "h",
+                                      "line_hashes": [f"{i:016x}"]} for i in range(docs)], schema=LINE_HASHES)
+
+    save_line_hashes(store, Boilerplate({}, state("a", 2), pa.table({}), ["a"]))
+    for docs in (3, 4):
+        time.sleep(1.1)  # versions older than a second are removed
+        save_line_hashes(store, Boilerplate({}, state("b", docs), pa.table({}), ["b"]))
+    assert stored_line_hashes(store, ["a"]).equals(state("a", 2))
+    assert stored_line_hashes(store, ["b"]).equals(state("b", 4))
+    assert len(store.table(LINE_HASHES_TABLE).list_versions()) == 1
