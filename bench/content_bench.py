@@ -44,7 +44,7 @@ from kbflow.tasks.boilerplate import (
     boilerplate_lines, document_line_hashes, find_boilerplate, line_hash, remove_boilerplate,
 )
 from kbflow.tasks.chunk import chunk_documents
-from kbflow.tasks.discover import diff_against_manifest, discover_source
+from kbflow.tasks.discover import diff_against_documents, discover_source
 from kbflow.tasks.parse import HEADING_SEPARATOR, parse_documents
 
 DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
@@ -114,7 +114,7 @@ def main() -> None:
     max_tokens, overlap = 256, chunking.overlap_tokens
     source = SourceConfig(name="bench", kind="files", path=args.corpus)
     discovery = discover_source(source, 10**9)
-    changes = diff_against_manifest(discovery, DOCUMENTS.empty_table())
+    changes = diff_against_documents(discovery, DOCUMENTS.empty_table())
 
     result = {"corpus": str(args.corpus)}
     if args.compare_ref:

@@ -15,7 +15,7 @@ from kbflow.tasks.boilerplate import (
     stored_line_hashes,
 )
 from kbflow.tasks.chunk import chunk_documents
-from kbflow.tasks.discover import diff_against_manifest, discover_source
+from kbflow.tasks.discover import diff_against_documents, discover_source
 from kbflow.tasks.parse import parse_documents
 
 from fakes import WhitespaceTokenizer
@@ -32,10 +32,10 @@ def write_source(root: Path, n: int, footer_in: int) -> SourceConfig:
     return SourceConfig(name="docs", kind="files", path=root)
 
 
-def run(source: SourceConfig, previous: pa.Table, manifest: pa.Table = DOCUMENTS.empty_table(), batch: int = 200):
+def run(source: SourceConfig, previous: pa.Table, known: pa.Table = DOCUMENTS.empty_table(), batch: int = 200):
     """One boilerplate pass as the ingest flow does it; returns it and the chunks of what it parsed."""
     discovery = discover_source(source, 10**7)
-    changes = diff_against_manifest(discovery, manifest)
+    changes = diff_against_documents(discovery, known)
     boilerplate = find_boilerplate(discovery.items, changes, previous, [source], CHUNKING, batch)
     to_parse = pa.concat_tables([changes.to_parse, boilerplate.rechunk])
     documents, _ = parse_documents(to_parse, [source])
@@ -43,7 +43,7 @@ def run(source: SourceConfig, previous: pa.Table, manifest: pa.Table = DOCUMENTS
     return discovery, boilerplate, documents, chunk_documents(documents, WhitespaceTokenizer(), 64, 4)
 
 
-def manifest_of(discovery) -> pa.Table:
+def documents_of(discovery) -> pa.Table:
     rows = [{**row, "status": "active"} for row in discovery.items.to_pylist()]
     return pa.Table.from_pylist([{name: row.get(name) for name in DOCUMENTS.names} for row in rows], schema=DOCUMENTS)
 
@@ -80,7 +80,7 @@ def test_unchanged_documents_keep_chunk_ids_while_the_set_holds(tmp_path):
     source = write_source(tmp_path / "docs", n=6, footer_in=5)
     discovery, first, _, first_chunks = run(source, LINE_HASHES.empty_table())
     (tmp_path / "docs/page01.md").write_text(f"# Page 1\n\nRewritten topic.\n\n{FOOTER}\n")
-    _, second, documents, chunks = run(source, first.state, manifest_of(discovery))
+    _, second, documents, chunks = run(source, first.state, documents_of(discovery))
     assert second.lines == first.lines and second.rechunk.num_rows == 0
     assert documents.column("uri").to_pylist() == ["page01.md"]  # only the edited page was parsed
     assert FOOTER not in chunks.column("text").to_pylist()[0]
@@ -92,7 +92,7 @@ def test_a_changed_set_rechunks_the_unchanged_documents_it_touches(tmp_path):
     assert first.lines["docs"] == {line_hash(FOOTER)}
     for i in range(6, 12):  # six new pages without the footer: 3 of 12 is no longer boilerplate
         (tmp_path / f"docs/page{i:02d}.md").write_text(f"# Page {i}\n\nAnother topic {i}.\n")
-    _, second, documents, _ = run(source, first.state, manifest_of(discovery))
+    _, second, documents, _ = run(source, first.state, documents_of(discovery))
     assert second.lines["docs"] == frozenset()
     assert sorted(second.rechunk.column("uri").to_pylist()) == ["page00.md", "page01.md", "page02.md"]
     restored = [text for uri, text in zip(documents.column("uri").to_pylist(), documents.column("text").to_pylist())
