@@ -1,6 +1,7 @@
 """The `ingest` flow: sources to a checked, searchable LanceDB index, incrementally.
 
-    discover -> diff vs documents -> per batch of documents: parse -> DQ(documents) -> chunk
+    discover -> diff vs documents -> boilerplate of each source (its documents' repeated lines)
+             -> per batch of documents: parse -> strip boilerplate -> DQ(documents) -> chunk
              -> DQ(chunks) -> embed (new text only) -> DQ(embeddings) -> staging
              -> DQ(run, over all batches) -> publish (one commit, streamed from the staging) -> run record
 
@@ -8,7 +9,9 @@ What is loaded: every document of the configured sources (or of one). How
 incrementally: a document whose content hash matches the `documents` table is not
 parsed, chunked or embedded again; a changed document re-embeds only chunks
 whose text is new for the model; a deleted document's chunks are removed. A run
-with no change writes nothing but its run record.
+with no change writes nothing but its run record. An unchanged document is parsed
+again only when the boilerplate of its source changed for one of its lines
+(kbflow.tasks.boilerplate).
 
 Memory is bounded: documents go through parse, chunk and embed in batches
 (`[ingest]`), embedded chunks are spilled to a staging table, and the publish
@@ -30,6 +33,7 @@ from kbflow.runners import ConfiguredEmbedder, document_batches, in_flight, run_
 from kbflow.runs import RunRecord
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
+from kbflow.tasks.boilerplate import find_source_boilerplate, save_line_hashes, strip_boilerplate
 from kbflow.tasks.chunk import chunk
 from kbflow.tasks.discover import diff_against_documents, discover, empty_sources
 from kbflow.tasks.embed import embed
@@ -78,6 +82,10 @@ def ingest(
             run.chunks["total"] = store.count("chunks")
             return run.report()
 
+        # Counted over every current document of each source before any batch (counted in "parse").
+        boilerplate = find_source_boilerplate(store, discovery.items, changes, sources, config.chunking,
+                                              config.ingest.batch_documents)
+        to_parse = pa.concat_tables([changes.to_parse, boilerplate.rechunk])
         embedder = load_embedder(config.embedding)
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
         # On Dask or Ray workers the model is loaded there, from the config, never shipped.
@@ -86,6 +94,7 @@ def ingest(
         def ingest_batch(items: pa.Table):
             """One batch of documents, gated after each stage; returns its `documents` rows."""
             documents, unparsed = yield parse, {"items": items, "sources": sources}
+            documents = yield strip_boilerplate, {"documents": documents, "lines": boilerplate.lines}
             set_aside = run.quarantine(unparsed)
             documents, bad_documents = check_quality(gate, "documents", documents)
             set_aside |= run.quarantine(bad_documents)
@@ -114,18 +123,19 @@ def ingest(
         document_parts, replaced, done = [DOCUMENTS.empty_table()], [], 0
         run_chunks = ChunkTally()  # the run-level checks see every batch's chunks
         with StagedChunks(config.store, run.run_id, embedder.dim) as staged:
-            batches = document_batches(changes.to_parse, config.ingest.batch_documents, config.ingest.batch_bytes)
+            batches = document_batches(to_parse, config.ingest.batch_documents, config.ingest.batch_bytes)
             with task_runner(runner_config) as workers:
                 pipelines = (ingest_batch(items) for items in batches)
                 for document_rows, batch_replaced in run_pipelines(workers, pipelines, in_flight(runner_config)):
                     document_parts.append(document_rows)
                     replaced += batch_replaced
                     done += document_rows.num_rows
-                    progress.report("documents", done, changes.to_parse.num_rows)
+                    progress.report("documents", done, to_parse.num_rows)
 
             check_run(gate, run_profile(known_documents, changes, run.quarantined, run_chunks))
             deleted = changes.deleted.column("doc_id").to_pylist()
             published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted)
+            save_line_hashes(store, boilerplate)  # after the publish: a blocked run keeps the old state
             run.lap("publish")
 
         run.status = "published"

@@ -5,7 +5,9 @@ versions tagged with the target run (one commit each, so readers see the old
 state or the new one, never a mix), under the store's writer lock. The rollback
 is a run of its own, recorded and tagged like any other; rolling back again
 undoes it. The next `ingest` compares the sources with the restored `documents` table and
-brings the index forward again, reusing every vector the restored chunks hold.
+brings the index forward again, reusing every vector the restored chunks hold; at
+its first change it also re-chunks every document once, because the boilerplate
+state is dropped here (the restored chunks may have been made with another set).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kbflow.config import load_config
 from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store
+from kbflow.tasks.boilerplate import forget_line_hashes
 
 
 @flow(name="rollback")
@@ -29,6 +32,7 @@ def rollback(config_path: str, to_run: str | None = None) -> dict:
             raise LookupError("nothing to roll back to: fewer than two runs have published")
         run.parent_run_id = to_run or published[1]
         versions = store.restore(run.parent_run_id, run.run_id)
+        forget_line_hashes(store)
         run.status = "published"
         run.versions.update(versions)
         run.documents["unchanged"] = store.count("documents")

@@ -91,6 +91,10 @@ class ChunkingConfig(_Section):
         None, ge=16, description="tokens per chunk incl. special tokens; default: the model's max"
     )
     overlap_tokens: int = Field(32, ge=0)
+    # Boilerplate: a line found in at least this share of a source's documents, and in at
+    # least boilerplate_min_documents of them, is removed before chunking (> 1 turns it off).
+    boilerplate_min_share: float = Field(0.5, gt=0)
+    boilerplate_min_documents: int = Field(5, ge=2)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingConfig:
@@ -504,6 +508,8 @@ batch_size = 64
 # Tokens per chunk, counted with the model's own tokenizer (default: the model's max).
 # max_tokens = 256
 overlap_tokens = 32
+# Lines in at least this share of a source's documents (and in 5+ of them) are boilerplate.
+# boilerplate_min_share = 0.5
 
 [quality]
 # Data-quality thresholds (GX expectation parameters); suites live in expectations/.

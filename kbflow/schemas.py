@@ -37,6 +37,7 @@ PARSED = pa.schema(
         ("text", pa.large_string()),
         ("sections", pa.list_(SECTION)),
         ("metadata", pa.string()),  # JSON object: record metadata columns
+        ("boilerplate_share", pa.float64()),  # share of the parsed text's characters removed as boilerplate
     ]
 )
 
@@ -195,3 +196,14 @@ DATASET_SCHEMAS = {
 def dataset_schema(kind: str, negatives: int = 3) -> pa.Schema:
     """The schema of a dataset kind; embedding-pairs has one column per configured negative."""
     return embedding_pairs_schema(negatives) if kind == "embedding-pairs" else DATASET_SCHEMAS[kind]
+
+# Boilerplate state (kbflow.tasks.boilerplate): the line hashes of every current
+# document of a source, as of the last publish. The boilerplate set is computed from it.
+LINE_HASHES = pa.schema(
+    [
+        ("source", pa.string()),
+        ("doc_id", pa.string()),
+        ("content_hash", pa.string()),
+        ("line_hashes", pa.list_(pa.string())),  # distinct hashes of the document's normalized lines
+    ]
+)

@@ -1,10 +1,12 @@
 """Parse: bytes to clean text, a title and the heading structure.
 
-Each format uses a well-kept parser: markdown-it-py, docutils, the standard
-library's streaming HTML tokenizer (linear in the input, so pathological nesting
-costs nothing: tree builders here were quadratic or silently dropped text past a
-depth limit), pypdf and python-docx. Text that is not UTF-8 is decoded with a
-detected charset. A document that cannot be parsed becomes a quarantine record
+Each format uses a well-kept parser: markdown-it-py, docutils (with Sphinx's
+directives and roles kept as text, kbflow.tasks.sphinx_rst), the standard library's
+streaming HTML tokenizer reading only the page's main content
+(kbflow.tasks.html_content), pypdf and python-docx. Admonitions (note, tip, warning,
+caution, important) are text of the section they sit in, prefixed with their label
+("Note: …"), never headings, in every markup. Text that is not UTF-8 is decoded with
+a detected charset. A document that cannot be parsed becomes a quarantine record
 with the reason; the rest of the run goes on.
 """
 
@@ -17,7 +19,6 @@ import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +29,7 @@ from kbflow.config import SourceConfig
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import PARSED
 from kbflow.tasks.discover import read_records
+from kbflow.tasks.sphinx_rst import clean_doctree, register_sphinx_names
 
 HEADING_SEPARATOR = " > "
 
@@ -96,7 +98,7 @@ def decode_text(data: bytes) -> str:
     return str(next((match for match in tied if match.encoding == "cp1252"), best))
 
 
-class _HeadingStack:
+class HeadingStack:
     """Heading path bookkeeping shared by the formats that have heading levels."""
 
     def __init__(self) -> None:
@@ -109,9 +111,55 @@ class _HeadingStack:
         return HEADING_SEPARATOR.join(t for _, t in self._levels if t)
 
 
+# GitHub alerts ("> [!NOTE]") and MkDocs admonitions ("!!! note "Title"", "??? tip").
+_GITHUB_ALERT = re.compile(r"^(\s*>\s*)\[!(NOTE|TIP|IMPORTANT|WARNING|CAUTION)\]\s*$", re.IGNORECASE)
+_MKDOCS_ADMONITION = re.compile(r"""^(\s*)(?:!!!|\?\?\?\+?)\s*([\w-]+)(?:\s+"([^"]*)")?\s*$""")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def label_markdown_admonitions(text: str) -> str:
+    """Admonitions become labelled paragraphs ("Note: …"), outside code fences.
+
+    A GitHub alert's marker line joins the quote's first line; a MkDocs admonition's
+    marker line becomes its label (its title, else its type) and its body is dedented.
+    """
+    lines, out, in_fence, body_indent, label = text.splitlines(), [], False, None, ""
+
+    def emit(line: str) -> None:
+        nonlocal label
+        if label and line.strip():
+            marker = re.match(r"^[\s>]*", line).group(0)
+            line, label = f"{marker}{label}: {line[len(marker):]}", ""
+        out.append(line)
+
+    for index, line in enumerate(lines):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        if body_indent is not None:
+            if line.strip() and not line.startswith(body_indent):
+                body_indent, label = None, ""
+            else:
+                emit(line[len(body_indent):])
+                continue
+        alert = None if in_fence else _GITHUB_ALERT.match(line)
+        mkdocs = None if in_fence else _MKDOCS_ADMONITION.match(line)
+        if alert and index + 1 < len(lines) and lines[index + 1].lstrip().startswith(">"):
+            label = alert.group(2).capitalize()
+            out.append("")
+        elif mkdocs:
+            title = mkdocs.group(3)
+            label = title if title is not None else mkdocs.group(2).replace("-", " ").capitalize()
+            out.append("")
+            body_indent = mkdocs.group(1) + "    "
+        else:
+            emit(line)
+    return "\n".join(out)
+
+
 def parse_markdown(text: str) -> ParsedText:
     from markdown_it import MarkdownIt
 
+    text = label_markdown_admonitions(text)
     lines = text.splitlines()
     tokens = MarkdownIt("commonmark").parse(text)
     headings = [
@@ -119,7 +167,7 @@ def parse_markdown(text: str) -> ParsedText:
         for i, token in enumerate(tokens)
         if token.type == "heading_open" and token.map
     ]
-    parsed, stack = ParsedText(), _HeadingStack()
+    parsed, stack = ParsedText(), HeadingStack()
     first_heading_line = headings[0][2][0] if headings else len(lines)
     parsed.add("", "\n".join(lines[:first_heading_line]))
     for index, (level, title, (_, end)) in enumerate(headings):
@@ -141,7 +189,9 @@ def parse_rst(text: str) -> ParsedText:
         "raw_enabled": False,
         "doctitle_xform": False,  # keep the top section a section, like the others
     }
+    register_sphinx_names(text)
     document = publish_doctree(text, settings_overrides=settings)
+    clean_doctree(document)
     parsed = ParsedText()
 
     def body_of(node) -> str:
@@ -165,78 +215,11 @@ def parse_rst(text: str) -> ParsedText:
     return parsed
 
 
-class _HtmlText(HTMLParser):
-    """Collects visible text and headings from a stream of HTML tokens."""
-
-    SKIP = {"script", "style", "noscript", "template", "svg", "head"}
-    BLOCK = {
-        "p", "div", "br", "li", "tr", "td", "th", "pre", "blockquote", "section", "article",
-        "table", "ul", "ol", "dl", "dd", "dt", "header", "footer", "nav", "main", "aside",
-        "figure", "figcaption", "hr", "form",
-    }
-    HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parsed, self.stack = ParsedText(), _HeadingStack()
-        self.skip_depth, self.in_title = 0, False
-        self.heading: str = ""
-        self.heading_level: int | None = None
-        self.heading_parts: list[str] = []
-        self.body_parts: list[str] = []
-        self.title_parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag == "title":
-            self.in_title = True
-        elif tag in self.SKIP:
-            self.skip_depth += 1
-        elif tag in self.HEADINGS and not self.skip_depth:
-            self._flush()
-            self.heading_level, self.heading_parts = self.HEADINGS[tag], []
-        elif tag in self.BLOCK:
-            self.body_parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self.in_title = False
-        elif tag in self.SKIP:
-            self.skip_depth = max(0, self.skip_depth - 1)
-        elif tag in self.HEADINGS and self.heading_level is not None:
-            title = " ".join("".join(self.heading_parts).split())
-            self.heading = self.stack.push(self.heading_level, title)
-            if self.heading_level == 1 and not self.parsed.title:
-                self.parsed.title = title
-            self.heading_level = None
-        elif tag in self.BLOCK:
-            self.body_parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self.in_title:
-            self.title_parts.append(data)
-        elif self.skip_depth:
-            return
-        elif self.heading_level is not None:
-            self.heading_parts.append(data)
-        else:
-            self.body_parts.append(data)
-
-    def _flush(self) -> None:
-        self.parsed.add(self.heading, "".join(self.body_parts))
-        self.body_parts = []
-
-    def result(self) -> ParsedText:
-        self.close()
-        self._flush()
-        page_title = " ".join("".join(self.title_parts).split())
-        self.parsed.title = page_title or self.parsed.title
-        return self.parsed
-
-
 def parse_html(text: str) -> ParsedText:
-    collector = _HtmlText()
-    collector.feed(text)
-    return collector.result()
+    """The page's main content, without site chrome; see kbflow.tasks.html_content."""
+    from kbflow.tasks.html_content import main_content  # it builds on ParsedText: imported when used
+
+    return main_content(text)
 
 
 def parse_plain(text: str) -> ParsedText:
@@ -267,7 +250,7 @@ def parse_docx(data: bytes) -> ParsedText:
     import docx
 
     document = docx.Document(io.BytesIO(data))
-    parsed, stack = ParsedText(), _HeadingStack()
+    parsed, stack = ParsedText(), HeadingStack()
     heading, body = "", []
     for paragraph in document.paragraphs:
         style = paragraph.style.name if paragraph.style is not None else ""
@@ -313,6 +296,7 @@ def _document_row(item: dict, parsed: ParsedText, metadata: dict | None = None) 
         "text": parsed.text,
         "sections": [{"heading": heading, "start": start} for heading, start in parsed.sections],
         "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
+        "boilerplate_share": 0.0,  # set by kbflow.tasks.boilerplate.remove_boilerplate
     }
 
 

@@ -1,0 +1,135 @@
+"""Sphinx reStructuredText for plain docutils: its directives and roles keep their text.
+
+Sphinx sources (a `.rst` tree, or the `_sources/*.rst.txt` a built site ships) use
+directives and roles that docutils does not know (`.. function::`, `.. versionadded::`,
+:class:`Foo`). Unknown to docutils, a directive becomes an error node and its whole
+body is lost, and a role stays as raw markup. Here each name the text uses that
+docutils lacks is registered with a generic handler: signature directives keep their
+signature line and body, version and see-also directives become a labelled paragraph
+("Changed in version 3.2: …"), navigation-only ones (toctree, index) yield nothing,
+and a role yields its title. Admonitions of either kind read "Note: …" in the text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from docutils import nodes
+from docutils.parsers.rst import Directive, directives, roles
+from docutils.parsers.rst.languages import en
+
+# Sphinx directives that carry no content of their own: tables of contents, index
+# entries, rendering hints.
+SILENT = {
+    "toctree", "index", "highlight", "currentmodule", "sectionauthor", "moduleauthor", "codeauthor",
+    "tabularcolumns", "only", "default-domain", "autosummary", "literalinclude",
+    "audit-event",  # CPython's: a raw "name args anchor" triple, not prose
+}
+# Directives whose body is code or a grammar: kept verbatim.
+VERBATIM = {"testcode", "testoutput", "doctest", "testsetup", "testcleanup", "productionlist", "code-block"}
+# Labelled paragraphs: the label and the directive's arguments prefix the body.
+LABELS = {
+    "seealso": "See also",
+    "versionadded": "New in version",
+    "versionchanged": "Changed in version",
+    "deprecated": "Deprecated since version",
+    "deprecated-removed": "Deprecated since version",
+    "impl-detail": "CPython implementation detail",
+}
+
+_DIRECTIVE = re.compile(r"^\s*\.\.\s+([\w:.+-]+)::", re.MULTILINE)
+_ROLE = re.compile(r":([\w:.+-]+):`")
+_TITLE_TARGET = re.compile(r"^(.*?)\s*<[^<>]*>$", re.DOTALL)
+
+
+class _AnyOption(dict):
+    """An option spec that accepts every option (Sphinx directives have many)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str):
+        return directives.unchanged
+
+
+class SphinxDirective(Directive):
+    """One handler for every Sphinx directive docutils lacks; see the module docstring."""
+
+    has_content = True
+    optional_arguments = 1
+    final_argument_whitespace = True
+    option_spec = _AnyOption(noindex=directives.unchanged)  # not empty: docutils skips a falsy spec
+
+    def run(self) -> list[nodes.Node]:
+        name = self.name.split(":")[-1]
+        argument = " ".join(self.arguments).strip()
+        if name in SILENT:
+            return []
+        if name in VERBATIM:
+            return [nodes.literal_block(text="\n".join(self.content))]
+        container = nodes.container()
+        if name in LABELS:
+            label = LABELS[name]
+            if name != "seealso" and argument:  # "3.2 Why…": the version, then an optional text
+                version, *rest = argument.split(None, 1)
+                label, argument = f"{label} {version}", " ".join(rest)
+            if argument:
+                inline, messages = self.state.inline_text(argument, self.lineno)
+                container += nodes.paragraph("", "", *inline)
+            self.state.nested_parse(self.content, self.content_offset, container)
+            _prefix_label(container, label)
+            return [container]
+        if argument:  # a signature: "spam(a, b)", "class Foo", "-v, --verbose"
+            container += nodes.paragraph(text=argument)
+        self.state.nested_parse(self.content, self.content_offset, container)
+        return [container]
+
+
+def role_text(text: str) -> str:
+    """What a Sphinx role shows: `title <target>` → title, `~a.b.c` → c, `!x` and `.x` → x."""
+    match = _TITLE_TARGET.match(text)
+    if match and match.group(1):
+        return match.group(1)
+    if text.startswith("~"):
+        return text[1:].rsplit(".", 1)[-1]
+    return text.lstrip("!.")
+
+
+def sphinx_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    return [nodes.literal(rawtext, role_text(text))], []
+
+
+def register_sphinx_names(text: str) -> None:
+    """Register a generic handler for each directive and role in `text` that docutils lacks."""
+    for name in set(_DIRECTIVE.findall(text)):
+        if name.lower() not in en.directives:
+            directives.register_directive(name, SphinxDirective)
+    for name in set(_ROLE.findall(text)):
+        if name.lower() not in en.roles:
+            roles.register_local_role(name, sphinx_role)
+
+
+def _prefix_label(node: nodes.Element, label: str) -> None:
+    """Put "Label: " before the first paragraph of `node` (or make one: "New in version 3.3.")."""
+    first = node.next_node(nodes.paragraph)
+    if first is None:
+        node.insert(0, nodes.paragraph(text=f"{label}."))
+    else:
+        first.insert(0, nodes.Text(f"{label}: "))
+
+
+def clean_doctree(document: nodes.document) -> None:
+    """Comments and `.. contents::` tables go; admonitions read "Note: …" (a label, never a heading)."""
+    for comment in list(document.findall(nodes.comment)):
+        comment.parent.remove(comment)
+    for topic in list(document.findall(nodes.topic)):
+        if "contents" in topic["classes"]:
+            topic.parent.remove(topic)
+    for admonition in list(document.findall(nodes.Admonition)):
+        title = admonition.next_node(nodes.title) if isinstance(admonition, nodes.admonition) else None
+        if title is not None and title.parent is admonition:
+            label = title.astext().strip()
+            admonition.remove(title)
+        else:
+            label = admonition.tagname.capitalize()
+        _prefix_label(admonition, label)
