@@ -24,6 +24,8 @@ from kbflow.relevance import RANK_CUTOFF
 from kbflow.search import SEARCH_MODES
 from kbflow.store import new_run_id
 from kbflow.tasks.evaluate import (
+    GENERATED_LABEL,
+    generate_queries,
     find_sources,
     load_queries,
     query_details,
@@ -45,17 +47,21 @@ def evaluate(
     mode: EvalMode = "all",
     dataset: str | None = None,
     tune: bool = False,
+    generated: bool = False,
 ) -> dict:
     """Score vector, full-text and hybrid search (or one `mode`) on labeled queries; tune hybrid if asked.
 
-    The top-level metrics are the first evaluated mode's (vector, fts, hybrid order).
+    With `generated` (or `tune` and no labeled queries anywhere) the queries are questions made
+    from the index's own headings. The top-level metrics are the first evaluated mode's
+    (vector, fts, hybrid order).
     """
     config = load_config(config_path)
     modes = evaluated_modes(mode)
     k = k or config.evaluation.k
     depth = max(k, RANK_CUTOFF)  # hit@10, MRR@10 and nDCG@10 need ten hits, whatever k is
-    queries_path, dataset_dir = resolve_inputs(config, queries, dataset)
-    labeled = load_queries(queries_path, dataset_dir)
+    generated = generated or (tune and queries is None and dataset is None and config.evaluation.queries is None)
+    queries_path, dataset_dir = resolve_inputs(config, queries, dataset, generated)
+    labeled = generate_queries(config) if generated else load_queries(queries_path, dataset_dir)
 
     candidates = retrieve_candidates(config, labeled, depth)
     sources, unresolved = find_sources(config, labeled)
@@ -69,7 +75,7 @@ def evaluate(
         "k": k,
         "modes": scores,
         "run_id": new_run_id(),
-        "label": (dataset_dir or queries_path).name,
+        "label": GENERATED_LABEL if generated else (dataset_dir or queries_path).name,
         "unresolved": len(unresolved),
     }
     if tune:
@@ -90,14 +96,20 @@ def evaluated_modes(mode: str) -> tuple[str, ...]:
     return SEARCH_MODES if mode == "all" else (mode,)
 
 
-def resolve_inputs(config: KbflowConfig, queries: str | None, dataset: str | None) -> tuple[Path | None, Path | None]:
-    """The queries file (default `[evaluation] queries`) or the dataset folder to evaluate on."""
-    if queries is not None and dataset is not None:
-        raise ValueError("give --queries or --dataset, not both")
+def resolve_inputs(
+    config: KbflowConfig, queries: str | None, dataset: str | None, generated: bool = False
+) -> tuple[Path | None, Path | None]:
+    """The queries file (default `[evaluation] queries`) or the dataset folder to evaluate on;
+    neither for generated questions."""
+    if (queries is not None) + (dataset is not None) + generated > 1:
+        raise ValueError("give one of --queries, --dataset or --generated")
     if dataset is not None:
         return None, Path(dataset).expanduser().resolve()
     if queries is not None:
         return Path(queries).expanduser().resolve(), None
+    if generated:
+        return None, None
     if config.evaluation.queries is None:
-        raise ValueError("no queries: pass --queries FILE.jsonl (or --dataset DIR) or set [evaluation] queries")
+        raise ValueError("no queries: pass --queries FILE.jsonl, --dataset DIR or --generated (questions made "
+                         "from the index's headings), or set [evaluation] queries")
     return config.evaluation.queries, None

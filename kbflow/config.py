@@ -219,6 +219,10 @@ class EvaluationConfig(_Section):
     queries: Path | None = Field(None, description="JSONL of {\"query\", \"relevant\": [...]}")
     k: int = Field(10, ge=1, le=1000)
     results_dir: Path | None = Field(None, description="default: <store>/eval, or .kbflow-eval")
+    generated_queries: int = Field(
+        200, ge=1, description="--generated (and --tune without labels): questions made from the index's headings"
+    )
+    seed: int = Field(0, description="which generated questions are sampled")
 
 
 class LlmConfig(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -145,6 +146,38 @@ def find_sources(config: KbflowConfig, labeled: list[LabeledQuery]) -> tuple[lis
 def load_queries(queries: Path | None, dataset: Path | None) -> list[LabeledQuery]:
     """The labeled queries of a JSONL file, or of a dataset's test split."""
     return read_dataset_queries(dataset) if dataset is not None else read_queries(queries)
+
+
+GENERATED_LABEL = "generated"
+
+
+def generated_queries(store: Store, model: str, count: int, seed: int) -> list[LabeledQuery]:
+    """Questions made from the index's own section headings, each relevant to its document.
+
+    For an index without labeled queries: the same offline heading generator the fine-tuning
+    datasets use (tasks/generators.py), one query per distinct question (relevant: every
+    document it was made from), a seeded sample of `count`. They measure how well a section
+    is found by the question its heading asks: a proxy for users' questions, not a substitute.
+    """
+    from kbflow.tasks.datasets import read_index, read_passages
+    from kbflow.tasks.generators import HeadingGenerator
+
+    passages = read_passages(read_index(store, model))
+    document_of = {passage.chunk_id: passage.doc_id for passage in passages}
+    relevant: dict[str, list[str]] = defaultdict(list)
+    for pair in HeadingGenerator(min_query_tokens=2).generate(passages, random.Random(seed)):
+        relevant[pair.query].append(document_of[pair.chunk_id])
+    if not relevant:
+        raise ValueError(f"no questions could be made from the headings of the index in {store.uri}")
+    chosen = random.Random(seed).sample(sorted(relevant), min(count, len(relevant)))
+    return [LabeledQuery(query, unique(relevant[query])) for query in chosen]
+
+
+@task(name="generate-queries", cache_policy=NO_CACHE)
+def generate_queries(config: KbflowConfig) -> list[LabeledQuery]:
+    """Questions from the index's headings (`[evaluation] generated_queries` of them)."""
+    settings = config.evaluation
+    return generated_queries(Store(config.store), config.embedding.model, settings.generated_queries, settings.seed)
 
 
 @task(name="tune-fusion", cache_policy=NO_CACHE)

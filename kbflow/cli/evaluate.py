@@ -33,6 +33,8 @@ def evaluate(
     mode: Annotated[EvalMode, typer.Option(help="vector | fts | hybrid | all")] = "all",
     dataset: Annotated[Path | None, typer.Option(help="evaluate on the test split of DIR/embedding-pairs")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="grid-search hybrid fusion and weight; print [search] lines")] = False,
+    generated: Annotated[bool, typer.Option(
+        "--generated", help="questions made from the index's headings (no labels needed; --tune uses them without labels)")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
@@ -40,14 +42,19 @@ def evaluate(
     from kbflow.flows.evaluate import resolve_inputs
     from kbflow.queries import read_queries
 
-    if queries is not None and dataset is not None:
-        raise fail("give --queries or --dataset, not both", EXIT_USAGE)
+    if (queries is not None) + (dataset is not None) + generated > 1:
+        raise fail("give one of --queries, --dataset or --generated", EXIT_USAGE)
+    loaded = load_config(config)
+    if tune and not generated and queries is None and dataset is None and loaded.evaluation.queries is None:
+        generated = True
+        stderr.print("note: no labeled queries; tuning on questions made from the index's headings")
     inputs = {"queries": str(queries) if queries else None, "dataset": str(dataset) if dataset else None}
-    queries_path, _ = resolve_inputs(load_config(config), **inputs)
+    queries_path, _ = resolve_inputs(loaded, **inputs, generated=generated)
     if queries_path is not None:
         read_queries(queries_path)  # a bad line fails here, before Prefect starts
     with progress_bars(enabled=not as_json):
-        report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, **inputs)
+        report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, generated=generated,
+                               **inputs)
     if report.get("unresolved"):
         stderr.print(f"note: {report['unresolved']} relevant id(s) match no indexed document or chunk "
                      f"(listed in {report['results']})")

@@ -90,3 +90,27 @@ def test_a_query_without_relevant_ids_fails_with_its_line(small_corpus, hash_emb
     write(small_corpus.parent, {"bad.jsonl": '{"query": "a", "relevant": ["x"]}\n{"query": "b"}\n'})
     with pytest.raises(ValueError, match=r"bad.jsonl:2: no \"relevant\" ids"):
         evaluate(config_path=str(small_corpus), queries=str(small_corpus.parent / "bad.jsonl"))
+
+
+def test_without_labels_questions_made_from_the_headings_are_scored_and_tuned(small_corpus, hash_embedder):
+    ingest(config_path=str(small_corpus))
+    store = Store(load_config(small_corpus).store)
+    doc_ids = set(store.documents().column("doc_id").to_pylist())
+
+    report = evaluate(config_path=str(small_corpus), k=5, tune=True)  # no [evaluation] queries, no --queries
+
+    assert report["label"] == "generated" and report["n"] >= 2
+    assert "tuned" in report and report["tuned"]["fusion"] in ("linear", "rrf")
+    saved = json.loads(Path(report["results"]).read_text())
+    assert all(q["query"].endswith("?") for q in saved["queries"])  # questions, not headings
+    assert all(set(q["relevant"]) <= doc_ids for q in saved["queries"])
+    assert report["modes"]["fts"]["hit@10"] > 0  # a heading's question finds its own section's document
+
+    again = evaluate(config_path=str(small_corpus), k=5, generated=True)
+    assert [q["query"] for q in json.loads(Path(again["results"]).read_text())["queries"]] == [
+        q["query"] for q in saved["queries"]]  # the same seeded sample
+
+
+def test_generated_and_labeled_queries_are_exclusive(small_corpus):
+    with pytest.raises(ValueError, match="one of --queries, --dataset or --generated"):
+        evaluate(config_path=str(small_corpus), queries="q.jsonl", generated=True)
