@@ -1,0 +1,58 @@
+"""Rules that read a chunk's content: plain functions, shared by the quality gates and the datasets.
+
+A chunk made only of site navigation ("Prev Up Home Next", a breadcrumb, a table of
+contents, a list of links) or only of a heading line says nothing a user asks about:
+it must not be a dataset's positive or negative, and it should not be indexed.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words that navigation bars, breadcrumbs and pagers are made of.
+NAVIGATION_WORDS = frozenset({
+    "prev", "previous", "next", "up", "home", "top", "back", "to", "contents", "table", "of", "index", "toc",
+    "skip", "content", "main", "menu", "search", "edit", "this", "page", "on", "github", "go", "navigation",
+    "breadcrumb", "section", "chapter", "part", "appendix", "»", "«", "|", "›", "‹", "→", "←", "↑",
+})  # fmt: skip
+# "26.3. Continuous Archiving", "Chapter 26. Backup and Restore", "Part III. …", "F.2.1. …": a title or TOC entry.
+NUMBERED_TITLE = re.compile(
+    r"^(?:(?:part|chapter|appendix|section)\s+[\dIVXLCA-Z]+\.?|(?:\d+|[A-Z])(?:\.\d+)*\.)\s+\S", re.IGNORECASE
+)
+LINK_ONLY = re.compile(r"^(?:\[[^\]]*\]\([^)]*\)[\s|·•,]*)+$")  # markdown links and separators only
+BULLET = re.compile(r"^(?:[-*+•>]+|\d+[.)])\s+")
+SENTENCE_END = re.compile(r"[.!?:;]['\")]?$")
+MAX_HEADING_WORDS = 12
+
+
+def _is_navigation_line(line: str) -> bool:
+    words = re.findall(r"[^\s]+", line.lower())
+    if all(word.strip(".,:()[]") in NAVIGATION_WORDS or not re.search(r"\w", word) for word in words):
+        return True
+    if LINK_ONLY.match(line):
+        return True
+    return bool(NUMBERED_TITLE.match(line)) and not SENTENCE_END.search(line)  # a title, not a numbered step
+
+
+def is_navigation_only(text: str) -> bool:
+    """Whether a chunk is only navigation (pager, breadcrumb, table of contents, links) or one heading line.
+
+    >>> is_navigation_only("26.3. Continuous Archiving\\n\\nPrev\\n\\nUp\\n\\nChapter 26. Backup and Restore\\n\\nHome\\n\\nNext")
+    True
+    >>> is_navigation_only("[Install](install.md) · [Upgrade](upgrade.md) · [FAQ](faq.md)")
+    True
+    >>> is_navigation_only("Backup and Restore")
+    True
+    >>> is_navigation_only("Prev\\nNext\\nA base backup is taken with pg_basebackup while the server runs.")
+    False
+
+    Empty text is not navigation (emptiness is its own check). A single line counts as a
+    heading when it is short (at most 12 words) and does not end like a sentence.
+    """
+    lines = [BULLET.sub("", line.strip()).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return False
+    if len(lines) == 1 and len(lines[0].split()) <= MAX_HEADING_WORDS and not SENTENCE_END.search(lines[0]):
+        return True
+    return all(_is_navigation_line(line) for line in lines)
