@@ -15,6 +15,7 @@ NAVIGATION_WORDS = frozenset({
     "skip", "content", "main", "menu", "search", "edit", "this", "page", "on", "github", "go", "navigation",
     "breadcrumb", "section", "chapter", "part", "appendix", "»", "«", "|", "›", "‹", "→", "←", "↑",
 })  # fmt: skip
+PAGER_WORDS = frozenset({"prev", "previous", "next", "up", "home"})
 # "26.3. Continuous Archiving", "Chapter 26. Backup and Restore", "Part III. …", "F.2.1. …": a title or TOC entry.
 NUMBERED_TITLE = re.compile(
     r"^(?:(?:part|chapter|appendix|section)\s+[\dIVXLCA-Z]+\.?|(?:\d+|[A-Z])(?:\.\d+)*\.)\s+\S", re.IGNORECASE
@@ -43,16 +44,26 @@ def is_navigation_only(text: str) -> bool:
     True
     >>> is_navigation_only("Backup and Restore")
     True
+    >>> is_navigation_only("DROP STATISTICS\\n\\nPrev\\n\\nUp\\n\\nNext\\n\\nCREATE SERVER\\n\\nHome")
+    True
     >>> is_navigation_only("Prev\\nNext\\nA base backup is taken with pg_basebackup while the server runs.")
     False
 
     Empty text is not navigation (emptiness is its own check). A single line counts as a
-    heading when it is short (at most 12 words) and does not end like a sentence.
+    heading when it is short (at most 12 words) and does not end like a sentence; so do the
+    lines around a pager (the previous and next pages' titles, a "See Also" list).
     """
     lines = [BULLET.sub("", line.strip()).strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
     if not lines:
         return False
-    if len(lines) == 1 and len(lines[0].split()) <= MAX_HEADING_WORDS and not SENTENCE_END.search(lines[0]):
+    if len(lines) == 1 and _is_title(lines[0]):
         return True
-    return all(_is_navigation_line(line) for line in lines)
+    # Around a pager ("Prev", "Up", "Next", "Home" on lines of their own), short lines are its link texts.
+    pager = sum(line.lower() in PAGER_WORDS for line in lines) >= 2
+    return all(_is_navigation_line(line) or pager and _is_title(line) for line in lines)
+
+
+def _is_title(line: str) -> bool:
+    """A short line that does not end like a sentence: a heading, or a link's text."""
+    return len(line.split()) <= MAX_HEADING_WORDS and not SENTENCE_END.search(line)

@@ -3,9 +3,9 @@
 The profile has one row per dataset row: its split and its group's splits, whether its
 query is a near-duplicate of another split's, its shortest field and longest field in
 tokens, PII left, and per kind the message roles or the label; for the pair kinds
-(embedding-pairs, reranker) whether the anchor appears in a negative, how well the best
-negative matches the anchor lexically relative to the positive (tasks/negatives.py),
-and whether the positive or a negative is navigation only. The suite
+(embedding-pairs, reranker) whether the anchor appears in a negative, whether a negative
+is likely another answer (tasks/negatives.py), and whether the positive or a negative is
+navigation only. The suite
 (expectations/dataset_<kind>.json, or a user's copy in quality.expectations_dir) decides;
 a blocking failure stops the build before anything is written.
 """
@@ -27,11 +27,9 @@ from kbflow.tasks.dataset_kinds import dataset_kind, field_values
 from kbflow.tasks.content_rules import is_navigation_only
 from kbflow.tasks.datasets import GROUP, SPLIT, IndexSnapshot, lexical_scorer
 from kbflow.tasks.dedup import cross_group_near_duplicates
-from kbflow.tasks.negatives import LexicalScorer, contains_anchor
+from kbflow.tasks.negatives import LexicalScorer, contains_anchor, holds_answer
 from kbflow.tasks.pii import FLAG_COLUMN, count_pii
 from kbflow.tasks.quality import SuiteResult, bundled_expectations_dir, load_suite, open_context, validate_frame
-
-MAX_RATIO = 1e6  # a negative that matches the anchor when the positive does not: as good as infinitely better
 
 
 def dataset_profile(
@@ -72,7 +70,7 @@ def dataset_profile(
     else:  # one row per query (pairs) or record (sft, raft)
         profile["row_key"] = [f"{s}\0{i}" for s, i in zip(profile["source"], profile["row_id"])]
     if spec.base.name == "embedding-pairs":
-        profile |= negatives_profile(_pairs_of(kind, table), scorer or LexicalScorer([]))
+        profile |= negatives_profile(_pairs_of(kind, table), scorer or LexicalScorer([]), config.answer_overlap_ratio)
     return pd.DataFrame(profile)
 
 
@@ -91,13 +89,14 @@ def _pairs_of(kind: str, table: pa.Table) -> list[tuple[str, str, list[str]]]:
             for row in rows]
 
 
-def negatives_profile(pairs: list[tuple[str, str, list[str]]], scorer: LexicalScorer) -> dict[str, list]:
-    """Per (anchor, positive, negatives): the anchor in a negative; the best negative's BM25 match of the
-    anchor relative to the positive's (capped, so JSON results stay finite); navigation-only texts."""
+def negatives_profile(
+    pairs: list[tuple[str, str, list[str]]], scorer: LexicalScorer, max_ratio: float
+) -> dict[str, list]:
+    """Per (anchor, positive, negatives): the anchor in a negative, a negative that is likely another
+    answer, navigation-only texts (the miner's own rules, on the final rows)."""
     return {
         "anchor_in_negative": [any(contains_anchor(a, n) for n in ns) for a, _, ns in pairs],
-        "negative_answer_ratio": [min(max((scorer.ratio(a, n, p) for n in ns), default=0.0), MAX_RATIO)
-                                  for a, p, ns in pairs],
+        "answer_in_negative": [any(holds_answer(a, p, n, scorer, max_ratio) for n in ns) for a, p, ns in pairs],
         "positive_is_navigation": [is_navigation_only(p) for _, p, _ in pairs],
         "negative_is_navigation": [any(is_navigation_only(n) for n in ns) for _, _, ns in pairs],
     }
@@ -123,13 +122,10 @@ def suite_for(kind: str, expectations_dir: Path | None) -> dict[str, Any]:
     return load_suite(name, bundled_expectations_dir())
 
 
-def check_rows(
-    kind: str, profile: pd.DataFrame, max_tokens: int, expectations_dir: Path | None, answer_overlap_ratio: float = 1.0
-) -> dict[str, Any]:
+def check_rows(kind: str, profile: pd.DataFrame, max_tokens: int, expectations_dir: Path | None) -> dict[str, Any]:
     """Validate the profile with the kind's suite; raise QualityGateFailed on a blocking failure."""
     suite = suite_for(kind, expectations_dir)
-    parameters = {"max_tokens": max_tokens, "answer_overlap_ratio": answer_overlap_ratio}
-    result: SuiteResult = validate_frame(open_context(None), suite, profile, parameters)
+    result: SuiteResult = validate_frame(open_context(None), suite, profile, {"max_tokens": max_tokens})
     names = {(e["type"], e["kwargs"].get("column")): e["meta"].get("check") for e in suite["expectations"]}
     summary = {
         "suite": result.name,
@@ -153,4 +149,4 @@ def check_dataset_task(
     """The kind's GX suite on the final rows; a blocking failure stops the build."""
     scorer = lexical_scorer(index) if index is not None and dataset_kind(kind).base.name == "embedding-pairs" else None
     profile = dataset_profile(kind, table, tokenizer, config.datasets, scorer)
-    return check_rows(kind, profile, max_tokens, config.quality.expectations_dir, config.datasets.answer_overlap_ratio)
+    return check_rows(kind, profile, max_tokens, config.quality.expectations_dir)

@@ -8,10 +8,14 @@ when PII redaction replaced what told them apart) blocks the build.
 - **anchor in negative**: the anchor's normalized text is contained in the candidate, or
   at least `ANCHOR_PAIR_SHARE` of its word pairs are (a near-verbatim copy).
   Training would push the model away from a passage that literally holds the query.
-- **answer in negative**: the candidate matches the anchor lexically (BM25, with the
-  index's own term statistics) at least `datasets.answer_overlap_ratio` times as well as
-  the positive does. A dense margin (`negative_margin`) alone misses these: a passage
-  that repeats the question's rare terms usually answers it too (a false negative).
+- **answer in negative**: the candidate holds most of the anchor's rare terms (at least
+  `ANSWER_MIN_COVERAGE` of the anchor's IDF weight, the index's own term statistics) and
+  matches the anchor (BM25) at least `datasets.answer_overlap_ratio` times as well as the
+  positive does. A dense margin (`negative_margin`) alone misses these: a passage that
+  repeats the question's rare terms usually answers it too (a false negative). The
+  coverage floor keeps the rule from firing when the positive itself shares few words
+  with the anchor (an inverse-cloze positive, its sentence taken out): BM25 relative to
+  such a positive alone would throw away most good hard negatives.
 - **navigation**: `is_navigation_only` (tasks/content_rules.py).
 """
 
@@ -28,6 +32,7 @@ from kbflow.tasks.dedup import normalize_text
 # Share of the anchor's word pairs found in a text: a near-verbatim copy. Pairs, not dedup's
 # 3-shingles: one changed word of an 11-word sentence keeps 7 of its 9 distinct pairs but only 6 of 9 triples.
 ANCHOR_PAIR_SHARE = 0.75
+ANSWER_MIN_COVERAGE = 0.6  # share of the anchor's IDF weight a negative must hold to be taken for an answer
 BM25_K1, BM25_B = 1.2, 0.75  # the usual Okapi BM25 parameters (as Lucene's and Lance's defaults)
 TERM = re.compile(r"\w+")
 NEGATIVE_PROBLEMS = ("negative_navigation", "negative_with_anchor", "negative_with_answer")  # negative_problem's reasons
@@ -84,6 +89,12 @@ class LexicalScorer:
         return sum(self.idf(term) * counts[term] * (BM25_K1 + 1) / (counts[term] + norm)
                    for term in set(terms(query)) if counts[term])
 
+    def coverage(self, query: str, text: str) -> float:
+        """The share of the query's IDF weight (its distinct terms) that `text` holds."""
+        wanted, present = set(terms(query)), set(terms(text))
+        total = sum(self.idf(term) for term in wanted)
+        return sum(self.idf(term) for term in wanted & present) / total if total else 0.0
+
     def ratio(self, query: str, negative: str, positive: str) -> float:
         """How well `negative` matches `query` relative to `positive` (BM25 / BM25; inf when the positive
         matches nothing and the negative does, 0 when neither does)."""
@@ -101,6 +112,13 @@ def negative_problem(anchor: str, positive: str, candidate: str, scorer: Lexical
         return "negative_navigation"
     if contains_anchor(anchor, candidate):
         return "negative_with_anchor"
-    if scorer.ratio(anchor, candidate, positive) >= max_ratio:
+    if holds_answer(anchor, positive, candidate, scorer, max_ratio):
         return "negative_with_answer"
     return None
+
+
+def holds_answer(anchor: str, positive: str, negative: str, scorer: LexicalScorer, max_ratio: float) -> bool:
+    """Whether `negative` is likely another answer: it holds most of the anchor's rare terms and
+    matches the anchor (BM25) at least `max_ratio` times as well as the positive."""
+    return (scorer.coverage(anchor, negative) >= ANSWER_MIN_COVERAGE
+            and scorer.ratio(anchor, negative, positive) >= max_ratio)

@@ -36,6 +36,7 @@ CORPUS = [
     "The archive_command copies a finished WAL segment.",
     "Indexes speed up queries on large tables.",
     "ANALYZE collects statistics about the contents of tables.",
+    "How does replication work, and how does it fail over?",
 ]
 
 
@@ -59,6 +60,17 @@ def test_negative_problem_names_the_first_reason_that_applies():
     answer = "pg_basebackup takes a base backup of a running cluster; take one before upgrading."
     assert negative_problem(question, positive, answer, scorer, 1.0) == "negative_with_answer"
     assert negative_problem(question, positive, CORPUS[1] + " It runs often.", scorer, 1.0) is None
+
+
+def test_a_few_shared_words_with_a_weak_positive_do_not_make_an_answer():
+    # An inverse-cloze positive (its sentence taken out) shares few words with the anchor: a negative
+    # that shares a few more is still a good hard negative, not another answer.
+    scorer = LexicalScorer(CORPUS)
+    anchor = "Optimization of queries is primitive and mostly left to the wrapper."
+    positive = "Foreign-data functionality is still under active development."
+    negative = "Indexes speed up queries on large tables; the planner is left to choose."
+    assert scorer.ratio(anchor, negative, positive) > 1
+    assert negative_problem(anchor, positive, negative, scorer, 1.0) is None
 
 
 def test_docstring_examples_hold():
