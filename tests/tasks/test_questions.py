@@ -57,6 +57,8 @@ def test_section_numbers_are_stripped_but_words_are_kept():
     ("and the rest of the options.", False),
     ("Use `pip install` to get it.", False),
     ("See Section 26.3.", False),
+    ("See also Section 9.23 for other expressions involving subqueries.", False),  # a pointer, not a topic
+    ("For more information on the options, see the psql reference page.", False),
     ("Prev Up Home Next", False),
     ("max_wal_size = 1GB, min_wal_size = 80MB, wal_level = replica.", False),
 ])
