@@ -206,6 +206,7 @@ def test_navigation_chunks_are_never_positives_or_negatives(tmp_path, hash_embed
     report = build(config, "embedding-pairs", tmp_path / "out")
     rows = [row for split in SPLITS for row in read_split(tmp_path / "out" / "embedding-pairs", split).to_pylist()]
     assert report["dropped"]["negative_navigation"] >= 1, report["dropped"]
+    assert report["dropped"]["positive_navigation"] >= 1  # the table of contents under "Backup guide"
     assert not any(is_navigation_only(row[c]) for row in rows for c in ("positive", "negative_1", "negative_2"))
 
 
