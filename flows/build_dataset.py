@@ -1,6 +1,7 @@
 """The `build-dataset` flow: a fine-tuning dataset in Parquet from the index and labeled sources.
 
-    generated kinds (embedding-pairs, reranker): index -> passages -> queries -> hard negatives
+    generated kinds (embedding-pairs, reranker): index -> passages -> queries (+ labeled questions)
+                                                 -> hard negatives
     labeled kinds (sft, raft):                   labeled records (+ index) -> the kind's rows
     then: split by document -> hygiene (empty, PII, length, duplicates) -> [derive: reranker
           rows from the cleaned pairs] -> GX suite -> manifest + card -> write
@@ -27,7 +28,13 @@ from kbflow.tasks.dataset_kinds import dataset_kind
 from kbflow.tasks.datasets import mine_hard_negatives_task, read_index_task, read_passages
 from kbflow.tasks.generators import generate_pairs_task, make_generators
 from kbflow.tasks.hygiene import clean_rows_task, final_splits, require_rows
-from kbflow.tasks.labeled import content_hashes, labeled_rows_task, labeled_sources, read_labeled_records_task
+from kbflow.tasks.labeled import (
+    content_hashes,
+    labeled_pairs_task,
+    labeled_rows_task,
+    labeled_sources,
+    read_labeled_records_task,
+)
 
 
 @flow(name="build-dataset")
@@ -55,7 +62,12 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
         documents = content_hashes(records)
     else:
         pairs, dropped = generate_pairs_task(read_passages(index, source), generators, settings.seed)
-        rows, not_built = mine_hard_negatives_task(pairs, index, embedder, settings.negatives, settings.negative_margin)
+        if "labeled" in settings.generators and config.labeled_sources():  # the real questions, when there are any
+            records, bad = read_labeled_records_task(config.labeled_sources())
+            asked, skipped = labeled_pairs_task(records, index, embedder)
+            pairs += [pair for pair in asked if source is None or index.chunk(pair.chunk_id)["source"] == source]
+            dropped |= bad | skipped
+        rows, not_built = mine_hard_negatives_task(pairs, index, embedder, settings)
         documents = index.content_hashes()
     dropped |= not_built
 
@@ -63,7 +75,7 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
     dropped |= cleaned
     require_rows(kind, rows, dropped)
     rows = spec.derive_rows(rows, settings.negatives)
-    checks = check_dataset_task(kind, rows, embedder.tokenizer, max_tokens, config)
+    checks = check_dataset_task(kind, rows, embedder.tokenizer, max_tokens, config, index)
 
     splits = final_splits(kind, rows, settings.negatives)
     used = {doc_id for table in splits.values() for doc_id in table.column("doc_id").to_pylist()}

@@ -244,11 +244,18 @@ class DatasetsConfig(_Section):
 
     out_dir: Path | None = Field(None, description="default: <store>/datasets, or .kbflow-datasets")
     seed: int = 42
-    generators: list[Literal["heading", "ict", "llm"]] = Field(default_factory=lambda: ["heading", "ict"])
+    generators: list[Literal["heading", "ict", "labeled", "llm"]] = Field(
+        default_factory=lambda: ["heading", "ict", "labeled"],
+        description="labeled: the real questions of labeled sources, when there are any",
+    )
     ict_keep_sentence: float = Field(0.1, ge=0, le=1, description="ict: share of positives that keep the query")
     negatives: int = Field(3, ge=0, le=50, description="hard negatives per pair, mined from the index")
     negative_margin: float = Field(
         0.05, ge=0, le=1, description="a negative must score this much below the positive (cosine)"
+    )
+    answer_overlap_ratio: float = Field(
+        1.0, gt=0, description="a negative whose BM25 match of the anchor reaches this share of the positive's "
+                               "is taken for another answer and skipped"
     )
     validation_share: float = Field(0.1, ge=0, lt=1)
     test_share: float = Field(0.1, ge=0, lt=1)

@@ -145,9 +145,13 @@ def render_card(kind: str, name: str, manifest: dict, lengths: dict, config: Kbf
         "",
         "## Hygiene",
         "",
-        "| step | rows dropped |",
+        "| step | dropped |",
         "|---|---|",
         *[f"| {step.replace('_', ' ')} | {n} |" for step, n in manifest["dropped"].items()],
+        "",
+        "Rows (queries, pairs or records), except the `negative …` steps: candidate hard negatives skipped "
+        "before a pair's negatives were chosen (navigation only, holding the anchor, matching the anchor "
+        "lexically as well as the positive).",
         "",
         f"PII policy `{manifest['pii_policy']}`; PII found per type: "
         + (", ".join(f"{t} {n}" for t, n in sorted(manifest["pii"].items())) or "none")

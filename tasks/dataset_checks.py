@@ -2,7 +2,10 @@
 
 The profile has one row per dataset row: its split and its group's splits, whether its
 query is a near-duplicate of another split's, its shortest field and longest field in
-tokens, PII left, and per kind the message roles or the label. The suite
+tokens, PII left, and per kind the message roles or the label; for the pair kinds
+(embedding-pairs, reranker) whether the anchor appears in a negative, whether a negative
+is likely another answer (tasks/negatives.py), and whether the positive or a negative is
+navigation only. The suite
 (expectations/dataset_<kind>.json, or a user's copy in quality.expectations_dir) decides;
 a blocking failure stops the build before anything is written.
 """
@@ -21,14 +24,21 @@ from kbflow.config import DatasetsConfig, KbflowConfig
 from kbflow.errors import QualityGateFailed
 from kbflow.models import Tokenizer
 from kbflow.tasks.dataset_kinds import dataset_kind, field_values
-from kbflow.tasks.datasets import GROUP, SPLIT
+from kbflow.tasks.content_rules import is_navigation_only
+from kbflow.tasks.datasets import GROUP, SPLIT, IndexSnapshot, lexical_scorer
 from kbflow.tasks.dedup import cross_group_near_duplicates
+from kbflow.tasks.negatives import LexicalScorer, contains_anchor, holds_answer
 from kbflow.tasks.pii import FLAG_COLUMN, count_pii
 from kbflow.tasks.quality import SuiteResult, bundled_expectations_dir, load_suite, open_context, validate_frame
 
 
-def dataset_profile(kind: str, table: pa.Table, tokenizer: Tokenizer, config: DatasetsConfig) -> pd.DataFrame:
-    """One row per dataset row: what the suite checks, recomputed from the rows themselves."""
+def dataset_profile(
+    kind: str, table: pa.Table, tokenizer: Tokenizer, config: DatasetsConfig, scorer: LexicalScorer | None = None
+) -> pd.DataFrame:
+    """One row per dataset row: what the suite checks, recomputed from the rows themselves.
+
+    `scorer` (BM25 with the index's term statistics) is needed for the pair kinds.
+    """
     spec = dataset_kind(kind)
     splits, groups = table.column(SPLIT).to_pylist(), table.column(GROUP).to_pylist()
     splits_of_group: dict[str, set[str]] = {}
@@ -59,7 +69,37 @@ def dataset_profile(kind: str, table: pa.Table, tokenizer: Tokenizer, config: Da
         profile["label"] = field_values(table, spec.label_column)
     else:  # one row per query (pairs) or record (sft, raft)
         profile["row_key"] = [f"{s}\0{i}" for s, i in zip(profile["source"], profile["row_id"])]
+    if spec.base.name == "embedding-pairs":
+        profile |= negatives_profile(_pairs_of(kind, table), scorer or LexicalScorer([]), config.answer_overlap_ratio)
     return pd.DataFrame(profile)
+
+
+def _pairs_of(kind: str, table: pa.Table) -> list[tuple[str, str, list[str]]]:
+    """Per row, its query's (anchor, positive, negatives): a pair row's own, or (reranker) its query's rows."""
+    if not dataset_kind(kind).label_column:
+        negatives = [c for c in table.column_names if c.startswith("negative_")]
+        rows = table.select(["anchor", "positive", *negatives]).to_pylist()
+        return [(row["anchor"], row["positive"], [row[c] or "" for c in negatives]) for row in rows]
+    rows = table.select(["query_id", "query", "passage", "label"]).to_pylist()
+    queries: dict[str, tuple[str, list[str], list[str]]] = {}
+    for row in rows:
+        _, positives, negatives = queries.setdefault(row["query_id"], (row["query"], [], []))
+        (positives if row["label"] == 1 else negatives).append(row["passage"])
+    return [(queries[row["query_id"]][0], " ".join(queries[row["query_id"]][1]), queries[row["query_id"]][2])
+            for row in rows]
+
+
+def negatives_profile(
+    pairs: list[tuple[str, str, list[str]]], scorer: LexicalScorer, max_ratio: float
+) -> dict[str, list]:
+    """Per (anchor, positive, negatives): the anchor in a negative, a negative that is likely another
+    answer, navigation-only texts (the miner's own rules, on the final rows)."""
+    return {
+        "anchor_in_negative": [any(contains_anchor(a, n) for n in ns) for a, _, ns in pairs],
+        "answer_in_negative": [any(holds_answer(a, p, n, scorer, max_ratio) for n in ns) for a, p, ns in pairs],
+        "positive_is_navigation": [is_navigation_only(p) for _, p, _ in pairs],
+        "negative_is_navigation": [any(is_navigation_only(n) for n in ns) for _, _, ns in pairs],
+    }
 
 
 def _row_texts(columns: list[str], table: pa.Table) -> list[list[str]]:
@@ -103,8 +143,10 @@ def check_rows(kind: str, profile: pd.DataFrame, max_tokens: int, expectations_d
 
 @task(name="check-dataset", cache_policy=NO_CACHE)
 def check_dataset_task(
-    kind: str, table: pa.Table, tokenizer: Tokenizer, max_tokens: int, config: KbflowConfig
+    kind: str, table: pa.Table, tokenizer: Tokenizer, max_tokens: int, config: KbflowConfig,
+    index: IndexSnapshot | None = None,
 ) -> dict[str, Any]:
     """The kind's GX suite on the final rows; a blocking failure stops the build."""
-    profile = dataset_profile(kind, table, tokenizer, config.datasets)
+    scorer = lexical_scorer(index) if index is not None and dataset_kind(kind).base.name == "embedding-pairs" else None
+    profile = dataset_profile(kind, table, tokenizer, config.datasets, scorer)
     return check_rows(kind, profile, max_tokens, config.quality.expectations_dir)

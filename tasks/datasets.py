@@ -5,7 +5,8 @@ A dataset is built in stages, one module each (`kbflow.flows.build_dataset` wire
 - this module: the index snapshot every row is built from, embedding pairs with hard
   negatives mined from it, and reranker rows derived from the cleaned pairs;
 - tasks/generators.py: the queries (heading, ict, llm) the pairs start from;
-- tasks/labeled.py: sft and raft rows from labeled question/answer records;
+- tasks/negatives.py: what a hard negative must not be (the anchor, another answer, navigation);
+- tasks/labeled.py: sft and raft rows, and `labeled` pairs, from labeled question/answer records;
 - tasks/hygiene.py: splits by document, empty fields, PII, length, duplicates;
 - tasks/dataset_checks.py: the kind's GX suite on a profile of the final rows;
 - tasks/dataset_card.py: manifest.json (lineage), the README.md card, the atomic write;
@@ -28,12 +29,15 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow.config import DatasetsConfig
 from kbflow.models import Embedder
 from kbflow.schemas import dataset_schema, vector_matrix
 from kbflow.search import vector_hits
-from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_string
+from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_list, sql_string
 from kbflow.tasks.chunk import MAX_HEADING_CHARS
+from kbflow.tasks.content_rules import is_navigation_only
 from kbflow.tasks.generators import GeneratedPair, Passage
+from kbflow.tasks.negatives import NEGATIVE_PROBLEMS, LexicalScorer, negative_problem
 from kbflow.tasks.pii import FLAG_COLUMN
 
 # Working columns, never written: the split, the group that decides it, the text dedup compares.
@@ -64,7 +68,7 @@ class IndexSnapshot:
     store: Store  # queried at `versions["chunks_version"]`
     chunks: pa.Table  # chunk_id, doc_id, source, uri, tenant, ordinal, heading, text, run_id
     vectors: np.ndarray  # one row per chunk, same order
-    documents: pa.Table  # doc_id, source, uri, content_hash, tenant
+    documents: pa.Table  # doc_id, source, uri, content_hash, tenant, title
     versions: dict[str, Any]  # chunks_version, documents_version, model, run_ids
     _position: dict[str, int] = field(default_factory=dict)
 
@@ -98,7 +102,7 @@ def read_index(store: Store, model: str) -> IndexSnapshot:
     order = pc.sort_indices(everything, [("doc_id", "ascending"), ("ordinal", "ascending"), ("chunk_id", "ascending")])
     everything = everything.take(order)
     vectors = vector_matrix(everything.column("vector"))
-    documents = store.documents().select(["doc_id", "source", "uri", "content_hash", "tenant"])
+    documents = store.documents().select(["doc_id", "source", "uri", "content_hash", "tenant", "title"])
     versions = {
         "chunks_version": version,
         "documents_version": store.version(DOCUMENTS_TABLE),
@@ -116,12 +120,21 @@ def strip_heading(text: str, heading: str | None) -> str:
 
 
 def read_passages(index: IndexSnapshot, source: str | None = None) -> list[Passage]:
-    """The index's chunks as passages (heading split off), in document order; one source or all."""
+    """The index's chunks as passages (heading split off, the document's title), in document order;
+    one source or all."""
+    titles = dict(zip(index.documents.column("doc_id").to_pylist(), index.documents.column("title").to_pylist()))
     return [
-        Passage(row["chunk_id"], row["doc_id"], row["source"], row["heading"] or "", strip_heading(row["text"], row["heading"]))
+        Passage(row["chunk_id"], row["doc_id"], row["source"], row["heading"] or "",
+                strip_heading(row["text"], row["heading"]), titles.get(row["doc_id"]) or "")
         for row in index.chunks.to_pylist()
         if source is None or row["source"] == source
     ]
+
+
+def lexical_scorer(index: IndexSnapshot) -> LexicalScorer:
+    """BM25 with the term statistics of the index's chunks (headings split off, as passages are)."""
+    return LexicalScorer(strip_heading(row["text"], row["heading"])
+                         for row in index.chunks.select(["text", "heading"]).to_pylist())
 
 
 
@@ -129,37 +142,52 @@ def read_passages(index: IndexSnapshot, source: str | None = None) -> list[Passa
 
 
 def mine_hard_negatives(
-    pairs: list[GeneratedPair], index: IndexSnapshot, embedder: Embedder, negatives: int, margin: float
+    pairs: list[GeneratedPair], index: IndexSnapshot, embedder: Embedder, config: DatasetsConfig
 ) -> tuple[pa.Table, dict[str, int]]:
-    """Embedding-pair rows: each pair with its top `negatives` hard negatives from the index.
+    """Embedding-pair rows: each pair with its top `config.negatives` hard negatives from the index.
 
     Candidates are the query's nearest chunks of OTHER documents of the positive's tenant
-    (a row never mixes tenants' text). A candidate scoring within `margin` of the positive
-    chunk's own score, or with the positive's text, is likely a near-duplicate or another
-    right answer, and skipped. A pair left with fewer than `negatives` is dropped (counted
-    as `too_few_negatives`): every row has the same columns, filled with real hard negatives.
+    (a row never mixes tenants' text), never a document the pair names as another answer.
+    Skipped, before negatives are chosen: a candidate scoring within `negative_margin`
+    of the positive chunk's own score, or with the positive's text (a near-duplicate or
+    another right answer), and each candidate `negative_problem` rejects (navigation, the
+    anchor in it, a lexical match of the anchor as good as the positive's: counted per
+    reason). A pair whose positive is navigation only is dropped (`positive_navigation`),
+    and so is a pair left with fewer than `negatives` (`too_few_negatives`): every row has
+    the same columns, filled with real hard negatives.
     """
     from kbflow import progress
 
-    vectors = embedder.encode([pair.query for pair in pairs]) if pairs and negatives else None
-    rows, dropped = [], 0
-    for i, pair in enumerate(pairs):
+    negatives = config.negatives
+    scorer = lexical_scorer(index) if pairs and negatives else None
+    dropped = dict.fromkeys(["positive_navigation", "too_few_negatives", *NEGATIVE_PROBLEMS], 0)
+    kept = [pair for pair in pairs if not is_navigation_only(pair.positive)]
+    dropped["positive_navigation"] = len(pairs) - len(kept)
+    vectors = embedder.encode([pair.query for pair in kept]) if kept and negatives else None
+    rows = []
+    for i, pair in enumerate(kept):
         chunk = index.chunk(pair.chunk_id)
         mined: list[str] = []
         if negatives:
-            floor = float(vectors[i] @ index.vector(pair.chunk_id)) - margin
-            where = f"doc_id != {sql_string(chunk['doc_id'])} AND tenant = {sql_string(chunk['tenant'])}"
+            floor = float(vectors[i] @ index.vector(pair.chunk_id)) - config.negative_margin
+            where = f"doc_id NOT IN ({sql_list([chunk['doc_id'], *pair.other_answers])}) " \
+                    f"AND tenant = {sql_string(chunk['tenant'])}"
             positive = " ".join(pair.positive.split())
             for hit in index.search(vectors[i], where, negatives + NEGATIVE_POOL):
                 text = strip_heading(hit["text"], hit["heading"]).strip()
-                if hit["score"] < floor and text and " ".join(text.split()) != positive and text not in mined:
-                    mined.append(text)
+                if hit["score"] >= floor or not text or " ".join(text.split()) == positive or text in mined:
+                    continue
+                problem = negative_problem(pair.query, pair.positive, text, scorer, config.answer_overlap_ratio)
+                if problem:
+                    dropped[problem] += 1
+                    continue
+                mined.append(text)
                 if len(mined) == negatives:
                     break
-            if i % 50 == 0 or i == len(pairs) - 1:
-                progress.report("mining negatives", i + 1, len(pairs))
+            if i % 50 == 0 or i == len(kept) - 1:
+                progress.report("mining negatives", i + 1, len(kept))
         if len(mined) < negatives:
-            dropped += 1
+            dropped["too_few_negatives"] += 1
             continue
         rows.append(
             {
@@ -175,7 +203,7 @@ def mine_hard_negatives(
             }
         )
     schema = with_private(dataset_schema("embedding-pairs", negatives))
-    return pa.Table.from_pylist(rows, schema=schema), {"too_few_negatives": dropped}
+    return pa.Table.from_pylist(rows, schema=schema), dropped
 
 
 def reranker_rows(pairs: pa.Table, negatives: int) -> pa.Table:
@@ -209,7 +237,7 @@ def read_index_task(store: Store, model: str) -> IndexSnapshot:
 
 @task(name="mine-hard-negatives", cache_policy=NO_CACHE)
 def mine_hard_negatives_task(
-    pairs: list[GeneratedPair], index: IndexSnapshot, embedder: Embedder, negatives: int, margin: float
+    pairs: list[GeneratedPair], index: IndexSnapshot, embedder: Embedder, config: DatasetsConfig
 ) -> tuple[pa.Table, dict[str, int]]:
     """Embedding-pair rows with hard negatives from other documents."""
-    return mine_hard_negatives(pairs, index, embedder, negatives, margin)
+    return mine_hard_negatives(pairs, index, embedder, config)

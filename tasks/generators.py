@@ -1,10 +1,12 @@
 """Query generators: (query, positive passage) pairs for embedding fine-tuning.
 
 A generator turns passages (chunks of the index, heading line removed) into
-pairs. Offline generators need nothing but the text: `heading` uses a section's
-heading path as the query for its passage, `ict` (inverse cloze task) uses one
-sentence of the passage as the query and the rest as the positive. The `llm`
-generator (tasks/llm.py) asks an OpenAI-compatible endpoint for questions.
+pairs. Offline generators need nothing but the text: `heading` turns a section's
+heading path into the question it answers (tasks/questions.py: "What is X?", "How do I
+X?", "What does option -f do?"; structural headings give none), `ict` (inverse cloze
+task) uses one whole informative sentence of the passage as the query and the rest as
+the positive. The `labeled` generator (tasks/labeled.py) takes the real questions of
+labeled sources; the `llm` generator (tasks/llm.py) asks an OpenAI-compatible endpoint.
 """
 
 from __future__ import annotations
@@ -19,13 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import DatasetsConfig
-
-# Headings that say nothing about their section: useless as a query on their own.
-GENERIC_HEADINGS = frozenset(
-    {"introduction", "overview", "summary", "contents", "table of contents", "see also", "references",
-     "notes", "note", "example", "examples", "appendix", "background", "details", "misc", "other", "faq"}
-)  # fmt: skip
-
+from kbflow.tasks.questions import heading_question, is_informative_sentence
 
 @dataclass(frozen=True)
 class Passage:
@@ -36,6 +32,7 @@ class Passage:
     source: str
     heading: str  # the heading path, "Backup and restore > Restoring"; "" when none
     text: str  # the chunk's text without its heading line
+    title: str = ""  # the document's title: names the subject of "Options", "Description", ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,8 @@ class GeneratedPair:
     query: str
     positive: str  # the passage text the query should retrieve
     chunk_id: str  # the chunk the positive comes from
-    generator: str  # the generator's name: heading | ict | llm
+    generator: str  # the generator's name: heading | ict | labeled | llm
+    other_answers: tuple[str, ...] = ()  # doc ids that also answer the query: never a negative's document
 
 
 class QueryGenerator(Protocol):
@@ -57,7 +55,6 @@ class QueryGenerator(Protocol):
 # a list item, table row, heading or code fence (hard-wrapped prose runs on over newlines).
 SENTENCE = re.compile(r"\S.*?(?:[.!?](?=\s)|(?=\n\s*\n)|(?=\n\s*(?:[-*+•|#>]|\d+[.)]\s|```))|\Z)", re.S)
 LIST_MARKER = re.compile(r"^(?:[-*+•>#]+|\d+[.)])\s+")
-NOT_PROSE = re.compile(r"\||```|^\s*[$#]|[{}<>=]{2}")  # table rows, code, shell prompts: no query
 
 
 def _words(text: str) -> int:
@@ -65,11 +62,11 @@ def _words(text: str) -> int:
 
 
 class HeadingGenerator:
-    """The section's heading path as the query for the section's text (its first chunk).
+    """The question a section's heading asks, as the query for the section's text (its first chunk).
 
-    Skipped: passages without a heading, heading paths of fewer than `min_query_tokens`
-    words, and sections whose own heading is generic ("Introduction", "Overview", ...),
-    which says nothing the section is about.
+    `heading_question` words the heading path as a question by its shape (given the
+    document's title); structural headings (Part/Chapter numbers, "Note", "Synopsis", ...)
+    give none and are skipped, as are questions of fewer than `min_query_tokens` words.
     """
 
     name = "heading"
@@ -84,10 +81,10 @@ class HeadingGenerator:
             if not heading or key in seen or not passage.text.strip():
                 continue
             seen.add(key)  # later chunks of the section would repeat the same query
-            last = heading.rsplit(" > ", 1)[-1].strip().lower()
-            if last in GENERIC_HEADINGS or _words(heading) < self.min_query_tokens:
+            question = heading_question(heading, passage.title)
+            if question is None or _words(question) < self.min_query_tokens:
                 continue
-            pairs.append(GeneratedPair(heading, passage.text, passage.chunk_id, self.name))
+            pairs.append(GeneratedPair(question, passage.text, passage.chunk_id, self.name))
         return pairs
 
 
@@ -96,7 +93,9 @@ class IctGenerator:
 
     The sentence is kept in the positive for a `keep_sentence` share of pairs (Lee et al.
     2019: the model still learns word overlap, not only context). A passage needs a
-    second sentence, and a query sentence of at least `min_query_tokens` words.
+    second sentence, and the query must be a whole informative sentence of prose
+    (`is_informative_sentence`: never a code line, a table row or a fragment) of at least
+    `min_query_tokens` words.
     """
 
     name = "ict"
@@ -109,15 +108,17 @@ class IctGenerator:
         for passage in passages:
             text = passage.text.strip()
             spans = [m.span() for m in SENTENCE.finditer(text)]
+            # wrapped lines joined, a list marker dropped
+            sentences = {span: " ".join(LIST_MARKER.sub("", text[span[0]:span[1]]).split()) for span in spans}
             candidates = [
-                (start, end) for start, end in spans
-                if _words(text[start:end]) >= self.min_query_tokens and not NOT_PROSE.search(text[start:end])
+                span for span, sentence in sentences.items()
+                if _words(sentence) >= self.min_query_tokens and is_informative_sentence(sentence)
             ]
             if len(spans) < 2 or not candidates:
                 continue
             start, end = rng.choice(candidates)
             keep = rng.random() < self.keep_sentence
-            query = " ".join(LIST_MARKER.sub("", text[start:end]).split())  # wrapped lines joined
+            query = sentences[(start, end)]
             pairs.append(GeneratedPair(query, text if keep else _without(text, start, end), passage.chunk_id, self.name))
         return pairs
 
@@ -129,7 +130,10 @@ def _without(text: str, start: int, end: int) -> str:
 
 
 def make_generators(config: DatasetsConfig) -> list[QueryGenerator]:
-    """The configured generators, in config order; `llm` only with an endpoint configured."""
+    """The configured passage generators, in config order; `llm` only with an endpoint configured.
+
+    `labeled` reads labeled records, not passages: the flow adds its pairs (tasks/labeled.py).
+    """
     generators: list[QueryGenerator] = []
     for name in dict.fromkeys(config.generators):
         if name == "heading":

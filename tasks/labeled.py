@@ -1,4 +1,4 @@
-"""Dataset rows from labeled question/answer records: `sft` and `raft`.
+"""Dataset rows from labeled question/answer records: `sft`, `raft`, and `labeled` embedding pairs.
 
 A labeled source is a records source with `question_field` and `answer_field` (and
 optionally `relevant_field`: the documents that answer it, by doc id, uri or file name).
@@ -13,8 +13,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -24,8 +25,9 @@ from kbflow.models import Embedder
 from kbflow.relevance import hit_keys
 from kbflow.schemas import dataset_schema
 from kbflow.store import sql_list, sql_string
-from kbflow.tasks.datasets import GROUP, QUERY, IndexSnapshot, with_private
+from kbflow.tasks.datasets import GROUP, QUERY, IndexSnapshot, strip_heading, with_private
 from kbflow.tasks.discover import discover_records, read_records
+from kbflow.tasks.generators import GeneratedPair
 
 if TYPE_CHECKING:
     from kbflow.tasks.dataset_kinds import DatasetKindSpec
@@ -107,6 +109,44 @@ def resolve_relevant(relevant: Sequence[str], lookup: dict[str, list[str]]) -> l
     return list(dict.fromkeys(found))
 
 
+def nearest_chunk(index: IndexSnapshot, vector: np.ndarray, doc_ids: list[str] | None) -> dict[str, Any] | None:
+    """The chunk of `doc_ids` (of the whole index when None) nearest to a question's vector: the one
+    that answers it (RAFT's oracle, a labeled pair's positive); None when those documents have no chunk."""
+    where = f"doc_id IN ({sql_list(doc_ids)})" if doc_ids else None
+    return next(iter(index.search(vector, where, 1)), None)
+
+
+def labeled_pairs(
+    records: list[LabeledRecord], index: IndexSnapshot, embedder: Embedder
+) -> tuple[list[GeneratedPair], dict[str, int]]:
+    """Embedding pairs from labeled records: the real question as the anchor, the chunk that answers
+    it as the positive (generator `labeled`).
+
+    The positive is the nearest chunk to the question of the record's relevant documents,
+    or of the record's own document when it is indexed (a records source whose text is the
+    answer). A record with neither is skipped (`labeled_no_positive`): unlike RAFT's oracle,
+    the whole index's nearest chunk is not used, since training on the model's own top hit
+    teaches it nothing. Its other relevant documents are never its negatives' documents.
+    """
+    lookup = relevant_lookup(index.documents)
+    indexed = set(index.documents.column("doc_id").to_pylist())
+    answerable = []
+    for record in records:
+        relevant = resolve_relevant(record.relevant, lookup) or ([record.doc_id] if record.doc_id in indexed else [])
+        if record.question and relevant:
+            answerable.append((record, relevant))
+    vectors = embedder.encode([record.question for record, _ in answerable]) if answerable else []
+    pairs = []
+    for (record, relevant), vector in zip(answerable, vectors):
+        chunk = nearest_chunk(index, vector, relevant)
+        if chunk is None:
+            continue
+        positive = strip_heading(chunk["text"], chunk["heading"]).strip()
+        others = tuple(doc_id for doc_id in relevant if doc_id != chunk["doc_id"])
+        pairs.append(GeneratedPair(record.question, positive, chunk["chunk_id"], "labeled", others))
+    return pairs, {"labeled_no_positive": len(records) - len(pairs)}
+
+
 def _messages(system: str, user: str, answer: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user},
             {"role": "assistant", "content": answer}]
@@ -152,8 +192,7 @@ def raft_rows(
     rows, no_oracle, lookup = [], 0, relevant_lookup(index.documents)
     for record, vector in zip(records, vectors):
         relevant = resolve_relevant(record.relevant, lookup)
-        where = f"doc_id IN ({sql_list(relevant)})" if relevant else None
-        oracle = next(iter(index.search(vector, where, 1)), None)
+        oracle = nearest_chunk(index, vector, relevant or None)
         if oracle is None:
             no_oracle += 1
             continue
@@ -189,6 +228,14 @@ def raft_rows(
 def read_labeled_records_task(sources: list[SourceConfig]) -> tuple[list[LabeledRecord], dict[str, int]]:
     """Question/answer records of the labeled sources."""
     return read_labeled_records(sources)
+
+
+@task(name="labeled-pairs", cache_policy=NO_CACHE)
+def labeled_pairs_task(
+    records: list[LabeledRecord], index: IndexSnapshot, embedder: Embedder
+) -> tuple[list[GeneratedPair], dict[str, int]]:
+    """Embedding pairs from the real questions of labeled sources."""
+    return labeled_pairs(records, index, embedder)
 
 
 @task(name="labeled-rows", cache_policy=NO_CACHE)

@@ -21,6 +21,7 @@ from kbflow.flows.build_dataset import build_dataset
 from kbflow.flows.ingest import ingest
 from kbflow.schemas import dataset_schema
 from kbflow.tasks.dataset_kinds import DATASET_KINDS
+from kbflow.tasks.content_rules import is_navigation_only
 from kbflow.tasks.pii import find_pii
 from kbflow.tasks.staleness import find_stale_rows
 
@@ -135,7 +136,7 @@ def test_every_kind_builds_loads_with_datasets_and_holds_no_planted_pii(corpus, 
         assert {split: loaded[split].num_rows for split in loaded} == {s: n for s, n in report["rows"].items() if n}
 
     pairs = read_split(out / "embedding-pairs", "train").to_pylist()
-    assert {row["generator"] for row in pairs} == {"heading", "ict"}
+    assert {row["generator"] for row in pairs} == {"heading", "ict", "labeled"}
     reranker = read_split(out / "reranker", "train").to_pylist()
     assert {row["label"] for row in reranker} == {0, 1}
     assert sum(row["label"] for row in reranker) * 3 == len(reranker)  # 1 positive + 2 negatives per query
@@ -175,6 +176,53 @@ def test_hard_negatives_come_from_other_documents(corpus, tmp_path):
         for row in read_split(tmp_path / "out" / "embedding-pairs", split).to_pylist():
             for negative in (row["negative_1"], row["negative_2"]):
                 assert doc_of_text.get(negative, "redacted") != row["doc_id"]
+
+
+def test_anchors_are_questions_or_whole_sentences_and_real_questions_become_pairs(corpus, tmp_path):
+    from kbflow.store import Store
+
+    report = build(corpus, "embedding-pairs", tmp_path / "out")
+    rows = [row for split in SPLITS for row in read_split(tmp_path / "out" / "embedding-pairs", split).to_pylist()]
+    by_generator = {g: [row for row in rows if row["generator"] == g] for g in ("heading", "ict", "labeled")}
+    assert all(by_generator.values()), report
+    assert all(row["anchor"].endswith("?") for row in by_generator["heading"])  # "How do I manage the …?"
+    assert all(row["anchor"][0].isupper() and row["anchor"].endswith(".") for row in by_generator["ict"])
+    # The real question is the anchor; the positive is a chunk of the document the record names.
+    uris = {d["doc_id"]: d["uri"] for d in Store(load_config(corpus).store).documents().to_pylist()}
+    questions = {line["question"]: line["relevant"][0]
+                 for line in map(json.loads, (corpus.parent / "labels/qa.jsonl").read_text().splitlines())}
+    for row in by_generator["labeled"]:
+        assert questions[row["anchor"]] == uris[row["doc_id"]]
+    assert len(by_generator["labeled"]) + report["dropped"]["cross_split_duplicate"] >= len(TOPICS) - 1
+    assert {"positive_navigation", "negative_navigation", "negative_with_anchor", "negative_with_answer",
+            "labeled_no_positive"} <= set(report["dropped"])
+
+
+def test_navigation_chunks_are_never_positives_or_negatives(tmp_path, hash_embedder):
+    config = write_corpus(tmp_path)
+    write(tmp_path, {"docs/pager.md": "Prev\n\nUp\n\nHome\n\nNext\n",
+                     "docs/toc.md": "# Backup guide\n\n1.1. Backup snapshot option\n\n1.2. Backup archive option\n"})
+    ingest(config_path=str(config))
+    report = build(config, "embedding-pairs", tmp_path / "out")
+    rows = [row for split in SPLITS for row in read_split(tmp_path / "out" / "embedding-pairs", split).to_pylist()]
+    assert report["dropped"]["negative_navigation"] >= 1, report["dropped"]
+    assert report["dropped"]["positive_navigation"] >= 1  # the table of contents under "Backup guide"
+    assert not any(is_navigation_only(row[c]) for row in rows for c in ("positive", "negative_1", "negative_2"))
+
+
+def test_an_anchor_that_redaction_makes_appear_in_its_negative_blocks_the_build(tmp_path, hash_embedder):
+    # Told apart only by their email addresses, the two sentences are not near-duplicates when the
+    # negatives are mined; PII redaction then makes them equal: only the suite can catch it.
+    sentence = "Call {} to restore the nightly snapshot quickly."
+    write(tmp_path, {"docs/a.md": sentence.format("jane.doe@example.org") + " See Section 2.\n",
+                     "docs/b.md": sentence.format("ops.team@example.com") + " See Section 3.\n"})
+    config = write_config(tmp_path, DOCS_SOURCE, "[datasets]\nnegatives = 1\nict_keep_sentence = 1.0\n")
+    ingest(config_path=str(config))
+    with pytest.raises(QualityGateFailed, match="anchor_in_negative") as blocked:
+        build(config, "embedding-pairs", tmp_path / "out")
+    # (equal after redaction, the negative now also matches the anchor as well as the positive)
+    assert {f.column for f in blocked.value.failures} == {"anchor_in_negative", "answer_in_negative"}
+    assert not (tmp_path / "out").exists()
 
 
 def test_same_inputs_and_seed_give_identical_rows(corpus, tmp_path):
@@ -279,7 +327,8 @@ def test_llm_generator_pairs_from_a_loopback_openai_compatible_server(tmp_path, 
         server.shutdown()
     rows = [row for split in SPLITS for row in read_split(tmp_path / "out" / "embedding-pairs", split).to_pylist()]
     assert prompts and {row["generator"] for row in rows} == {"llm"}
-    assert len(rows) + sum(report["dropped"].values()) == len(prompts)  # one question per chunk
+    # one question per chunk (the `negative_*` drops count skipped candidate negatives, not rows)
+    assert len(rows) + sum(n for step, n in report["dropped"].items() if not step.startswith("negative_")) == len(prompts)
     assert report["dropped"]["llm_skipped"] == 0
 
 

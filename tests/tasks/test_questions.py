@@ -24,6 +24,7 @@ from kbflow.tasks.questions import heading_question, is_informative_sentence, st
     ("9.12. Network Address Functions and Operators", "", "What are network address functions and operators?"),
     ("38.2. The PostgreSQL Type System", "", "What is the PostgreSQL type system?"),
     ("17.7. Platform-Specific Notes", "", "What are platform-specific notes?"),
+    ("11.2. Index Types > 11.2.6. BRIN", "", "What is BRIN in index types?"),  # the parent as a phrase
     ("Why doesn't closing sys.stdout really close it?", "", "Why doesn't closing sys.stdout really close it?"),
 ])
 def test_headings_become_questions_by_their_shape(heading, title, expected):
@@ -56,6 +57,8 @@ def test_section_numbers_are_stripped_but_words_are_kept():
     ("and the rest of the options.", False),
     ("Use `pip install` to get it.", False),
     ("See Section 26.3.", False),
+    ("See also Section 9.23 for other expressions involving subqueries.", False),  # a pointer, not a topic
+    ("For more information on the options, see the psql reference page.", False),
     ("Prev Up Home Next", False),
     ("max_wal_size = 1GB, min_wal_size = 80MB, wal_level = replica.", False),
 ])
