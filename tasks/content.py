@@ -32,9 +32,10 @@ MIN_LINK_LIST_LINES = 3  # fewer lines say nothing about a list
 
 # Site chrome words: a body made only of these is navigation, not content.
 NAVIGATION_WORDS = frozenset(
-    "prev previous next up home top back contents index search toc menu skip to content "
-    "navigation go edit this page table of chapter part".split()
+    "prev previous next up home top back contents index search toc menu skip to content main "
+    "navigation go edit this page on github table of chapter part section appendix breadcrumb".split()
 )
+PAGER_WORDS = frozenset({"prev", "previous", "next", "up", "home"})
 _NAVIGATION_ONLY = frozenset("prev previous next up home top back contents index search toc menu skip".split())
 
 # English function words (a short list: enough to tell "the of and to" from content words).
@@ -182,14 +183,19 @@ def navigation_share(body: str) -> float | None:
 _NUMBERED_TITLE = re.compile(r"^(?:(?:Chapter|Part|Appendix|Section)\s+)?[A-Z0-9]{1,4}(?:\.[0-9]+)*\.\s+\S")
 
 
-def is_link_like(line: str) -> bool:
-    """A line a link list is made of: a navigation line, or a short numbered section title (a table of contents).
+_LINKS_ONLY = re.compile(r"^(?:\[[^\]]*\]\([^)]*\)[\s|·•,»›]*)+$")  # markdown links and separators only
+_BULLET = re.compile(r"^(?:[-*+•>]+|\d+[.)])\s+")
+_SENTENCE_END = (".", ":", ";", ",", "?", "!")
+MAX_TITLE_WORDS = 12
 
-    Table rows and option lists are short too, but not numbered titles: they stay content.
+
+def is_link_like(line: str) -> bool:
+    """A line a link list is made of: a navigation line, links only, or a short numbered section title
+    (a table of contents). Table rows and option lists are short too, but not numbered titles: content.
     """
-    if is_navigation_line(line):
+    if is_navigation_line(line) or _LINKS_ONLY.match(line):
         return True
-    return len(line) <= 80 and not line.endswith((".", ":", ";", ",", "?", "!")) and bool(_NUMBERED_TITLE.match(line))
+    return len(line) <= 80 and not line.endswith(_SENTENCE_END) and bool(_NUMBERED_TITLE.match(line))
 
 
 def link_line_share(body: str) -> float | None:
@@ -198,3 +204,37 @@ def link_line_share(body: str) -> float | None:
     if len(lines) < MIN_LINK_LIST_LINES:
         return None
     return round(sum(is_link_like(line) for line in lines) / len(lines), 4)
+
+
+def _is_title(line: str) -> bool:
+    """A short line that does not end like a sentence: a heading, or a link's text."""
+    return len(line.split()) <= MAX_TITLE_WORDS and not line.rstrip("'\")").endswith(_SENTENCE_END)
+
+
+def is_navigation_only(text: str) -> bool:
+    """Whether a text is only navigation (pager, breadcrumb, table of contents, links) or one heading line:
+    nothing a user asks about, so never a dataset's positive or negative.
+
+    >>> is_navigation_only("26.3. Continuous Archiving\\n\\nPrev\\n\\nUp\\n\\nChapter 26. Backup and Restore\\n\\nHome\\n\\nNext")
+    True
+    >>> is_navigation_only("[Install](install.md) · [Upgrade](upgrade.md) · [FAQ](faq.md)")
+    True
+    >>> is_navigation_only("Backup and Restore")
+    True
+    >>> is_navigation_only("DROP STATISTICS\\n\\nPrev\\n\\nUp\\n\\nNext\\n\\nCREATE SERVER\\n\\nHome")
+    True
+    >>> is_navigation_only("Prev\\nNext\\nA base backup is taken with pg_basebackup while the server runs.")
+    False
+
+    Empty text is not navigation (emptiness is its own check). Lines of punctuation only
+    (separators) are neutral; the short lines around a pager (its link texts: the previous and
+    next pages' titles) count as navigation.
+    """
+    lines = [_BULLET.sub("", line).strip() for line in body_lines(text)]
+    lines = [line for line in lines if re.search(r"\w", line)]
+    if not lines:
+        return False
+    if len(lines) == 1 and _is_title(lines[0]):
+        return True
+    pager = sum(line.lower() in PAGER_WORDS for line in lines) >= 2
+    return all(is_link_like(line) or pager and _is_title(line) for line in lines)

@@ -24,7 +24,7 @@ from kbflow.config import DatasetsConfig, KbflowConfig
 from kbflow.errors import QualityGateFailed
 from kbflow.models import Tokenizer
 from kbflow.tasks.dataset_kinds import dataset_kind, field_values
-from kbflow.tasks.content_rules import is_navigation_only
+from kbflow.tasks.content import is_navigation_only
 from kbflow.tasks.datasets import GROUP, SPLIT, IndexSnapshot, lexical_scorer
 from kbflow.tasks.dedup import cross_group_near_duplicates
 from kbflow.tasks.negatives import LexicalScorer, contains_anchor, holds_answer

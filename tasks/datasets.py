@@ -35,7 +35,7 @@ from kbflow.schemas import dataset_schema, vector_matrix
 from kbflow.search import vector_hits
 from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_list, sql_string
 from kbflow.tasks.chunk import MAX_HEADING_CHARS
-from kbflow.tasks.content_rules import is_navigation_only
+from kbflow.tasks.content import is_navigation_only
 from kbflow.tasks.generators import GeneratedPair, Passage
 from kbflow.tasks.negatives import NEGATIVE_PROBLEMS, LexicalScorer, negative_problem
 from kbflow.tasks.pii import FLAG_COLUMN

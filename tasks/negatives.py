@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from kbflow.tasks.content_rules import is_navigation_only
+from kbflow.tasks.content import is_navigation_only
 from kbflow.tasks.dedup import normalize_text
 
 # Share of the anchor's word pairs found in a text: a near-verbatim copy. Pairs, not dedup's

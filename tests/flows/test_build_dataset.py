@@ -21,7 +21,7 @@ from kbflow.flows.build_dataset import build_dataset
 from kbflow.flows.ingest import ingest
 from kbflow.schemas import dataset_schema
 from kbflow.tasks.dataset_kinds import DATASET_KINDS
-from kbflow.tasks.content_rules import is_navigation_only
+from kbflow.tasks.content import is_navigation_only
 from kbflow.tasks.pii import find_pii
 from kbflow.tasks.staleness import find_stale_rows
 

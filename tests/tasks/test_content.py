@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from kbflow.tasks import content_rules
-from kbflow.tasks.content_rules import is_navigation_only
+from kbflow.tasks import content
+from kbflow.tasks.content import is_navigation_only
 
 
 @pytest.mark.parametrize("text", [
@@ -36,5 +36,5 @@ def test_content_is_not_navigation(text):
 
 
 def test_docstring_examples_hold():
-    results = doctest.testmod(content_rules)
+    results = doctest.testmod(content)
     assert results.attempted >= 4 and results.failed == 0
