@@ -137,7 +137,8 @@ def main() -> None:
     options = parser.parse_args()
 
     print(f"load average at start: {os.getloadavg()}", file=sys.stderr)
-    env = {**os.environ, "COLUMNS": "200"}
+    # Prefect's own temporary server gives up after 20 s by default: too short on a busy machine.
+    env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", **os.environ, "COLUMNS": "200"}
     with tempfile.TemporaryDirectory(prefix="kbflow-startup-") as tmp:
         work = Path(tmp)
         examples = work / "examples"

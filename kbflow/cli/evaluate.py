@@ -20,6 +20,7 @@ from kbflow.cli.common import (
     stderr,
     stdout,
 )
+from kbflow.cli.server import flow_api
 from kbflow.config import EvalMode, load_config
 
 
@@ -36,6 +37,7 @@ def eval_(
     as_json: JsonOption = False,
 ) -> None:
     """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
+    api = flow_api(load_config(config), quiet=as_json)
     from kbflow.flows.evaluate import evaluate as evaluate_flow
     from kbflow.flows.evaluate import resolve_inputs
     from kbflow.queries import read_queries
@@ -47,6 +49,7 @@ def eval_(
     if queries_path is not None:
         read_queries(queries_path)  # a bad line fails here, before Prefect starts
     with progress_bars(enabled=not as_json):
+        api.ready()
         report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, **inputs)
     if report.get("unresolved"):
         stderr.print(f"note: {report['unresolved']} relevant id(s) match no indexed document or chunk "
@@ -100,9 +103,11 @@ def finetune(
 
     check_out_dir(out.resolve())
     retrieval_set(read_pairs(dataset))  # a missing or wrong dataset fails here, before Prefect and torch
+    api = flow_api(load_config(config), quiet=as_json)
     from kbflow.flows.finetune import finetune as finetune_flow
 
     with progress_bars(enabled=not as_json):
+        api.ready()
         report = finetune_flow(config_path=str(config.resolve()), dataset=str(dataset.resolve()),
                                out=str(out.resolve()), epochs=epochs, max_steps=max_steps)
     if as_json:
