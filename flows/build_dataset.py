@@ -18,6 +18,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from kbflow import progress
 from kbflow.config import DatasetKind, load_config
 from kbflow.models import load_embedder
 from kbflow.store import Store
@@ -57,6 +58,8 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
     generators = make_generators(settings) if kind in ("embedding-pairs", "reranker") else []
     sources = labeled_sources(config, source) if kind in ("sft", "raft") else []
     store = Store(config.store)
+    stage = f"dataset {kind}"  # one bar over the build's stages; negatives mining has its own
+    progress.report(stage, 0, 4)
     embedder = load_embedder(config.embedding)
     max_tokens = min(settings.max_tokens or embedder.max_tokens, embedder.max_tokens)
     index = read_index_task(store, config.embedding.model) if kind in INDEX_KINDS or store.has("chunks") else None
@@ -74,6 +77,7 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
             rows, no_oracle = raft_rows_task(records, index, embedder, settings)
             dropped |= no_oracle
         documents = {record.doc_id: record.content_hash for record in records}
+    progress.report(stage, 1, 4)
 
     rows, cleaned, pii = clean_rows_task("embedding-pairs" if kind == "reranker" else kind, rows,
                                          embedder.tokenizer, max_tokens, settings)
@@ -82,6 +86,7 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
     if kind == "reranker":
         rows = reranker_rows(rows, settings.negatives)
     checks = check_dataset_task(kind, rows, embedder.tokenizer, max_tokens, config)
+    progress.report(stage, 2, 4)
 
     splits = final_splits(kind, rows, settings.negatives)
     used = {doc_id for table in splits.values() for doc_id in table.column("doc_id").to_pylist()}
@@ -92,5 +97,7 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
         tokenizer=embedder.tokenizer,
     )
     target = Path(out_dir) if out_dir else config.datasets.out_dir
+    progress.report(stage, 3, 4)
     written = write_dataset_task(splits, target / kind, manifest, card)
+    progress.report(stage, 4, 4)
     return {"kind": kind, "dir": str(written), "rows": manifest["rows"], "dropped": dropped, "pii": pii, "checks": checks}

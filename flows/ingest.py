@@ -77,6 +77,7 @@ def ingest(
             run.chunks["total"] = store.count("chunks")
             return run.report()
 
+        progress.report("documents", 0, changes.to_parse.num_rows)  # the overall bar shows before the model loads
         embedder = load_embedder(config.embedding)
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
         # On Dask or Ray workers the model is loaded there, from the config, never shipped.
