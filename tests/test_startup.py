@@ -41,7 +41,7 @@ CLI_IMPORTS = textwrap.dedent("""
 CLI_HANGING = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    sys.path.insert(0, {tests!r})
+    sys.path.append({tests!r})  # for fakes; appended: tests/kbflow/ must not shadow kbflow
     from fakes import HashEmbedder
     import kbflow.flows.ingest
 
