@@ -37,26 +37,30 @@ CLI_IMPORTS = textwrap.dedent("""
     print(json.dumps({{"code": code, "heavy": heavy, "prefect": "prefect" in sys.modules}}))
 """).format(heavy=HEAVY)
 
-# `kbflow ingest` whose embedder announces itself and hangs: the test kills it there.
-CLI_HANGING = textwrap.dedent("""
+# `kbflow ingest --json` with the test embedder; with a marker path, the embedder writes it and
+# hangs (the test kills the process there).
+CLI_INGEST = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     sys.path.append({tests!r})  # for fakes; appended: tests/kbflow/ must not shadow kbflow
     from fakes import HashEmbedder
     import kbflow.flows.ingest
 
-    marker = Path(sys.argv[1])
+    config, marker = sys.argv[1], (Path(sys.argv[2]) if len(sys.argv) > 2 else None)
 
-    class Hanging(HashEmbedder):
+    class Embedder(HashEmbedder):
         def encode(self, texts):
-            marker.write_text("embedding")
-            time.sleep(600)
+            if marker is not None:
+                marker.write_text("embedding")
+                time.sleep(600)
+            return super().encode(texts)
 
-    kbflow.flows.ingest.load_embedder = lambda config: Hanging(name=config.model)
-    sys.argv = ["kbflow", "ingest", "--config", sys.argv[2]]
+    kbflow.flows.ingest.load_embedder = lambda embedding: Embedder(name=embedding.model)
+    sys.argv = ["kbflow", "ingest", "--config", config, "--json"]
     from kbflow.cli import main
     main()
 """).format(tests=str(TESTS))
+KBFLOW = str(Path(sys.executable).parent / "kbflow")
 
 
 def no_prefect_api_env() -> dict[str, str]:
@@ -132,14 +136,19 @@ def _descendants(root: int) -> dict[int, str]:
     return found
 
 
+def _write_docs(root: Path) -> Path:
+    write(root, {f"docs/page-{i}.md": f"# Page {i}\n\nParagraph {i} about backups and restores.\n"
+                 for i in range(20)})
+    config = root / "kbflow.toml"
+    config.write_text('[[sources]]\nname = "docs"\nkind = "files"\npath = "docs"\ninclude = ["**/*.md"]\n')
+    return config
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="walks /proc")
 def test_kill_9_of_an_ingest_leaves_no_process_it_started(tmp_path):
-    write(tmp_path, {f"docs/page-{i}.md": f"# Page {i}\n\nParagraph {i} about backups and restores.\n"
-                     for i in range(20)})
-    config = tmp_path / "kbflow.toml"
-    config.write_text('[[sources]]\nname = "docs"\nkind = "files"\npath = "docs"\ninclude = ["**/*.md"]\n')
+    config = _write_docs(tmp_path)
     marker = tmp_path / "marker"
-    cli = subprocess.Popen([sys.executable, "-c", CLI_HANGING, str(marker), str(config)], env=no_prefect_api_env(),
+    cli = subprocess.Popen([sys.executable, "-c", CLI_INGEST, str(config), str(marker)], env=no_prefect_api_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300  # a fresh Prefect database migrates first; slow on a busy machine
@@ -158,3 +167,43 @@ def test_kill_9_of_an_ingest_leaves_no_process_it_started(tmp_path):
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+
+
+# -- kbflow server -------------------------------------------------------------------------------
+
+
+def test_flow_commands_report_to_the_stores_kbflow_server_and_stop_ends_it(tmp_path):
+    import httpx
+
+    config, env = _write_docs(tmp_path), no_prefect_api_env()
+    started = subprocess.run([KBFLOW, "server", "start", "--config", str(config), "--json"], env=env,
+                             capture_output=True, text=True, timeout=400)
+    assert started.returncode == 0, started.stderr
+    server = json.loads(started.stdout)
+    try:
+        assert server["running"] and Path(server["home"]) == tmp_path / ".kbflow" / "prefect"
+        done = subprocess.run([sys.executable, "-c", CLI_INGEST, str(config)], env=env, capture_output=True,
+                              text=True, timeout=400)
+        assert done.returncode == 0, done.stderr
+        assert "temporary Prefect server" not in done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+
+        from kbflow.config import load_config
+        from kbflow.store import Store
+
+        flow_run_id = Store(load_config(config).store).run(report["run_id"])["prefect_flow_run_id"]
+        flow_run = httpx.get(f"{server['url']}/flow_runs/{flow_run_id}").json()
+        assert flow_run["name"] and flow_run["state_type"] == "COMPLETED"
+        task_runs = httpx.post(f"{server['url']}/task_runs/filter",
+                               json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+        assert {"discover", "parse", "chunk", "embed"} <= {run["name"].rsplit("-", 1)[0] for run in task_runs}
+        artifacts = httpx.post(f"{server['url']}/artifacts/filter",
+                               json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+        assert artifacts  # the data-quality summary of the run
+    finally:
+        stopped = subprocess.run([KBFLOW, "server", "stop", "--config", str(config), "--json"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert json.loads(stopped.stdout) == {"stopped": True, "pid": server["pid"]}
+    assert _start_time(server["pid"]) is None
+    status = subprocess.run([KBFLOW, "server", "status", "--config", str(config)], env=env, capture_output=True)
+    assert status.returncode == 1

@@ -43,7 +43,7 @@ def start(
     as_json: JsonOption = False,
 ) -> None:
     """Start `prefect server start` in the background, its database under the store; print the UI address."""
-    from kbflow.prefect_api import recorded_server, start_server
+    from kbflow.prefect_api import explicit_api_url, recorded_server, start_server
 
     loaded = load_config(config)
     before = recorded_server(loaded)
@@ -57,6 +57,8 @@ def start(
     stdout.print(f"{'already running' if already else 'started'}: Prefect UI {info.ui} (pid {info.pid})")
     stdout.print(f"kbflow commands with --config {config} use it; logs in {info.log}; "
                  f"stop it with `kbflow server stop --config {config}`")
+    if explicit_api_url():
+        stderr.print(f"note: PREFECT_API_URL is set ({explicit_api_url()}); commands report there, not to this server")
 
 
 @server_app.command("stop")
