@@ -15,10 +15,18 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The demo starts a Prefect server for the example store (its database under examples/.kbflow/prefect)
+# and leaves it running, so the runs can be browsed in its UI; `make stop` (or `make clean`) ends it.
 demo: $(INSTALLED)
+	cd examples && ../$(BIN)/kbflow server start --config kbflow.toml
 	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
 	cd examples && ../$(BIN)/kbflow search "How do I restore a backup?" --config kbflow.toml --k 3
 	cd examples && ../$(BIN)/kbflow status --config kbflow.toml
+	@echo "The Prefect server keeps running (UI address above); \`make stop\` stops it."
+
+.PHONY: stop
+stop:
+	cd examples && ../$(BIN)/kbflow server stop --config kbflow.toml
 
 .PHONY: datasets
 # The four fine-tuning datasets of the example (into examples/.kbflow/datasets/KIND), after an ingest.
@@ -41,4 +49,5 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/ingest_bench.py
 
 clean:
+	-[ -x $(BIN)/kbflow ] && cd examples && ../$(BIN)/kbflow server stop --config kbflow.toml
 	rm -rf $(VENV) examples/.kbflow

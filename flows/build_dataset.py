@@ -19,6 +19,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from kbflow import progress
 from kbflow.config import DatasetKind, load_config
 from kbflow.models import load_embedder
 from kbflow.store import CHUNKS, Store
@@ -52,6 +53,8 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
         config.select_sources(source)
         sources, generators = [], make_generators(settings)
     store = Store(config.store)
+    stage = f"dataset {kind}"  # one bar over the build's stages; negatives mining has its own
+    progress.report(stage, 0, 4)
     embedder = load_embedder(config.embedding)
     max_tokens = min(settings.max_tokens or embedder.max_tokens, embedder.max_tokens)
     index = read_index_task(store, config.embedding.model) if spec.reads_index or store.has(CHUNKS) else None
@@ -70,12 +73,14 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
         rows, not_built = mine_hard_negatives_task(pairs, index, embedder, settings)
         documents = index.content_hashes()
     dropped |= not_built
+    progress.report(stage, 1, 4)
 
     rows, cleaned, pii = clean_rows_task(spec.base.name, rows, embedder.tokenizer, max_tokens, settings)
     dropped |= cleaned
     require_rows(kind, rows, dropped)
     rows = spec.derive_rows(rows, settings.negatives)
     checks = check_dataset_task(kind, rows, embedder.tokenizer, max_tokens, config, index)
+    progress.report(stage, 2, 4)
 
     splits = final_splits(kind, rows, settings.negatives)
     used = {doc_id for table in splits.values() for doc_id in table.column("doc_id").to_pylist()}
@@ -86,5 +91,7 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
         tokenizer=embedder.tokenizer,
     )
     target = Path(out_dir) if out_dir else config.datasets.out_dir
+    progress.report(stage, 3, 4)
     written = write_dataset_task(splits, target / kind, manifest, card)
+    progress.report(stage, 4, 4)
     return {"kind": kind, "dir": str(written), "rows": manifest["rows"], "dropped": dropped, "pii": pii, "checks": checks}

@@ -19,6 +19,7 @@ from typing import get_args
 
 from prefect import flow
 
+from kbflow import progress
 from kbflow.config import EvalMode, KbflowConfig, load_config
 from kbflow.relevance import RANK_CUTOFF
 from kbflow.search import SEARCH_MODES
@@ -63,7 +64,9 @@ def evaluate(
     queries_path, dataset_dir = resolve_inputs(config, queries, dataset, generated)
     labeled = generate_queries(config) if generated else load_queries(queries_path, dataset_dir)
 
+    progress.report("eval queries", 0, len(labeled))  # retrieval encodes them all at once, then ranks
     candidates = retrieve_candidates(config, labeled, depth)
+    progress.report("eval queries", len(labeled), len(labeled))
     sources, unresolved = find_sources(config, labeled)
     rankings = {m: rank_mode(config, labeled, candidates, m, depth) for m in modes}
     scores = {m: score_rankings(labeled, rankings[m], k, sources) for m in modes}

@@ -86,6 +86,7 @@ def ingest(
         boilerplate = find_source_boilerplate(store, discovery.items, changes, sources, config.chunking,
                                               config.ingest.batch_documents)
         to_parse = pa.concat_tables([changes.to_parse, boilerplate.rechunk])
+        progress.report("documents", 0, to_parse.num_rows)  # the overall bar shows before the model loads
         embedder = load_embedder(config.embedding)
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
         # On Dask or Ray workers the model is loaded there, from the config, never shipped.

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import sys
 
-from kbflow.cli import datasets, evaluate, index, inspect, serve  # noqa: F401  - registers the commands
-from kbflow.cli.common import app
+from kbflow.cli import datasets, evaluate, index, inspect, serve, server  # noqa: F401  - registers the commands
+from kbflow.cli.common import FORCE_PROGRESS, app
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """Console entry point: quiet library logging unless asked, then run the app."""
+    if "--progress" in sys.argv:  # progress on stderr even with --json (kbflow.cli.common.progress_bars)
+        sys.argv.remove("--progress")
+        os.environ[FORCE_PROGRESS] = "1"
     if "--verbose" in sys.argv:
         sys.argv.remove("--verbose")
     else:

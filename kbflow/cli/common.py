@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -85,15 +87,27 @@ def reports_errors(command: Command) -> Command:
     return run  # type: ignore[return-value]
 
 
+# `--progress` (any command; taken off the command line by kbflow.cli.main): progress on stderr even
+# with --json or when stderr is not a terminal (then as plain lines, at most one a second per stage).
+FORCE_PROGRESS = "KBFLOW_PROGRESS"
+
+
 class progress_bars:
-    """Progress bars on stderr fed by kbflow.progress reports (a no-op when disabled)."""
+    """Progress bars on stderr fed by kbflow.progress reports (a no-op when disabled).
+
+    A "starting" line shows from the first second, until the work reports its first progress.
+    """
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and stderr.is_terminal
+        forced = os.environ.get(FORCE_PROGRESS) == "1"
+        self.enabled = (enabled and stderr.is_terminal) or forced
+        self.lines = forced and not stderr.is_terminal
 
     def __enter__(self) -> None:
         if not self.enabled:
             return
+        if self.lines:
+            return self._enter_lines()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from kbflow import progress
@@ -104,11 +118,27 @@ class progress_bars:
         )
         self.tasks: dict[str, int] = {}
         self.bar.start()
+        starting = self.bar.add_task("starting", total=None)
 
         def update(stage: str, done: int, total: int) -> None:
+            if starting in self.bar.task_ids:
+                self.bar.remove_task(starting)
             if stage not in self.tasks:
                 self.tasks[stage] = self.bar.add_task(stage, total=total)
             self.bar.update(self.tasks[stage], completed=done, total=total)
+
+        progress.listen(update)
+
+    def _enter_lines(self) -> None:
+        from kbflow import progress
+
+        printed: dict[str, float] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - printed.get(stage, 0.0) >= 1.0:
+                printed[stage] = now
+                stderr.print(f"{stage} {done}/{total}", highlight=False)
 
         progress.listen(update)
 
@@ -117,4 +147,5 @@ class progress_bars:
             from kbflow import progress
 
             progress.listen(None)
-            self.bar.stop()
+            if not self.lines:
+                self.bar.stop()

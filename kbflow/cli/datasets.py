@@ -25,6 +25,7 @@ from kbflow.cli.common import (
     stderr,
     stdout,
 )
+from kbflow.cli.server import flow_api
 from kbflow.config import DatasetKind, load_config
 from kbflow.errors import QualityGateFailed
 
@@ -46,11 +47,13 @@ def dataset_build(
     loaded = load_config(config)  # fail fast, before Prefect starts
     if source is not None:
         loaded.source(source)
+    api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.build_dataset import build_dataset
     from kbflow.tasks.llm import LlmUnavailable
 
     try:
         with progress_bars(enabled=not as_json):
+            api.ready()
             report = build_dataset(config_path=str(config.resolve()), kind=kind, source=source,
                                    out_dir=str(out.resolve()) if out else None)
     except QualityGateFailed as blocked:

@@ -20,6 +20,7 @@ from kbflow.cli.common import (
     stderr,
     stdout,
 )
+from kbflow.cli.server import flow_api
 from kbflow.config import EvalMode, load_config
 
 
@@ -38,13 +39,14 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
+    loaded = load_config(config)
+    api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.evaluate import evaluate as evaluate_flow
     from kbflow.flows.evaluate import resolve_inputs
     from kbflow.queries import read_queries
 
     if (queries is not None) + (dataset is not None) + generated > 1:
         raise fail("give one of --queries, --dataset or --generated", EXIT_USAGE)
-    loaded = load_config(config)
     if tune and not generated and queries is None and dataset is None and loaded.evaluation.queries is None:
         generated = True
         stderr.print("note: no labeled queries; tuning on questions made from the index's headings")
@@ -53,6 +55,7 @@ def evaluate(
     if queries_path is not None:
         read_queries(queries_path)  # a bad line fails here, before Prefect starts
     with progress_bars(enabled=not as_json):
+        api.ready()
         report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, generated=generated,
                                **inputs)
     if report.get("unresolved"):
@@ -111,9 +114,11 @@ def finetune(
 
     check_out_dir(out.resolve())
     retrieval_set(read_pairs(dataset))  # a missing or wrong dataset fails here, before Prefect and torch
+    api = flow_api(load_config(config), quiet=as_json)
     from kbflow.flows.finetune import finetune as finetune_flow
 
     with progress_bars(enabled=not as_json):
+        api.ready()
         report = finetune_flow(config_path=str(config.resolve()), dataset=str(dataset.resolve()),
                                out=str(out.resolve()), epochs=epochs, max_steps=max_steps)
     if as_json:

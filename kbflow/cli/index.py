@@ -23,6 +23,7 @@ from kbflow.cli.common import (
     stderr,
     stdout,
 )
+from kbflow.cli.server import flow_api
 from kbflow.config import STARTER_CONFIG, ConfigError, RunnerConfig, SearchMode, load_config
 from kbflow.errors import QualityGateFailed
 
@@ -64,11 +65,14 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index up to date with the sources: only what changed is processed."""
-    load_config(config).select_sources(source)  # fail fast, before Prefect starts
+    loaded = load_config(config)
+    loaded.select_sources(source)  # fail fast, before Prefect starts
+    api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.ingest import ingest as ingest_flow
 
     try:
         with progress_bars(enabled=not as_json):
+            api.ready()
             report = ingest_flow(
                 config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete, runner=runner
             )
@@ -140,11 +144,12 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
 @reports_errors
 def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
     """Re-embed everything with the configured model; switch search to it only if it passes DQ."""
-    load_config(config)
+    api = flow_api(load_config(config), quiet=as_json)
     from kbflow.flows.reindex import reindex as reindex_flow
 
     try:
         with progress_bars(enabled=not as_json):
+            api.ready()
             report = reindex_flow(config_path=str(config.resolve()))
     except QualityGateFailed as blocked:
         print_run_report(blocked.blocked_report(), as_json)
@@ -160,9 +165,10 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Restore the index (chunks + documents) to what an earlier run published."""
-    load_config(config)
+    api = flow_api(load_config(config), quiet=as_json)
     from kbflow.flows.rollback import rollback as rollback_flow
 
+    api.ready()
     report = rollback_flow(config_path=str(config.resolve()), to_run=to)
     if as_json:
         print_json(report)

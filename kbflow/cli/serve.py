@@ -3,7 +3,6 @@ or a prefect.yaml of it) and watch (follow sources)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kbflow.cli.common import ConfigOption, JsonOption, app, known_errors, print_json, reports_errors, stderr, stdout
+from kbflow.cli.server import flow_api
 from kbflow.config import load_config
 
 
@@ -23,11 +23,14 @@ from kbflow.config import load_config
 def serve(config: ConfigOption = Path("kbflow.toml")) -> None:
     """Run kbflow continuously: scheduled ingests, event-triggered ingests, on-demand reindex."""
     loaded = load_config(config)
+    api = flow_api(loaded, quiet=True)
     from kbflow.flows.serve import serve_kbflow
 
-    if not os.environ.get("PREFECT_API_URL"):
-        stderr.print("note: no PREFECT_API_URL; serving against a temporary local API. Event triggers need "
-                     "a Prefect server: `prefect server start`, then export PREFECT_API_URL.")
+    if api.server is not None:
+        stderr.print("note: no PREFECT_API_URL and no `kbflow server`; serving against a temporary local API "
+                     "that ends with this process. Event triggers and a UI need a Prefect server: "
+                     f"`kbflow server start --config {config}` (or PREFECT_API_URL).")
+    api.ready()
     stderr.print(f"serving kbflow deployments for {config} (Ctrl-C to stop)")
     serve_kbflow(str(config.resolve()), loaded)
 
@@ -71,11 +74,13 @@ def watch(
     as_json: JsonOption = False,
 ) -> None:
     """Follow the sources: each change is ingested (or announced to `kbflow serve`) seconds later."""
+    loaded = load_config(config)
+    loaded.select_sources(source)
+    api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.watch import react_to_change, serves_change_trigger
     from kbflow.flows.watch import watch as watch_sources
 
-    loaded = load_config(config)
-    loaded.select_sources(source)
+    api.ready()
     announce = serves_change_trigger()
     react = react_to_change(str(config.resolve()), loaded, source, announce=announce)
     stderr.print(f"watching {config} ({'announcing changes to the Prefect API' if announce else 'ingesting here'})")
