@@ -4,6 +4,10 @@ Relative paths are resolved against the directory of the config file, so a
 config works the same from any working directory. Environment variables use
 `__` between nested keys: `KBFLOW_EMBEDDING__MODEL=/models/tuned` overrides
 `[embedding] model`.
+
+It is one module on purpose (over 500 lines): every section of kbflow.toml is a small
+typed model here, so a user reads every key, its default and its bounds in one place,
+and `kbflow init`'s starter config sits beside the models it must match.
 """
 
 from __future__ import annotations
