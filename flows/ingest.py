@@ -102,7 +102,8 @@ def ingest(
             run.lap("parse")
 
             chunks = yield chunk, {"documents": documents, "tokenizer": model.tokenizer,
-                                   "max_tokens": max_tokens, "overlap": config.chunking.overlap_tokens}
+                                   "max_tokens": max_tokens, "overlap": config.chunking.overlap_tokens,
+                                   "min_section_tokens": config.chunking.min_section_tokens}
             chunks, bad_chunks = check_quality(gate, "chunks", chunks, {"max_tokens": max_tokens}, embedder.tokenizer)
             run.quarantine(bad_chunks)
             run.lap("chunk")

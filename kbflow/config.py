@@ -95,6 +95,9 @@ class ChunkingConfig(_Section):
         None, ge=16, description="tokens per chunk incl. special tokens; default: the model's max"
     )
     overlap_tokens: int = Field(32, ge=0)
+    min_section_tokens: int = Field(
+        32, ge=0, description="a smaller section is carried into the next one's chunk (0: every section alone)"
+    )
     # Boilerplate: a line found in at least this share of a source's documents, and in at
     # least boilerplate_min_documents of them, is removed before chunking (> 1 turns it off).
     boilerplate_min_share: float = Field(0.5, gt=0)

@@ -49,13 +49,13 @@ def test_a_very_long_single_line_never_exceeds_the_limit():
 def test_chunk_ids_are_stable_for_unchanged_text_and_change_with_it():
     text = "Intro text here.\n\nSecond section body."
     table = pa.Table.from_pylist([document(text, [("A", 0), ("B", 18)])], schema=PARSED)
-    again = chunk_documents(table, TOKENIZER, 32, 4)
-    first = chunk_documents(table, TOKENIZER, 32, 4)
+    again = chunk_documents(table, TOKENIZER, 32, 4, min_section_tokens=0)
+    first = chunk_documents(table, TOKENIZER, 32, 4, min_section_tokens=0)
     assert first.column("chunk_id").to_pylist() == again.column("chunk_id").to_pylist()
     assert first.column("ordinal").to_pylist() == [0, 1]
     assert first.column("heading").to_pylist() == ["A", "B"]
     edited = pa.Table.from_pylist([document(text.replace("Second", "Third"), [("A", 0), ("B", 18)])], schema=PARSED)
-    changed = chunk_documents(edited, TOKENIZER, 32, 4).column("chunk_id").to_pylist()
+    changed = chunk_documents(edited, TOKENIZER, 32, 4, min_section_tokens=0).column("chunk_id").to_pylist()
     assert changed[0] == first.column("chunk_id")[0].as_py() and changed[1] != first.column("chunk_id")[1].as_py()
 
 
@@ -63,3 +63,46 @@ def test_empty_sections_make_no_chunks():
     table = pa.Table.from_pylist([document("Body.", [("Parent", 0), ("Parent > Child", 0)])], schema=PARSED)
     chunks = chunk_documents(table, TOKENIZER, 32, 4)
     assert chunks.column("heading").to_pylist() == ["Parent > Child"]
+
+
+def test_small_sections_are_carried_into_the_next_and_a_small_last_one_joins_the_one_before():
+    long_body = " ".join(f"word{i}" for i in range(40))
+    text = f"Tiny one.\n\n{long_body}\n\nSee the manual."
+    sections = [("Page > Synopsis", 0), ("Page > Description", 11), ("Page > See Also", 11 + len(long_body) + 2)]
+    chunks = chunk_documents(pa.Table.from_pylist([document(text, sections)], schema=PARSED), TOKENIZER, 64, 4,
+                             min_section_tokens=12)
+    assert chunks.column("heading").to_pylist() == ["Page > Description"]
+    (only,) = chunks.column("text").to_pylist()
+    assert only.startswith("Page > Description\nSynopsis\nTiny one.\n\nword0")
+    assert only.endswith("word39\n\nSee Also\nSee the manual.")
+    alone = chunk_documents(pa.Table.from_pylist([document(text, sections)], schema=PARSED), TOKENIZER, 64, 4,
+                            min_section_tokens=0)
+    assert alone.num_rows == 3  # 0: every section alone, as before
+
+
+def test_a_structural_heading_is_placed_under_the_document_title():
+    text = "DROP ROLE removes a database role. " * 10
+    table = pa.Table.from_pylist([{**document(text, [("Description", 0)]), "title": "DROP ROLE"}], schema=PARSED)
+    assert chunk_documents(table, TOKENIZER, 128, 4).column("heading").to_pylist() == ["DROP ROLE > Description"]
+    topical = pa.Table.from_pylist([{**document(text, [("Roles", 0)]), "title": "DROP ROLE"}], schema=PARSED)
+    assert chunk_documents(topical, TOKENIZER, 128, 4).column("heading").to_pylist() == ["Roles"]
+
+
+class PieceTokenizer(WhitespaceTokenizer):
+    """Words of more than 4 letters are two tokens (a stem and a ##piece), as WordPiece splits rare words."""
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        spans = []
+        for start, end in super().offsets(text):
+            spans += [(start, start + 4), (start + 4, end)] if end - start > 4 else [(start, end)]
+        return spans
+
+    def count(self, texts):
+        return [len(self.offsets(text)) for text in texts]
+
+
+def test_a_window_never_starts_inside_a_word():
+    body = " ".join(f"alpha{i}" for i in range(60))  # every word is two pieces
+    chunks = split_section(body, "", PieceTokenizer(), max_tokens=20, overlap=5)
+    assert len(chunks) > 2
+    assert all(text.split()[0].startswith("alpha") for text, _ in chunks)  # "a0" or "ha12": a cut word
