@@ -69,7 +69,8 @@ class ExpectationOutcome:
 
     def violation(self, value: Any) -> str:
         """What is wrong with one value, in numbers: "quarantined_share 0.50 > max_quarantined_share 0.25"."""
-        label = self.column or "table"  # the suite's own column name: what a user greps the suite for
+        # The suite's own column name: what a user greps the suite for; a table-level check by its type.
+        label = self.column or f"{self.suite}.{self.type}"
         for bound in self.bounds:
             if bound.violated_by(value):
                 return f"{label} {_number(value)} {bound}"

@@ -65,9 +65,20 @@ def write(root: Path, files: dict[str, str | bytes]) -> None:
             path.write_text(textwrap.dedent(content), encoding="utf-8")
 
 
+# The test corpora hold a sentence or two per section, and their tests read one chunk per
+# section: carrying small sections into the next (chunking.min_section_tokens) is off here and
+# tested on its own (tests/tasks/test_chunk.py, tests/flows/test_ingest_content.py).
+def one_chunk_per_section(extra: str) -> str:
+    """Config text with `[chunking] min_section_tokens = 0` added (into its own [chunking] table if it has one)."""
+    if "[chunking]" in extra:
+        return extra.replace("[chunking]", "[chunking]\nmin_section_tokens = 0", 1)
+    return f"[chunking]\nmin_section_tokens = 0\n{extra}"
+
+
 def write_config(root: Path, sources: str, extra: str = "") -> Path:
     path = root / "kbflow.toml"
-    path.write_text(f'[store]\nuri = ".kbflow"\n{extra}\n{textwrap.dedent(sources)}', encoding="utf-8")
+    text = f'[store]\nuri = ".kbflow"\n{one_chunk_per_section(extra)}\n{textwrap.dedent(sources)}'
+    path.write_text(text, encoding="utf-8")
     return path
 
 

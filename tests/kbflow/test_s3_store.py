@@ -20,7 +20,7 @@ from kbflow.lock import lock_path
 from kbflow.search import search
 from kbflow.store import Store
 
-from conftest import DOCS_SOURCE, SMALL_CORPUS, edit_corpus, write
+from conftest import DOCS_SOURCE, SMALL_CORPUS, edit_corpus, one_chunk_per_section, write
 from fakes import HashEmbedder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -52,7 +52,8 @@ def s3_config(root, endpoint: str | None, extra: str = "") -> tuple:
         "[store.storage_options]\n" + "".join(f'{k} = "{v}"\n' for k, v in CREDENTIALS.items())
         + f'aws_endpoint = "{endpoint}"\nallow_http = "true"\n')
     path = root / "kbflow.toml"
-    path.write_text(f'[store]\nuri = "{uri}"\n{extra}\n{options}\n{DOCS_SOURCE}', encoding="utf-8")
+    path.write_text(f'[store]\nuri = "{uri}"\n{extra}\n{options}\n{one_chunk_per_section("")}\n{DOCS_SOURCE}',
+                    encoding="utf-8")
     return path, uri
 
 
