@@ -48,9 +48,13 @@ def search(
     queries: list[str],
     k: int = 10,
     tenant: str | None = None,
-    mode: str = "vector",
+    mode: str | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Top-k hits for each query, in input order; the model is loaded once for all."""
+    """Top-k hits for each query, in input order; the model is loaded once for all.
+
+    `mode` defaults to `[search] mode` (hybrid).
+    """
+    mode = mode or config.search.mode
     _check_mode(mode)
     store = _open(config)
     vectors = _encode(config, queries) if mode != "fts" else [None] * len(queries)

@@ -89,7 +89,7 @@ def search(
     config: ConfigOption = Path("kbflow.toml"),
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="hits per query")] = 10,
     tenant: Annotated[str | None, typer.Option(help="only this tenant's chunks")] = None,
-    mode: Annotated[SearchMode, typer.Option(help="vector | fts | hybrid")] = "vector",
+    mode: Annotated[SearchMode | None, typer.Option(help="vector | fts | hybrid (default: [search] mode, hybrid)")] = None,
     queries: Annotated[Path | None, typer.Option(help="JSONL file of {\"query\" (or \"question\"): ...} lines")] = None,
     as_json: JsonOption = False,
 ) -> None:
