@@ -29,7 +29,8 @@ from kbflow.models import HuggingFaceTokenizer
 from kbflow.tasks.chunk import chunk_documents
 from kbflow.tasks.discover import discover_files
 from kbflow.tasks.parse import parse_documents
-from kbflow.tasks.quality import chunks_profile, documents_profile, expectation_bounds, load_suite
+from kbflow.tasks.profiles import chunks_profile, documents_profile
+from kbflow.tasks.quality import expectation_bounds, load_suite
 
 CORPORA = {
     "postgresql": Path("/usr/share/doc/postgresql-doc-15/html"),

@@ -39,7 +39,8 @@ from kbflow.tasks.discover import diff_against_documents, discover, empty_source
 from kbflow.tasks.embed import embed
 from kbflow.tasks.parse import parse
 from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
-from kbflow.tasks.quality import ChunkTally, QualityGate, check_quality, check_run, run_profile
+from kbflow.tasks.profiles import ChunkTally, run_profile
+from kbflow.tasks.quality import QualityGate, check_quality, check_run
 
 
 @flow(name="ingest")

@@ -32,14 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from kbflow.tasks.profiles import (  # noqa: F401  - run_profile and ChunkTally are the flow's, through this module
-    PROFILE_COLUMNS,
-    ChunkTally,
-    chunks_profile,
-    documents_profile,
-    embeddings_profile,
-    run_profile,
-)
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -48,6 +40,7 @@ from kbflow.errors import QualityGateFailed
 from kbflow.models import Tokenizer
 from kbflow.quarantine import Quarantined
 from kbflow.tasks.data_docs import make_site_offline
+from kbflow.tasks.profiles import PROFILE_COLUMNS, chunks_profile, documents_profile, embeddings_profile
 from kbflow.tasks.quality_report import publish_artifacts
 
 EXAMPLES_PER_EXPECTATION = 5

@@ -8,14 +8,13 @@ import pyarrow as pa
 import pytest
 from kbflow.tasks.discover import ChangeSet
 from kbflow.tasks.embed import vector_column
+from kbflow.tasks.profiles import ChunkTally, run_profile
 from kbflow.tasks.quality_report import quality_markdown
 from kbflow.tasks.quality import (
-    ChunkTally,
     QualityGate,
     check_table,
     data_docs_index,
     load_suite,
-    run_profile,
     suite_path,
 )
 
