@@ -60,7 +60,7 @@ def evaluate(
     modes = evaluated_modes(mode)
     k = k or config.evaluation.k
     depth = max(k, RANK_CUTOFF)  # hit@10, MRR@10 and nDCG@10 need ten hits, whatever k is
-    generated = generated or (tune and queries is None and dataset is None and config.evaluation.queries is None)
+    generated = uses_generated(config, queries, dataset, tune, generated)
     queries_path, dataset_dir = resolve_inputs(config, queries, dataset, generated)
     labeled = generate_queries(config) if generated else load_queries(queries_path, dataset_dir)
 
@@ -97,6 +97,11 @@ def evaluated_modes(mode: str) -> tuple[str, ...]:
     if mode not in EVAL_MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(EVAL_MODES)}")
     return SEARCH_MODES if mode == "all" else (mode,)
+
+
+def uses_generated(config: KbflowConfig, queries: str | None, dataset: str | None, tune: bool, generated: bool) -> bool:
+    """Generated questions when asked, or when tuning with no labeled queries anywhere."""
+    return generated or (tune and queries is None and dataset is None and config.evaluation.queries is None)
 
 
 def resolve_inputs(

@@ -54,11 +54,10 @@ def _break_score(body: str, offsets: list[tuple[int, int]], end: int) -> int:
 
 
 def _start_score(body: str, offsets: list[tuple[int, int]], start: int) -> int:
-    """How good a place to start a window at token `start` is; -1 inside a word."""
-    gap = body[offsets[start - 1][1] : offsets[start][0]]
-    if not gap:
+    """How good a place to start a window at token `start` (> 0) is; -1 inside a word."""
+    if offsets[start - 1][1] == offsets[start][0]:
         return -1  # a word piece ("##es"): the window would start mid-word
-    return _break_score(body, offsets, start) if start > 0 else 3
+    return _break_score(body, offsets, start)
 
 
 def _next_start(body: str, offsets: list[tuple[int, int]], start: int, end: int, overlap: int) -> int:

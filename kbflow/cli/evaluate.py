@@ -42,15 +42,15 @@ def evaluate(
     loaded = load_config(config)
     api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.evaluate import evaluate as evaluate_flow
-    from kbflow.flows.evaluate import resolve_inputs
+    from kbflow.flows.evaluate import resolve_inputs, uses_generated
     from kbflow.queries import read_queries
 
     if (queries is not None) + (dataset is not None) + generated > 1:
         raise fail("give one of --queries, --dataset or --generated", EXIT_USAGE)
-    if tune and not generated and queries is None and dataset is None and loaded.evaluation.queries is None:
+    inputs = {"queries": str(queries) if queries else None, "dataset": str(dataset) if dataset else None}
+    if not generated and uses_generated(loaded, **inputs, tune=tune, generated=generated):
         generated = True
         stderr.print("note: no labeled queries; tuning on questions made from the index's headings")
-    inputs = {"queries": str(queries) if queries else None, "dataset": str(dataset) if dataset else None}
     queries_path, _ = resolve_inputs(loaded, **inputs, generated=generated)
     if queries_path is not None:
         read_queries(queries_path)  # a bad line fails here, before Prefect starts
@@ -109,12 +109,12 @@ def finetune(
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune the embedding model on built pairs; report base vs tuned retrieval on the test split."""
-    load_config(config)
+    loaded = load_config(config)
     from kbflow.tasks.finetune import REPORTED_METRICS, check_out_dir, read_pairs, retrieval_set
 
     check_out_dir(out.resolve())
     retrieval_set(read_pairs(dataset))  # a missing or wrong dataset fails here, before Prefect and torch
-    api = flow_api(load_config(config), quiet=as_json)
+    api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.finetune import finetune as finetune_flow
 
     with progress_bars(enabled=not as_json):
