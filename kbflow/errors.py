@@ -49,3 +49,9 @@ class ModelMismatch(RunRefused):
             "vectors of two models must not mix. Set embedding.model back, or re-embed "
             "everything with `kbflow reindex`."
         )
+
+
+class SourceUnavailable(RuntimeError):
+    """A source that cannot be read at all (a database that is down, refuses the credentials, or
+    lacks the table): the run fails and the index stays as it was. The message names the source
+    and where it lives, never a password."""
