@@ -1,7 +1,8 @@
 """`kbflow watch`: keep the index following its sources as they are edited.
 
 `files` sources are watched with watchdog; a burst of edits is debounced into
-one run per source. `records` sources are polled by content hash. Each change
+one run per source. `records` sources are polled by their files' sizes and mtimes, `sql`
+sources by a cheap query (kbflow.tasks.sql_source.sql_fingerprint). Each change
 either emits a `kbflow.source.changed` event (when a Prefect API is configured
 and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
 ingest in this process. Changes that arrive while a run is going are coalesced
@@ -58,7 +59,9 @@ def source_of(path: str, sources: list[SourceConfig]) -> str | None:
 
 def records_fingerprint(source: SourceConfig) -> tuple:
     """What changes when a records source's files change (names, sizes, mtimes); its path is
-    a folder, one file or a glob."""
+    a folder, one file or a glob. A sql source: what its rows' fingerprint query returns."""
+    if source.kind == "sql":
+        return _sql_fingerprint(source)
     fingerprint = []
     for path, _ in source_files(source):
         try:
@@ -67,6 +70,17 @@ def records_fingerprint(source: SourceConfig) -> tuple:
             continue
         fingerprint.append((str(path), stat.st_size, stat.st_mtime_ns))
     return tuple(sorted(fingerprint))
+
+
+def _sql_fingerprint(source: SourceConfig) -> tuple:
+    from kbflow.errors import SourceUnavailable
+    from kbflow.tasks.sql_source import sql_fingerprint  # SQLAlchemy only when a sql source is watched
+
+    try:
+        return sql_fingerprint(source)
+    except SourceUnavailable as error:  # the database is down: say so, keep watching
+        log.warning("%s", error)
+        return ("unavailable",)
 
 
 def watch(
@@ -81,7 +95,7 @@ def watch(
 
     sources = config.select_sources(source)
     files = [s for s in sources if s.kind == "files"]
-    records = [s for s in sources if s.kind == "records"]
+    records = [s for s in sources if s.kind in ("records", "sql")]
     pending, stop = PendingSources(), stop or threading.Event()
 
     class OnChange(FileSystemEventHandler):
@@ -93,12 +107,13 @@ def watch(
                 if name:
                     pending.mark(name)
 
+    # Polled sources' state before the catch-up run: a change made while it runs is seen after it.
+    fingerprints = {s.name: records_fingerprint(s) for s in records}
     run_source(source)  # catch up with what changed while nobody watched
     observer = Observer()
     for watched in files:
         observer.schedule(OnChange(), str(watched.root), recursive=True)
     observer.start()
-    fingerprints = {s.name: records_fingerprint(s) for s in records}
     next_poll = time.monotonic() + config.schedule.records_poll_s
     try:
         while not stop.is_set():
