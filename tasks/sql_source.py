@@ -164,6 +164,11 @@ def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list
         statement.where(statement.selected_columns[source.id_field].in_(keys))).mappings()]
 
 
+def key_json(key: Any) -> str:
+    """A row's key as JSON: what an item carries to wherever its batch is parsed (read back by key)."""
+    return str(key) if type(key) is int else json.dumps(key, default=str)
+
+
 class BadRow(ValueError):
     """A row that cannot become a document; `reason` is its quarantine reason."""
 
@@ -265,6 +270,7 @@ class _Rows:
     unreadable: set[tuple[str, str]] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
     cursor: Any = None
+    known: pa.Table = field(default_factory=DISCOVERED.empty_table)  # a cursor run's unchanged rows
 
     def uri(self, key: Any) -> str:
         return f"{rows_name(self.source)}#{key}"
@@ -272,7 +278,7 @@ class _Rows:
     def item(self, key: Any, tenant: str, content_hash: str, size: int) -> dict:
         uri = self.uri(key)
         return {"doc_id": make_doc_id(self.source.name, uri), "source": self.source.name, "tenant": tenant,
-                "uri": uri, "path": json.dumps(key, default=str), "format": SQL_FORMAT,
+                "uri": uri, "path": key_json(key), "format": SQL_FORMAT,
                 "content_hash": content_hash, "size": size, "mtime": 0.0}
 
     def set_aside(self, uri: str, reason: str, detail: str, keep: bool = False) -> None:
@@ -309,8 +315,8 @@ class _Rows:
             self.items.append(self.item(key, tenant, content_hash, len(text.encode("utf-8"))))
 
     def discovery(self, cursors: dict[str, str]) -> Discovery:
-        return Discovery(pa.Table.from_pylist(self.items, schema=DISCOVERED), self.quarantined, self.unreadable,
-                         cursors)
+        items = pa.concat_tables([pa.Table.from_pylist(self.items, schema=DISCOVERED), self.known])
+        return Discovery(items, self.quarantined, self.unreadable, cursors)
 
 
 def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None = None) -> Discovery:
@@ -335,14 +341,13 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
 
 
 def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, store: Store) -> list[Any]:
-    """The key-only scan of a cursor run: an item for each indexed row still present (its stored
-    hash: the cursor says it did not change); returns the keys the index does not know."""
-    known = {row["uri"]: row for row in store.documents([source.name]).select(["uri", "tenant", "content_hash", "size"]).to_pylist()}
+    """The key-only scan of a cursor run: the index's rows still present become items as the
+    `documents` table has them (the cursor says they did not change); returns the keys the index
+    does not know. Built column-wise: a no-change run costs little more than the scan itself."""
+    fresh, scanned, key_of = set(found.seen), set(), {}
     keys = sa.select(_rows_from(source).c[source.id_field])
-    fresh, scanned, unknown = set(found.seen), set(), []
-    for rows in stream(connection, keys, source.batch_rows):
-        for row in rows:
-            key = row[source.id_field]
+    for rows in stream_keys(connection, keys, source.batch_rows):
+        for key in rows:
             uri = found.uri(key)
             # A row without an id is set aside when it is read in full; a row past the cursor was.
             if key is None or str(key) == "" or uri in fresh:
@@ -351,13 +356,25 @@ def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, st
                 found.set_aside(uri, "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
                 continue
             scanned.add(uri)
-            if uri in known:
-                document = known[uri]
-                found.items.append(found.item(key, document["tenant"], document["content_hash"], document["size"]))
-            else:
-                unknown.append(key)
-    found.seen |= scanned & known.keys()  # the unknown ones are seen when they are read
-    return unknown
+            key_of[uri] = key
+    documents = store.documents([source.name])
+    known = documents.filter(pc.is_in(documents.column("uri"), value_set=pa.array(list(key_of), pa.string())))
+    uris = known.column("uri").to_pylist()
+    found.known = pa.table({
+        **{name: known.column(name) for name in ("doc_id", "source", "tenant", "uri")},
+        "path": pa.array([key_json(key_of[uri]) for uri in uris], pa.string()),
+        "format": pa.array([SQL_FORMAT] * len(uris), pa.string()),
+        **{name: known.column(name) for name in ("content_hash", "size")},
+        "mtime": pa.array([0.0] * len(uris), pa.float64()),
+    }).cast(DISCOVERED)
+    found.seen |= set(uris)  # the unknown ones are seen when they are read
+    return [key for uri, key in key_of.items() if uri not in found.seen]
+
+
+def stream_keys(connection: sa.Connection, statement: sa.Executable, batch_rows: int) -> Iterator[list[Any]]:
+    """The first column of the statement's rows, `batch_rows` at a time, through a server-side cursor."""
+    result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(statement)
+    yield from result.scalars().partitions(batch_rows)
 
 
 # -- parse -------------------------------------------------------------------------------------
