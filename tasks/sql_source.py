@@ -377,6 +377,19 @@ def stream_keys(connection: sa.Connection, statement: sa.Executable, batch_rows:
     yield from result.scalars().partitions(batch_rows)
 
 
+def discover_sql_rows(source: SourceConfig) -> tuple[Discovery, dict[str, dict]]:
+    """Every row of a (small) sql source, with discovery's items: what labeled sources (questions
+    and answers for datasets and eval) are read with. Holds the rows in memory, as a records file's are."""
+    found = _Rows(source, max_bytes=1 << 62)  # labels are not documents: no document size limit
+    rows: dict[str, dict] = {}
+    with connected(source) as connection:
+        for batch in stream(connection, _select_rows(source), source.batch_rows):
+            found.add(batch)
+            for row in batch:  # a repeated id: the first row, as discovery keeps
+                rows.setdefault(found.uri(row.get(source.id_field)), row)
+    return found.discovery({}), rows
+
+
 # -- parse -------------------------------------------------------------------------------------
 
 

@@ -206,3 +206,17 @@ def test_the_fingerprint_moves_with_an_edit_and_a_deletion(database, cursor_fiel
     edited = sql_fingerprint(source)
     execute(database, "DELETE FROM tickets WHERE id = 2")
     assert len({before, edited, sql_fingerprint(source)}) == 3
+
+
+def test_a_labeled_sql_source_gives_questions_and_answers(database):
+    from kbflow.tasks.labeled import read_labeled_records
+
+    execute(database, "CREATE TABLE qa (id INTEGER, question TEXT, answer TEXT)")
+    execute(database, "INSERT INTO qa VALUES (1, 'How long do refunds take?', 'Five business days.')")
+    execute(database, "INSERT INTO qa VALUES (2, 'Which port?', NULL)")
+    source = SourceConfig(name="qa", kind="sql", url=f"sqlite:///{database}", table="qa", id_field="id",
+                          index=False, question_field="question", answer_field="answer")
+    records, bad = read_labeled_records([source])
+    assert [(r.id, r.question, r.answer) for r in records] == [("qa:1", "How long do refunds take?",
+                                                                "Five business days."), ("qa:2", "Which port?", "")]
+    assert records[0].doc_id == make_doc_id("qa", "qa#1") and bad == {"bad_record": 0}
