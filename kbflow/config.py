@@ -601,4 +601,15 @@ tenant = "public"
 # title_field = "question"
 # metadata = ["category"]
 # tenant = "public"
+
+# [[sources]]
+# name = "tickets"
+# kind = "sql"                 # rows of a database table or query (SQLAlchemy URL)
+# url_env = "KB_DB_URL"        # the variable holding postgresql+psycopg://user:password@host/db
+# table = "tickets"            # or query = "SELECT ..."
+# id_field = "id"
+# text_field = "body"
+# title_field = "subject"
+# cursor_field = "updated_at"  # read only rows changed since the last run (plus a key-only scan)
+# tenant_field = "customer"    # each row's tenant, from the data
 '''

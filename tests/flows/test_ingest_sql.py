@@ -17,6 +17,7 @@ import kbflow.tasks.sql_source as sql_source
 from kbflow.config import load_config
 from kbflow.errors import SourceUnavailable
 from kbflow.flows.ingest import ingest
+from kbflow.lineage import trace_chunk
 from kbflow.search import search
 from kbflow.store import Store
 
@@ -196,6 +197,9 @@ def test_each_row_lands_in_its_tenant(tmp_path, database, hash_embedder):
     assert {hit["uri"] for hit in hits} == {"tickets#3", "tickets#4"}  # globex's rows, and only those
     (hits,) = search(config, ["How long do refunds take?"], k=1, tenant="acme", mode="fts")
     assert hits[0]["uri"] == "tickets#2"
+    traced = trace_chunk(config, hits[0]["chunk_id"])  # a row has no file: its uri says where it is
+    assert traced["document"]["uri"] == "tickets#2" and traced["document"]["path"] is None
+    assert traced["source"] == {"name": "tickets", "kind": "sql", "path": None, "tenant": "default"}
     # A row that moves to another tenant moves with its chunks.
     execute(database, "UPDATE tickets SET team = 'globex' WHERE id = 2")
     assert ingest(config_path=config_path)["documents"]["changed"] == 1
