@@ -73,12 +73,12 @@ def records_fingerprint(source: SourceConfig) -> tuple:
 
 
 def _sql_fingerprint(source: SourceConfig) -> tuple:
-    from kbflow.errors import SourceUnavailable
+    from kbflow.errors import SourceUnreachable
     from kbflow.tasks.sql_source import sql_fingerprint  # SQLAlchemy only when a sql source is watched
 
     try:
         return sql_fingerprint(source)
-    except SourceUnavailable as error:  # the database is down: say so, keep watching
+    except SourceUnreachable as error:  # the database is down: say so, keep watching
         log.warning("%s", error)
         return ("unavailable",)
 

@@ -51,7 +51,7 @@ class ModelMismatch(RunRefused):
         )
 
 
-class SourceUnavailable(RuntimeError):
-    """A source that cannot be read at all (a database that is down, refuses the credentials, or
-    lacks the table): the run fails and the index stays as it was. The message names the source
-    and where it lives, never a password."""
+class SourceUnreachable(RuntimeError):
+    """A source that cannot be listed at all (unreachable endpoint, wrong credentials, missing
+    bucket, missing backend package): the run fails before it writes anything. The message names
+    the source and the endpoint, never a credential."""

@@ -22,7 +22,7 @@ per batch, where the batch is parsed — with `--runner dask|ray` on the worker,
 Bad rows are quarantined with their reason while the rest publishes: no id, a repeated id, no
 text (NULL), text that is not UTF-8 (a bytea/BLOB column, undecodable bytes), text over
 `quality.max_file_bytes`, no tenant. A row with an id keeps its last good chunks. A database that
-cannot be reached, refuses the credentials or lacks the table fails the run with SourceUnavailable,
+cannot be reached, refuses the credentials or lacks the table fails the run with SourceUnreachable,
 naming the source and its URL with the password hidden; nothing is published.
 """
 
@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from kbflow.config import ConfigError, SourceConfig
-from kbflow.errors import SourceUnavailable
+from kbflow.errors import SourceUnreachable
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED, SOURCE_CURSORS
 from kbflow.store import Store, sql_string
@@ -109,7 +109,7 @@ def _keep_undecodable_text(connection: Any, _record: Any) -> None:
 
 @contextmanager
 def connected(source: SourceConfig) -> Iterator[sa.Connection]:
-    """A connection to the source's database; any database error in the block becomes SourceUnavailable."""
+    """A connection to the source's database; any database error in the block becomes SourceUnreachable."""
     url = source_url(source)
     try:
         with _engine(url).connect() as connection:
@@ -117,7 +117,7 @@ def connected(source: SourceConfig) -> Iterator[sa.Connection]:
     except sa.exc.DBAPIError as error:
         reading = f"table {source.table}" if source.table else "its query"
         # `from None`: the driver's exception is summarised here; nothing else of it reaches logs.
-        raise SourceUnavailable(
+        raise SourceUnreachable(
             f"source {source.name!r}: cannot read {reading} from {shown_url(url)}: {_driver_message(error, url)}"
         ) from None
 

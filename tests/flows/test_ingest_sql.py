@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 import kbflow.tasks.sql_source as sql_source
 from kbflow.config import load_config
-from kbflow.errors import SourceUnavailable
+from kbflow.errors import SourceUnreachable
 from kbflow.flows.ingest import ingest
 from kbflow.lineage import trace_chunk
 from kbflow.search import search
@@ -169,7 +169,7 @@ def test_wrong_credentials_or_port_fail_the_run_clearly_and_leave_the_index(tmp_
     monkeypatch.setenv("KB_TEST_DB_URL", bad_url)
     execute(database, "DELETE FROM tickets")  # were it read, every document would go
 
-    with pytest.raises(SourceUnavailable) as failure:
+    with pytest.raises(SourceUnreachable) as failure:
         ingest(config_path=config_path)
     message = str(failure.value)
     assert message.startswith("source 'tickets': cannot read table tickets from postgresql+psycopg://kbflow:***@127.0.0.1:")

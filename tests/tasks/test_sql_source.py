@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from kbflow.config import ConfigError, SourceConfig
-from kbflow.errors import SourceUnavailable
+from kbflow.errors import SourceUnreachable
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
 from kbflow.tasks.discover import diff_against_documents, discover_source, make_doc_id
@@ -193,7 +193,7 @@ def test_an_unset_url_variable_is_named(database, monkeypatch):
     ({"url": "sqlite:////nonexistent/folder/tickets.db"}, "unable to open database file"),
 ])
 def test_a_source_that_cannot_be_read_fails_naming_it(database, fields, problem):
-    with pytest.raises(SourceUnavailable, match=f"source 'tickets': cannot read .*{problem}"):
+    with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*{problem}"):
         discover_source(tickets(database, **fields), 50_000_000)
 
 
