@@ -203,3 +203,15 @@ def test_wrong_credentials_fail_with_a_clear_message_and_no_secret():
     message = str(failed.value)
     assert "source 'kb'" in message and endpoint in message and "Access Key Id" in message
     assert SECRET not in message and "AKIDWRONGKEY" not in message
+
+
+def test_a_file_url_is_listed_and_read_through_fsspec_with_size_and_mtime_as_its_token(tmp_path):
+    (tmp_path / "kb/sub").mkdir(parents=True)
+    (tmp_path / "kb/a.md").write_text("# A\n\nalpha")
+    (tmp_path / "kb/sub/b.rst").write_text("B\n=\n\nbeta")
+    source = SourceConfig(name="local", kind="files", path=f"file://{tmp_path}/kb")
+    discovery = discover_source(source, 1_000_000)
+    rows = discovery.items.to_pylist()
+    assert [(r["uri"], r["format"]) for r in rows] == [("a.md", "md"), ("sub/b.rst", "rst")]
+    assert rows[0]["path"] == f"file://{tmp_path}/kb/a.md" and rows[0]["change_token"].startswith("size:10:mtime:")
+    assert read_object(source, rows[1]["path"]) == b"B\n=\n\nbeta"
