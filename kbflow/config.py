@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -300,6 +300,7 @@ class FinetuneConfig(_Section):
 
 
 def _object_url(path: str) -> str:
+    """A source path with a scheme (`s3://…`) is a URL; anything else is left to `Path`."""
     if "://" not in path:
         raise ValueError("not a URL")
     return path

@@ -4,6 +4,8 @@ A source's `path` is a folder, one file, or a glob. A folder (or a glob's fixed
 leading folder) is walked without following symlinks; a file that is a symlink to
 somewhere outside that root is quarantined, never read. A `files` source's files
 are documents; a `records` source's .jsonl/.csv/.parquet files hold one document a row.
+A `files` source whose path is a URL (`s3://bucket/prefix`) is listed and read through fsspec by
+kbflow.tasks.object_source, where an unchanged change token (ETag) spares the read.
 The diff sorts every item into new / changed / unchanged / deleted: unchanged
 documents cost one hash and nothing more.
 """
@@ -215,9 +217,10 @@ def discover_source(source: SourceConfig, max_file_bytes: int, known_documents: 
     """What one source holds now. `known_documents` (its `documents` rows) spares object storage
     the reading of unchanged objects."""
     if source.is_object_storage:
-        from kbflow.tasks.object_source import discover_objects, known_tokens  # imports this module
+        from kbflow.tasks.object_source import discover_objects, known_tokens  # it imports this module
 
-        return discover_objects(source, max_file_bytes, known_tokens(DOCUMENTS.empty_table() if known_documents is None else known_documents))
+        known = known_tokens(DOCUMENTS.empty_table() if known_documents is None else known_documents)
+        return discover_objects(source, max_file_bytes, known)
     if not (source.root.is_dir() if source.path_glob else source.path.exists()):
         raise FileNotFoundError(
             f"source {source.name!r}: path {source.path} does not exist; "

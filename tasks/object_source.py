@@ -209,15 +209,16 @@ def with_retries(read: Callable[[], T], source: SourceConfig, url: str,
     Raises ObjectReadFailed (scrubbed message) after the last try, or at once for a
     permanent failure (missing object, access denied).
     """
-    for attempt in range(tries):
+    attempt = 1
+    while True:
         try:
             return read()
         except Exception as error:  # noqa: BLE001 - backends raise botocore / aiohttp / azure errors
-            detail = scrub(f"{type(error).__name__}: {error}", source.storage_options)
-            if isinstance(error, PERMANENT) or attempt == tries - 1:
-                raise ObjectReadFailed(f"{url}: {detail} (after {attempt + 1} tries)") from None
-            time.sleep(backoff_s[min(attempt, len(backoff_s) - 1)])
-    raise AssertionError("unreachable")  # tries >= 1
+            if isinstance(error, PERMANENT) or attempt >= tries:
+                detail = scrub(f"{type(error).__name__}: {error}", source.storage_options)
+                raise ObjectReadFailed(f"{url}: {detail} (after {attempt} tries)") from None
+        time.sleep(backoff_s[min(attempt - 1, len(backoff_s) - 1)])
+        attempt += 1
 
 
 def read_object(source: SourceConfig, url: str) -> bytes:

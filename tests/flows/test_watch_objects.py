@@ -25,12 +25,12 @@ def wait_for(condition, timeout_s: float = 20.0) -> bool:
     return False
 
 
-def test_a_changed_object_starts_a_run_of_its_source(tmp_path, s3_endpoint):
+def test_a_changed_object_starts_a_run_of_its_source(tmp_path, s3_proxy):
     prefix = f"watch-{uuid.uuid4().hex[:8]}"
-    client = s3_client(s3_endpoint)
+    client = s3_client(s3_proxy.endpoint)
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/a.md", Body=b"# A\n\nfirst")
     source = (f'[[sources]]\nname = "kb"\nkind = "files"\npath = "s3://{BUCKET}/{prefix}"\n'
-              f'[sources.storage_options]\nendpoint_url = "{s3_endpoint}"\nkey = "test"\nsecret = "test"\n')
+              f'[sources.storage_options]\nendpoint_url = "{s3_proxy.endpoint}"\nkey = "test"\nsecret = "test"\n')
     config = load_config(write_config(tmp_path, source, "[schedule]\nrecords_poll_s = 0.2\nwatch_debounce_s = 0.1\n"))
     runs: list[str | None] = []
     stop = threading.Event()
@@ -38,7 +38,11 @@ def test_a_changed_object_starts_a_run_of_its_source(tmp_path, s3_endpoint):
     watcher.start()
     try:
         assert wait_for(lambda: runs == [None])  # the catch-up run
-        time.sleep(1.0)  # five polls of an unchanged bucket
+
+        def listings() -> int:
+            return sum(1 for method, _, query in s3_proxy.requests if method == "GET" and "list-type" in query)
+
+        assert wait_for(lambda: listings() >= 4)  # the first fingerprint, then polls of an unchanged bucket
         assert runs == [None]
         client.put_object(Bucket=BUCKET, Key=f"{prefix}/a.md", Body=b"# A\n\nsecond")
         assert wait_for(lambda: runs == [None, "kb"])
