@@ -21,7 +21,9 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -35,6 +37,7 @@ from kbflow.tasks.discover import HASH_BLOCK, Discovery, _item, make_doc_id
 
 READ_TRIES = 3
 READ_BACKOFF_S = (0.5, 2.0)  # waits before the 2nd and 3rd try
+HASH_THREADS = 8  # new or changed objects read and hashed at once in discovery
 
 # The extra that installs each protocol's fsspec backend.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
@@ -245,27 +248,34 @@ def discover_objects(source: SourceConfig, max_file_bytes: int, known: Mapping[s
     """Every selected object of an object-storage `files` source, with its content hash.
 
     `known` maps doc_id to the (change token, content hash) the `documents` table holds: an
-    object whose token is unchanged keeps its stored hash and its body is not read.
+    object whose token is unchanged keeps its stored hash and its body is not read. The others
+    are hashed `HASH_THREADS` at a time (a read waits on the network, not on the CPU).
     """
     rows, quarantined, unreadable = [], [], set()
-    for listed in list_objects(source):
+    listing = list_objects(source)
+    stored = {o.url: known.get(make_doc_id(source.name, o.uri), (None, None)) for o in listing}
+    to_hash = [o.url for o in listing if o.size <= max_file_bytes and stored[o.url][0] != o.token]
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        hashed = dict(zip(to_hash, pool.map(partial(_hash_or_failure, source), to_hash)))
+    for listed in listing:
+        content_hash = hashed.get(listed.url, stored[listed.url][1])
         if listed.size > max_file_bytes:
             quarantined.append(Quarantined(source.name, listed.uri, "discover", "file_too_large",
                                            f"{listed.size} bytes > quality.max_file_bytes = {max_file_bytes}"))
-            unreadable.add((source.name, listed.uri))
-            continue
-        stored_token, stored_hash = known.get(make_doc_id(source.name, listed.uri), (None, None))
-        if stored_token is not None and stored_token == listed.token:
-            content_hash = stored_hash
+        elif isinstance(content_hash, ObjectReadFailed):
+            quarantined.append(Quarantined(source.name, listed.uri, "discover", "unreadable", str(content_hash)))
         else:
-            try:
-                content_hash = hash_object(source, listed.url)
-            except ObjectReadFailed as error:
-                quarantined.append(Quarantined(source.name, listed.uri, "discover", "unreadable", str(error)))
-                unreadable.add((source.name, listed.uri))
-                continue
-        rows.append(_item(source, listed.uri, listed.url, content_hash, listed.size, listed.mtime, listed.token))
+            rows.append(_item(source, listed.uri, listed.url, content_hash, listed.size, listed.mtime, listed.token))
+            continue
+        unreadable.add((source.name, listed.uri))
     return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
+
+
+def _hash_or_failure(source: SourceConfig, url: str) -> str | ObjectReadFailed:
+    try:
+        return hash_object(source, url)
+    except ObjectReadFailed as error:
+        return error
 
 
 def known_tokens(documents: pa.Table) -> dict[str, tuple[str | None, str]]:

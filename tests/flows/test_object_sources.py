@@ -4,15 +4,17 @@ cannot be listed fails the run and leaves the index as it was, with no credentia
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 
 import pytest
+from typer.testing import CliRunner
 
+from kbflow.cli import app
 from kbflow.config import load_config
 from kbflow.errors import SourceUnreachable
 from kbflow.flows.ingest import ingest
+from kbflow.lineage import trace_chunk
 from kbflow.store import Store
 
 from conftest import SMALL_CORPUS, snapshot, write_config
@@ -53,6 +55,8 @@ def test_new_changed_unchanged_deleted_from_a_bucket_and_no_body_read_without_a_
     documents = {row["uri"]: row for row in store.documents().to_pylist()}
     assert set(documents) == {"install.md", "backup.md", "billing.txt"}
     assert all(row["change_token"].startswith("etag:") for row in documents.values())
+    chunk_id = next(row["chunk_id"] for row in store.chunks(["chunk_id", "uri"]).to_pylist() if row["uri"] == "install.md")
+    assert trace_chunk(load_config(config_path), chunk_id)["document"]["path"] == f"s3://{BUCKET}/{prefix}/install.md"
 
     s3_proxy.clear()
     again = ingest(config_path=config_path)
@@ -139,16 +143,19 @@ def test_a_source_that_cannot_be_listed_fails_the_run_and_leaves_the_index_as_it
                 ingest(config_path=config_path)
             message = str(failed.value)
             assert "source 'kb'" in message and endpoint in message and SECRET not in message
+        # the CLI: `error: …` naming the source, exit 1, no traceback and no secret
+        result = CliRunner().invoke(app, ["ingest", "--config", config_path, "--json"])
+        assert result.exit_code == 1 and "error: source 'kb': cannot list" in result.output
+        assert SECRET not in result.output and "Traceback" not in result.output
     finally:
         process.terminate()
         process.wait(10)
     assert snapshot(config_path) == before
     runs = store.runs()
-    assert len(runs) == runs_before + 2 and {run["status"] for run in runs[:2]} == {"failed"}
-    assert "Access Key Id" in " ".join(run["error"] for run in runs[:2])
+    assert len(runs) == runs_before + 3 and {run["status"] for run in runs[:3]} == {"failed"}
+    assert "Access Key Id" in " ".join(run["error"] for run in runs[:3])
     assert SECRET not in json.dumps(runs, default=str)
-    assert SECRET not in json.dumps(store.table("quarantine").to_arrow().to_pylist(), default=str) if store.has(
-        "quarantine") else True
+    assert not store.has("quarantine") or SECRET not in json.dumps(store.quarantine(), default=str)
 
 
 @pytest.mark.model
