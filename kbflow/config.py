@@ -385,6 +385,8 @@ class SourceConfig(_Section):
             raise ValueError("a records source needs id_field and text_field (no text_field when index = false)")
         if self.kind == "records" and not self.index and not self.is_labeled:
             raise ValueError("a labeled-only source (index = false) needs question_field and answer_field")
+        if self.storage_options and not self.is_object_storage:
+            raise ValueError("storage_options are for an object-storage path (s3://, gs://, az://, file://)")
         if self.kind == "records" and self.is_object_storage:
             raise ValueError("records sources read local files; an object-storage path is for kind = \"files\"")
         if self.kind == "files" and (self.question_field or self.answer_field or self.relevant_field):

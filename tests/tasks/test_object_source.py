@@ -82,6 +82,8 @@ def test_urls_stay_urls_and_local_paths_resolve_as_before(tmp_path):
     assert globbed.selects("a/b.md") and not globbed.selects("a/b.txt")
     assert local.path == tmp_path / "docs" and not local.is_object_storage
     assert SECRET not in repr(SourceConfig(name="x", kind="files", path="s3://b", storage_options={"secret": SECRET}))
+    with pytest.raises(ValueError, match="storage_options are for an object-storage path"):
+        SourceConfig(name="x", kind="files", path="docs/", storage_options={"anon": True})
     with pytest.raises(ValueError, match="records sources read local files"):
         SourceConfig(name="x", kind="records", path="s3://b/r", id_field="id", text_field="t")
     assert file_format("s3://b/kb/page.rst.txt") == "rst"
