@@ -1,7 +1,9 @@
 """`kbflow watch`: keep the index following its sources as they are edited.
 
-`files` sources are watched with watchdog; a burst of edits is debounced into
-one run per source. `records` sources are polled by content hash. Each change
+Local `files` sources are watched with watchdog; a burst of edits is debounced into
+one run per source. `records` sources are polled by their files' names, sizes and mtimes,
+object-storage sources by their listing (keys and ETags, kbflow.tasks.object_source), every
+`[schedule] records_poll_s`. Each change
 either emits a `kbflow.source.changed` event (when a Prefect API is configured
 and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
 ingest in this process. Changes that arrive while a run is going are coalesced
@@ -18,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kbflow.config import KbflowConfig, SourceConfig
+from kbflow.errors import SourceUnreachable
 from kbflow.tasks.discover import source_files
+from kbflow.tasks.object_source import objects_fingerprint
 
 log = logging.getLogger("kbflow.watch")
 TICK_S = 0.2
@@ -69,6 +73,18 @@ def records_fingerprint(source: SourceConfig) -> tuple:
     return tuple(sorted(fingerprint))
 
 
+def source_fingerprint(source: SourceConfig, last: tuple = ()) -> tuple:
+    """The fingerprint of a polled source: its records files, or its objects' listing. A listing
+    that fails (endpoint down for a while) keeps `last`: it is logged, and the next poll tries again."""
+    if not source.is_object_storage:
+        return records_fingerprint(source)
+    try:
+        return objects_fingerprint(source)
+    except SourceUnreachable as error:  # the message names the endpoint, never a credential
+        log.warning("%s", error)
+        return last
+
+
 def watch(
     config: KbflowConfig,
     run_source: Callable[[str | None], None],
@@ -80,8 +96,8 @@ def watch(
     from watchdog.observers import Observer
 
     sources = config.select_sources(source)
-    files = [s for s in sources if s.kind == "files"]
-    records = [s for s in sources if s.kind == "records"]
+    files = [s for s in sources if s.kind == "files" and not s.is_object_storage]
+    polled = [s for s in sources if s.kind == "records" or s.is_object_storage]
     pending, stop = PendingSources(), stop or threading.Event()
 
     class OnChange(FileSystemEventHandler):
@@ -98,16 +114,16 @@ def watch(
     for watched in files:
         observer.schedule(OnChange(), str(watched.root), recursive=True)
     observer.start()
-    fingerprints = {s.name: records_fingerprint(s) for s in records}
+    fingerprints = {s.name: source_fingerprint(s) for s in polled}
     next_poll = time.monotonic() + config.schedule.records_poll_s
     try:
         while not stop.is_set():
-            if records and time.monotonic() >= next_poll:
-                for polled in records:
-                    now = records_fingerprint(polled)
-                    if now != fingerprints[polled.name]:
-                        fingerprints[polled.name] = now
-                        pending.mark(polled.name)
+            if polled and time.monotonic() >= next_poll:
+                for each in polled:
+                    now = source_fingerprint(each, fingerprints[each.name])
+                    if now != fingerprints[each.name]:
+                        fingerprints[each.name] = now
+                        pending.mark(each.name)
                 next_poll = time.monotonic() + config.schedule.records_poll_s
             for name in pending.settled(config.schedule.watch_debounce_s):
                 run_source(name)  # edits during this run are marked and picked up next time

@@ -49,3 +49,9 @@ class ModelMismatch(RunRefused):
             "vectors of two models must not mix. Set embedding.model back, or re-embed "
             "everything with `kbflow reindex`."
         )
+
+
+class SourceUnreachable(RuntimeError):
+    """A source that cannot be listed at all (unreachable endpoint, wrong credentials, missing
+    bucket, missing backend package): the run fails before it writes anything. The message names
+    the source and the endpoint, never a credential."""

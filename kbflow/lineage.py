@@ -22,7 +22,9 @@ def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
         "chunk": {k: chunk[k] for k in ("chunk_id", "ordinal", "heading", "text_hash", "n_tokens", "model", "run_id")},
         "document": None if document is None else {
             **{k: document[k] for k in ("doc_id", "uri", "content_hash", "title", "status", "n_chunks")},
-            "path": str(source.root / document["uri"].split("#", 1)[0]) if source else None,
+            "path": None if source is None else (
+                f"{source.root}/{document['uri']}" if source.is_object_storage
+                else str(source.root / document["uri"].split("#", 1)[0])),
         },
         "source": None if source is None else {
             "name": source.name, "kind": source.kind, "path": str(source.path), "tenant": source.tenant,

@@ -22,6 +22,7 @@ import kbflow.search  # noqa: F401
 from kbflow.config import EmbeddingConfig, load_config
 
 from fakes import HashEmbedder
+from s3_servers import CountingProxy, s3_client, start_moto
 
 HELPER = Path(__file__).parent / "ingest_helper.py"
 BIN = Path(sys.executable).parent
@@ -77,6 +78,23 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1 (a free port) with the bucket `kbflow-test`; its endpoint URL."""
+    server, endpoint = start_moto()
+    s3_client(endpoint).create_bucket(Bucket="kbflow-test")
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint):
+    """A proxy in front of the session's moto that counts requests and can fail some (tests/s3_servers.py)."""
+    proxy = CountingProxy(s3_endpoint)
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture

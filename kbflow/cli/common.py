@@ -59,12 +59,12 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 def known_errors() -> tuple[type[Exception], ...]:
     """Errors whose message is the whole story for a user: printed, exit 1, no traceback."""
     from kbflow.config import ConfigError
-    from kbflow.errors import ModelMismatch
+    from kbflow.errors import ModelMismatch, SourceUnreachable
     from kbflow.models import ModelNotAvailable
     from kbflow.store import StoreEmpty
 
     return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, FileExistsError,
-            LookupError, ValueError)
+            LookupError, ValueError, SourceUnreachable)
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])
