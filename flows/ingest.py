@@ -73,11 +73,12 @@ def ingest(
         QualityGate(config.quality, run, allow_mass_delete) as gate,
     ):
         store.check_model(config.embedding.model)
-        discovery = discover(sources, config.quality.max_file_bytes, store)
+        known_documents = store.documents([s.name for s in sources])
+        discovery = discover(sources, config.quality.max_file_bytes, known_documents, store)
         run.quarantine(discovery.quarantined)
         run.warnings.extend(empty_sources(sources, discovery))
-        known_documents = store.documents([s.name for s in sources])
         changes = diff_against_documents(discovery, known_documents)
+        store.record_change_tokens(changes.moved_tokens)  # same bytes, new ETag: no re-read next time
         run.documents.update(changes.counts)
         run.lap("discover")
         if changes.to_parse.num_rows == 0 and changes.deleted.num_rows == 0:

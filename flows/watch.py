@@ -1,8 +1,9 @@
 """`kbflow watch`: keep the index following its sources as they are edited.
 
-`files` sources are watched with watchdog; a burst of edits is debounced into
-one run per source. `records` sources are polled by their files' sizes and mtimes, `sql`
-sources by a cheap query (kbflow.tasks.sql_source.sql_fingerprint). Each change
+Local `files` sources are watched with watchdog; a burst of edits is debounced into
+one run per source. `records` sources are polled by their files' names, sizes and mtimes,
+object-storage sources by their listing (keys and ETags, kbflow.tasks.object_source), `sql`
+sources by a cheap query (kbflow.tasks.sql_source.sql_fingerprint), every `[schedule] records_poll_s`. Each change
 either emits a `kbflow.source.changed` event (when a Prefect API is configured
 and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
 ingest in this process. Changes that arrive while a run is going are coalesced
@@ -19,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kbflow.config import KbflowConfig, SourceConfig
+from kbflow.errors import SourceUnreachable
 from kbflow.tasks.discover import source_files
+from kbflow.tasks.object_source import objects_fingerprint
 
 log = logging.getLogger("kbflow.watch")
 TICK_S = 0.2
@@ -59,9 +62,7 @@ def source_of(path: str, sources: list[SourceConfig]) -> str | None:
 
 def records_fingerprint(source: SourceConfig) -> tuple:
     """What changes when a records source's files change (names, sizes, mtimes); its path is
-    a folder, one file or a glob. A sql source: what its rows' fingerprint query returns."""
-    if source.kind == "sql":
-        return _sql_fingerprint(source)
+    a folder, one file or a glob."""
     fingerprint = []
     for path, _ in source_files(source):
         try:
@@ -72,15 +73,21 @@ def records_fingerprint(source: SourceConfig) -> tuple:
     return tuple(sorted(fingerprint))
 
 
-def _sql_fingerprint(source: SourceConfig) -> tuple:
-    from kbflow.errors import SourceUnreachable
-    from kbflow.tasks.sql_source import sql_fingerprint  # SQLAlchemy only when a sql source is watched
-
+def source_fingerprint(source: SourceConfig, last: tuple = ()) -> tuple:
+    """The fingerprint of a polled source: its records files, its objects' listing, or its rows'
+    fingerprint query. A poll that fails (endpoint or database down for a while) keeps `last`:
+    it is logged, and the next poll tries again."""
+    if source.kind == "records":
+        return records_fingerprint(source)
     try:
-        return sql_fingerprint(source)
-    except SourceUnreachable as error:  # the database is down: say so, keep watching
+        if source.kind == "sql":
+            from kbflow.tasks.sql_source import sql_fingerprint  # SQLAlchemy only when a sql source is watched
+
+            return sql_fingerprint(source)
+        return objects_fingerprint(source)
+    except SourceUnreachable as error:  # the message names the endpoint or host, never a credential
         log.warning("%s", error)
-        return ("unavailable",)
+        return last
 
 
 def watch(
@@ -94,8 +101,8 @@ def watch(
     from watchdog.observers import Observer
 
     sources = config.select_sources(source)
-    files = [s for s in sources if s.kind == "files"]
-    records = [s for s in sources if s.kind in ("records", "sql")]
+    files = [s for s in sources if s.kind == "files" and not s.is_object_storage]
+    polled = [s for s in sources if s.kind in ("records", "sql") or s.is_object_storage]
     pending, stop = PendingSources(), stop or threading.Event()
 
     class OnChange(FileSystemEventHandler):
@@ -108,7 +115,7 @@ def watch(
                     pending.mark(name)
 
     # Polled sources' state before the catch-up run: a change made while it runs is seen after it.
-    fingerprints = {s.name: records_fingerprint(s) for s in records}
+    fingerprints = {s.name: source_fingerprint(s) for s in polled}
     run_source(source)  # catch up with what changed while nobody watched
     observer = Observer()
     for watched in files:
@@ -117,12 +124,12 @@ def watch(
     next_poll = time.monotonic() + config.schedule.records_poll_s
     try:
         while not stop.is_set():
-            if records and time.monotonic() >= next_poll:
-                for polled in records:
-                    now = records_fingerprint(polled)
-                    if now != fingerprints[polled.name]:
-                        fingerprints[polled.name] = now
-                        pending.mark(polled.name)
+            if polled and time.monotonic() >= next_poll:
+                for each in polled:
+                    now = source_fingerprint(each, fingerprints[each.name])
+                    if now != fingerprints[each.name]:
+                        fingerprints[each.name] = now
+                        pending.mark(each.name)
                 next_poll = time.monotonic() + config.schedule.records_poll_s
             for name in pending.settled(config.schedule.watch_debounce_s):
                 run_source(name)  # edits during this run are marked and picked up next time

@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 
 from kbflow.globs import matches
 
@@ -198,7 +200,7 @@ class ScheduleConfig(_Section):
     evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow evaluate on [evaluation] queries; "": on demand')
     timezone: str = "UTC"
     watch_debounce_s: float = Field(2.0, ge=0, description="kbflow watch: quiet time before a run")
-    records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records sources are hashed")
+    records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records and object-storage sources are polled")
 
     @field_validator("ingest_cron", "dataset_cron", "evaluate_cron")
     @classmethod
@@ -299,8 +301,21 @@ class FinetuneConfig(_Section):
     seed: int = Field(42, description="training shuffle and initialisation: the same seed, the same tuned model")
 
 
+def _object_url(path: str) -> str:
+    """A source path with a scheme (`s3://…`) is a URL; anything else is left to `Path`."""
+    if "://" not in path:
+        raise ValueError("not a URL")
+    return path
+
+
+# `s3://bucket/prefix` (any `scheme://`) stays a string for fsspec; anything else is a local Path.
+ObjectUrl = Annotated[str, AfterValidator(_object_url)]
+
+
 class SourceConfig(_Section):
-    """One source. `path` is a folder, one file, or a glob (`records/*.jsonl`, `docs/**/*.md`).
+    """One source. `path` is a folder, one file, or a glob (`records/*.jsonl`, `docs/**/*.md`),
+    or an object-storage URL (`s3://bucket/prefix`, `gs://`, `az://`, `file://`; read through
+    fsspec with `storage_options`, kbflow.tasks.object_source).
 
     A document's uri is its file's path relative to `root` (plus `#id` for a record), so
     a file keeps its uri, its doc_id and its incremental state whichever way it is named.
@@ -310,7 +325,13 @@ class SourceConfig(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["files", "records", "sql"]
-    path: Path | None = Field(None, description="files and records sources: a folder, one file, or a glob")
+    path: ObjectUrl | Path | None = Field(
+        None, union_mode="left_to_right", description="files and records sources: a folder, one file, a glob or a URL"
+    )
+    storage_options: dict[str, str | bool | int | float] = Field(
+        default_factory=dict, repr=False,  # may hold credentials: never in a repr, a log or an error
+        description="object storage: fsspec options (endpoint_url, anon, region, ...); credentials from the environment",
+    )
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     tenant: str = "default"
@@ -339,16 +360,25 @@ class SourceConfig(_Section):
         return bool(self.question_field and self.answer_field)
 
     @property
+    def is_object_storage(self) -> bool:
+        """Whether `path` is a URL read through fsspec rather than a local path."""
+        return isinstance(self.path, str)
+
+    @property
     def path_glob(self) -> str | None:
         """The part of `path` from its first glob character on (posix), or None for a plain path."""
-        parts = self.path.parts
+        if self.path is None:  # a sql source
+            return None
+        parts = self.path.partition("://")[2].split("/") if self.is_object_storage else self.path.parts
         first = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), None)
         return None if first is None else "/".join(parts[first:])
 
     @property
-    def root(self) -> Path:
+    def root(self) -> Path | str:
         """The folder uris are relative to: `path` itself if it is a folder, else its folder
-        (a file's, or a glob's fixed leading part)."""
+        (a file's, or a glob's fixed leading part). For a URL: the prefix before any glob."""
+        if self.is_object_storage:
+            return self.path[: len(self.path) - len(self.path_glob or "")].rstrip("/")
         if self.path_glob is not None:
             return Path(*self.path.parts[: len(self.path.parts) - len(self.path_glob.split("/"))])
         return self.path if self.path.is_dir() else self.path.parent
@@ -361,7 +391,7 @@ class SourceConfig(_Section):
         """
         if self.path_glob is not None:
             return matches(uri, [self.path_glob], []) and matches(uri, self.include, self.exclude)
-        if self.path.is_dir():
+        if self.is_object_storage or self.path.is_dir():  # a URL without a glob names a prefix
             return matches(uri, self.include, self.exclude)
         return uri == self.path.name
 
@@ -372,6 +402,10 @@ class SourceConfig(_Section):
             raise ValueError(f"a {self.kind} source needs id_field and text_field (no text_field when index = false)")
         if has_rows and not self.index and not self.is_labeled:
             raise ValueError("a labeled-only source (index = false) needs question_field and answer_field")
+        if self.storage_options and not self.is_object_storage:
+            raise ValueError("storage_options are for an object-storage path (s3://, gs://, az://, file://)")
+        if self.kind == "records" and self.is_object_storage:
+            raise ValueError("records sources read local files; an object-storage path is for kind = \"files\"")
         if self.kind == "files" and (self.question_field or self.answer_field or self.relevant_field):
             raise ValueError("question_field, answer_field and relevant_field are for records sources")
         if self.kind == "sql":
@@ -504,7 +538,7 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
     if config.store.is_local:
         config.store.uri = str((root / Path(config.store.uri).expanduser()).resolve())
     for source in config.sources:
-        if source.path is not None:
+        if source.path is not None and not source.is_object_storage:
             source.path = (root / source.path.expanduser()).resolve()
     store_dir = Path(config.store.uri) if config.store.is_local else None
     config.datasets.out_dir = _resolve_output(root, config.datasets.out_dir, store_dir, "datasets")

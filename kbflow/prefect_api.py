@@ -250,6 +250,12 @@ def use_api(url: str) -> None:
 
 
 _entered: list = []
+_temporary_urls: set[str] = set()
+
+
+def is_temporary(url: str) -> bool:
+    """Whether `url` is a temporary server this process started (it ends with the process)."""
+    return url in _temporary_urls
 
 
 class TemporaryServer:
@@ -259,6 +265,7 @@ class TemporaryServer:
         home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
+        _temporary_urls.add(self.url)
         env = _server_environment(home) | {
             # as Prefect's own temporary server: no UI, ephemeral mode
             "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",

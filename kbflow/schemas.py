@@ -23,6 +23,9 @@ DISCOVERED = pa.schema(
         ("content_hash", pa.string()),  # sha256 of the bytes (of the record, for records)
         ("size", pa.int64()),
         ("mtime", pa.float64()),
+        # object storage: what the listing says about the object's version (ETag, version id, or
+        # size+mtime), compared with the stored one before any body is read; null for local files
+        ("change_token", pa.string()),
     ]
 )
 
@@ -86,6 +89,7 @@ DOCUMENTS = pa.schema(
         ("n_chunks", pa.int32()),
         ("first_run_id", pa.string()),
         ("last_run_id", pa.string()),
+        ("change_token", pa.string()),  # object storage: the listing's token when content_hash was taken
     ]
 )
 

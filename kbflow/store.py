@@ -23,6 +23,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from lancedb.index import FTS
 
 from kbflow.config import StoreConfig
@@ -149,7 +150,29 @@ class Store:
             rows = self._rows(DOCUMENTS_TABLE)
         else:
             rows = self._rows(DOCUMENTS_TABLE, where=f"source IN ({sql_list(sources)})") if sources else None
-        return DOCUMENTS.empty_table() if rows is None else rows.select(DOCUMENTS.names).cast(DOCUMENTS)
+        if rows is None:
+            return DOCUMENTS.empty_table()
+        for name in DOCUMENTS.names:  # written by an older kbflow: its newer columns are null
+            if name not in rows.column_names:
+                rows = rows.append_column(name, pa.nulls(rows.num_rows, DOCUMENTS.field(name).type))
+        return rows.select(DOCUMENTS.names).cast(DOCUMENTS)
+
+    def record_change_tokens(self, tokens: dict[str, str]) -> None:
+        """Store new change tokens of documents whose content did not change (one commit).
+
+        An object re-uploaded with the same bytes gets a new ETag; recording it spares the
+        next run another read of its body.
+        """
+        if not tokens:
+            return
+        rows = self.documents()
+        rows = rows.filter(pc.is_in(rows.column("doc_id"), value_set=pa.array(list(tokens), pa.string())))
+        if rows.num_rows == 0:
+            return
+        updated = rows.set_column(rows.schema.get_field_index("change_token"), "change_token",
+                                  pa.array([tokens[d] for d in rows.column("doc_id").to_pylist()], pa.string()))
+        table = _add_missing_columns(self.db.open_table(DOCUMENTS_TABLE), DOCUMENTS)
+        table.merge_insert("doc_id").when_matched_update_all().execute(updated.select(table.schema.names))
 
     def chunks(
         self, columns: Sequence[str], where: str | None = None, version: int | None = None
@@ -304,6 +327,8 @@ class Store:
         if empty and not self.has(name):
             return None, 0
         table = self._table_or_create(name, rows.schema)
+        if name == DOCUMENTS_TABLE:
+            _add_missing_columns(table, DOCUMENTS)
         scope = f"doc_id IN ({sql_list(doc_ids)})" if doc_ids else None
         if empty:
             deleted = table.count_rows(scope)
@@ -487,11 +512,7 @@ class Store:
 
     def add_run(self, run: dict[str, Any]) -> None:
         row = {**run, **{k: json.dumps(v) for k, v in run.items() if isinstance(v, (dict, list))}}
-        table = self._table_or_create(RUNS_TABLE, RUNS)
-        # A store written by an older kbflow lacks the newer (nullable, string) columns: add them.
-        missing = [name for name in RUNS.names if name not in table.schema.names]
-        if missing:
-            table.add_columns({name: "CAST(NULL AS STRING)" for name in missing})
+        table = _add_missing_columns(self._table_or_create(RUNS_TABLE, RUNS), RUNS)
         table.add(pa.Table.from_pylist([row], schema=RUNS))
 
     def add_rows(self, name: str, rows: pa.Table) -> None:
@@ -500,3 +521,11 @@ class Store:
             self.db.open_table(name).add(rows)
         else:
             self.db.create_table(name, data=rows)
+
+
+def _add_missing_columns(table, schema: pa.Schema):
+    """A table written by an older kbflow lacks the newer (nullable, string) columns: add them."""
+    missing = [name for name in schema.names if name not in table.schema.names]
+    if missing:
+        table.add_columns({name: "CAST(NULL AS STRING)" for name in missing})
+    return table

@@ -4,6 +4,8 @@ A source's `path` is a folder, one file, or a glob. A folder (or a glob's fixed
 leading folder) is walked without following symlinks; a file that is a symlink to
 somewhere outside that root is quarantined, never read. A `files` source's files
 are documents; a `records` source's .jsonl/.csv/.parquet files hold one document a row.
+A `files` source whose path is a URL (`s3://bucket/prefix`) is listed and read through fsspec by
+kbflow.tasks.object_source, where an unchanged change token (ETag) spares the read.
 The diff sorts every item into new / changed / unchanged / deleted: unchanged
 documents cost one hash and nothing more.
 """
@@ -14,7 +16,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import SourceConfig
 from kbflow.quarantine import Quarantined
-from kbflow.schemas import DISCOVERED
+from kbflow.schemas import DISCOVERED, DOCUMENTS
 from kbflow.store import Store
 
 HASH_BLOCK = 1 << 20
@@ -70,20 +72,22 @@ def source_files(source: SourceConfig, quarantined: list[Quarantined] | None = N
             yield full, uri
 
 
-def file_format(path: Path) -> str:
+def file_format(path: Path | str) -> str:
     """The parser a file needs, by its name: `guide.md` → md. Sphinx publishes its sources as
     `page.rst.txt` (and `page.md.txt`): those are reStructuredText (markdown), not plain text.
 
     >>> file_format(Path("library/json.rst.txt")), file_format(Path("notes.TXT"))
     ('rst', 'txt')
     """
+    path = PurePosixPath(path) if isinstance(path, str) else path  # an object's URL: its name's suffixes
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     if len(suffixes) == 2 and suffixes[1] == ".txt" and suffixes[0] in (".rst", ".md", ".markdown"):
         return suffixes[0].lstrip(".")
     return path.suffix.lower().lstrip(".")
 
 
-def _item(source: SourceConfig, uri: str, path: Path, content_hash: str, size: int, mtime: float) -> dict:
+def _item(source: SourceConfig, uri: str, path: Path | str, content_hash: str, size: int, mtime: float,
+          change_token: str | None = None) -> dict:
     return {
         "doc_id": make_doc_id(source.name, uri),
         "source": source.name,
@@ -94,6 +98,7 @@ def _item(source: SourceConfig, uri: str, path: Path, content_hash: str, size: i
         "content_hash": content_hash,
         "size": size,
         "mtime": mtime,
+        "change_token": change_token,
     }
 
 
@@ -211,13 +216,20 @@ def discover_records(source: SourceConfig) -> Discovery:
     return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
 
 
-def discover_source(source: SourceConfig, max_file_bytes: int, store: Store | None = None) -> Discovery:
-    """What one source holds now. A sql source reads its incremental state from `store`
+def discover_source(source: SourceConfig, max_file_bytes: int, known_documents: pa.Table | None = None,
+                    store: Store | None = None) -> Discovery:
+    """What one source holds now. `known_documents` (its `documents` rows) spares object storage
+    the reading of unchanged objects; a sql source reads its incremental state from `store`
     (None: it reads every row)."""
     if source.kind == "sql":
         from kbflow.tasks.sql_source import discover_sql  # it builds on this module: imported when used
 
         return discover_sql(source, max_file_bytes, store)
+    if source.is_object_storage:
+        from kbflow.tasks.object_source import discover_objects, known_tokens  # it imports this module
+
+        known = known_tokens(DOCUMENTS.empty_table() if known_documents is None else known_documents)
+        return discover_objects(source, max_file_bytes, known)
     if not (source.root.is_dir() if source.path_glob else source.path.exists()):
         raise FileNotFoundError(
             f"source {source.name!r}: path {source.path} does not exist; "
@@ -235,6 +247,8 @@ class ChangeSet:
     to_parse: pa.Table  # DISCOVERED rows plus `change`: "new" | "changed"
     unchanged: int
     deleted: pa.Table  # `documents` rows of documents gone from their source
+    # object storage: doc_id -> new change token of unchanged documents (same bytes, new ETag)
+    moved_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -255,6 +269,7 @@ def diff_against_documents(discovery: Discovery, documents: pa.Table) -> ChangeS
     """
     items = discovery.items
     known_hash = dict(zip(documents.column("doc_id").to_pylist(), documents.column("content_hash").to_pylist()))
+    known_token = dict(zip(documents.column("doc_id").to_pylist(), documents.column("change_token").to_pylist()))
     changes = [
         "new" if doc_id not in known_hash else ("unchanged" if known_hash[doc_id] == content_hash else "changed")
         for doc_id, content_hash in zip(items.column("doc_id").to_pylist(), items.column("content_hash").to_pylist())
@@ -272,10 +287,16 @@ def diff_against_documents(discovery: Discovery, documents: pa.Table) -> ChangeS
         is_deleted(*row)
         for row in zip(*(documents.column(name).to_pylist() for name in ("doc_id", "source", "uri")))
     ]
+    moved_tokens = {
+        doc_id: token
+        for doc_id, token, change in zip(items.column("doc_id").to_pylist(), items.column("change_token").to_pylist(), changes)
+        if change == "unchanged" and token is not None and token != known_token[doc_id]
+    }
     return ChangeSet(
         to_parse=to_parse,
         unchanged=changes.count("unchanged"),
         deleted=documents.filter(pa.array(deleted_mask, pa.bool_())),
+        moved_tokens=moved_tokens,
     )
 
 
@@ -298,9 +319,11 @@ def empty_sources(sources: list[SourceConfig], discovery: Discovery) -> list[str
 
 
 @task(name="discover", cache_policy=NO_CACHE)
-def discover(sources: list[SourceConfig], max_file_bytes: int, store: Store | None = None) -> Discovery:
-    """Discover all given sources into one table of items (`store`: sql sources' incremental state)."""
-    found = [discover_source(source, max_file_bytes, store) for source in sources]
+def discover(sources: list[SourceConfig], max_file_bytes: int, known_documents: pa.Table | None = None,
+             store: Store | None = None) -> Discovery:
+    """Discover all given sources into one table of items (`known_documents`: their `documents` rows;
+    `store`: sql sources' incremental state)."""
+    found = [discover_source(source, max_file_bytes, known_documents, store) for source in sources]
     return Discovery(
         items=pa.concat_tables([d.items for d in found]) if found else DISCOVERED.empty_table(),
         quarantined=[q for d in found for q in d.quarantined],

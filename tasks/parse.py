@@ -18,7 +18,9 @@ import logging
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +31,7 @@ from kbflow.config import SourceConfig
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import PARSED
 from kbflow.tasks.discover import read_records
+from kbflow.tasks.object_source import read_object
 from kbflow.tasks.sphinx_rst import clean_doctree, register_sphinx_names
 
 HEADING_SEPARATOR = " > "
@@ -305,11 +308,13 @@ def _quarantine(item: dict, stage: str, reason: str, detail: str) -> Quarantined
                        doc_id=item["doc_id"], content_hash=item["content_hash"])
 
 
-def parse_file_items(items: list[dict]) -> tuple[list[dict], list[Quarantined]]:
+def parse_file_items(items: list[dict], read: Callable[[str], bytes] | None = None) -> tuple[list[dict], list[Quarantined]]:
+    """Documents of file items; `read` opens an item's `path` (default: a local file)."""
     documents, quarantined = [], []
     for item in items:
         try:
-            parsed = parse_bytes(Path(item["path"]).read_bytes(), item["format"])
+            data = read(item["path"]) if read else Path(item["path"]).read_bytes()
+            parsed = parse_bytes(data, item["format"])
         except ParseError as error:
             quarantined.append(_quarantine(item, "parse", error.reason, error.detail))
             continue
@@ -367,8 +372,11 @@ def parse_documents(items: pa.Table, sources: list[SourceConfig]) -> tuple[pa.Ta
             from kbflow.tasks.sql_source import parse_sql_items  # it builds on this module: imported when used
 
             parsed, bad = parse_sql_items(rows, source)
+        elif source.kind == "files":
+            # An object's URL is opened here, on whichever worker runs the parse, with the source's options.
+            parsed, bad = parse_file_items(rows, partial(read_object, source) if source.is_object_storage else None)
         else:
-            parsed, bad = parse_file_items(rows) if source.kind == "files" else parse_record_items(rows, source)
+            parsed, bad = parse_record_items(rows, source)
         documents.extend(parsed)
         quarantined.extend(bad)
     return pa.Table.from_pylist(documents, schema=PARSED), quarantined

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import httpx
 import lancedb
 import numpy as np
 import pytest
@@ -18,8 +22,53 @@ import kbflow.search  # noqa: F401
 from kbflow.config import EmbeddingConfig, load_config
 
 from fakes import HashEmbedder
+from s3_servers import CountingProxy, s3_client, start_moto
 
 HELPER = Path(__file__).parent / "ingest_helper.py"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real Prefect server (API, UI, event triggers) on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           # expired concurrency leases (a killed writer's) are revoked within a second or two
+           "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "1"}
+    env.pop("PREFECT_API_URL", None)
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, 180, "prefect server start")
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +78,23 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1 (a free port) with the bucket `kbflow-test`; its endpoint URL."""
+    server, endpoint = start_moto()
+    s3_client(endpoint).create_bucket(Bucket="kbflow-test")
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint):
+    """A proxy in front of the session's moto that counts requests and can fail some (tests/s3_servers.py)."""
+    proxy = CountingProxy(s3_endpoint)
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture

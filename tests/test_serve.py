@@ -19,51 +19,9 @@ from kbflow.config import load_config
 from kbflow.flows.serve import kbflow_deployments
 from kbflow.store import Store
 
-from conftest import DOCS_SOURCE, write_config
+from conftest import BIN, DOCS_SOURCE, wait_for, write_config
 
-BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-@pytest.fixture
-def prefect_server(tmp_path):
-    """A real Prefect server (API, UI, event triggers) on a free loopback port."""
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, 180, "prefect server start")
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(60)
 
 
 def test_an_event_makes_the_served_deployment_ingest_that_source(small_corpus, prefect_server, tmp_path):

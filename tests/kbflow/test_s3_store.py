@@ -4,7 +4,6 @@ against a local S3-compatible server (moto's server mode, started on loopback fo
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 
 import boto3
@@ -26,22 +25,6 @@ from fakes import HashEmbedder
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 BUCKET = "kbflow-test"
 CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "aws_region": "us-east-1"}
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 (a free port) with one bucket; its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
 
 
 def s3_config(root, endpoint: str | None, extra: str = "") -> tuple:

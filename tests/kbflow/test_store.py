@@ -75,6 +75,26 @@ def test_runs_are_listed_newest_first(tmp_path):
     assert [run["run_id"] for run in store.runs()] == ["new", "old"]
 
 
+def test_a_documents_table_from_an_older_kbflow_gains_change_token_on_its_next_write(tmp_path):
+    store = Store(StoreConfig(uri=str(tmp_path / "store")))
+    older = pa.schema([f for f in DOCUMENTS if f.name != "change_token"])
+    store.db.create_table("documents", data=document_rows(["a", "b"], "old").select(older.names).cast(older))
+    assert store.documents().column("change_token").to_pylist() == [None, None]  # read: null, not an error
+
+    store.record_change_tokens({"a": "etag:1"})  # an unchanged object's new ETag
+    assert "change_token" in store.table("documents").schema.names
+    tokens = dict(zip(*(store.documents().column(n).to_pylist() for n in ("doc_id", "change_token"))))
+    assert tokens == {"a": "etag:1", "b": None}
+
+    fresh = tmp_path / "publish"
+    store = Store(StoreConfig(uri=str(fresh)))
+    store.db.create_table("documents", data=document_rows(["a"], "old").select(older.names).cast(older))
+    run_id = new_run_id()
+    rows = document_rows(["a"], run_id).set_column(len(DOCUMENTS) - 1, "change_token", pa.array(["etag:2"]))
+    store.publish(run_id, chunk_rows("a", ["one"], run_id), rows, ["a"])
+    assert store.documents().column("change_token").to_pylist() == ["etag:2"]
+
+
 def test_a_runs_table_from_an_older_kbflow_gains_the_new_columns(tmp_path):
     from datetime import UTC, datetime
 
