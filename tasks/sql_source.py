@@ -366,6 +366,7 @@ def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, st
         "format": pa.array([SQL_FORMAT] * len(uris), pa.string()),
         **{name: known.column(name) for name in ("content_hash", "size")},
         "mtime": pa.array([0.0] * len(uris), pa.float64()),
+        "change_token": pa.nulls(len(uris), pa.string()),  # object storage's; a row has its cursor instead
     }).cast(DISCOVERED)
     found.seen |= set(uris)  # the unknown ones are seen when they are read
     return [key for uri, key in key_of.items() if uri not in found.seen]

@@ -127,7 +127,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_kept(database):
 def test_a_cursor_run_reads_only_rows_past_the_cursor_and_the_keys(database, tmp_path, statements):
     source = tickets(database, cursor_field="updated_at")
     store = Store.from_uri(str(tmp_path / "store"))
-    first = discover_source(source, 50_000_000, store)
+    first = discover_source(source, 50_000_000, store=store)
     assert decode_cursor(first.cursors["tickets"]) == "2026-11-05T10:00:00"
     published(store, first.items)
     save_cursors(store, first.cursors, "run-1")
@@ -137,7 +137,7 @@ def test_a_cursor_run_reads_only_rows_past_the_cursor_and_the_keys(database, tmp
     execute(database, "DELETE FROM tickets WHERE id = 4")
     execute(database, "INSERT INTO tickets VALUES (6, 'Late', 'A row with an old cursor.', 'acme', '2026-10-01')")
     statements.clear()
-    second = discover_source(source, 50_000_000, store)
+    second = discover_source(source, 50_000_000, store=store)
     changes = diff_against_documents(second, store.documents(["tickets"]))
     assert {row["uri"]: row["change"] for row in changes.to_parse.to_pylist()} == {"tickets#2": "changed",
                                                                                    "tickets#6": "new"}
