@@ -9,7 +9,8 @@ What is loaded: every document of the configured sources (or of one). How
 incrementally: a document whose content hash matches the `documents` table is not
 parsed, chunked or embedded again; a changed document re-embeds only chunks
 whose text is new for the model; a deleted document's chunks are removed. A run
-with no change writes nothing but its run record. An unchanged document is parsed
+with no change writes nothing but its run record. A sql source with a cursor_field
+reads only rows past the last run's cursor, plus their keys. An unchanged document is parsed
 again only when the boilerplate of its source changed for one of its lines
 (kbflow.tasks.boilerplate).
 
@@ -41,6 +42,7 @@ from kbflow.tasks.parse import parse
 from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
 from kbflow.tasks.profiles import ChunkTally, run_profile
 from kbflow.tasks.quality import QualityGate, check_quality, check_run
+from kbflow.tasks.sql_source import save_cursors
 
 
 @flow(name="ingest")
@@ -72,7 +74,7 @@ def ingest(
     ):
         store.check_model(config.embedding.model)
         known_documents = store.documents([s.name for s in sources])
-        discovery = discover(sources, config.quality.max_file_bytes, known_documents)
+        discovery = discover(sources, config.quality.max_file_bytes, known_documents, store)
         run.quarantine(discovery.quarantined)
         run.warnings.extend(empty_sources(sources, discovery))
         changes = diff_against_documents(discovery, known_documents)
@@ -82,6 +84,7 @@ def ingest(
         if changes.to_parse.num_rows == 0 and changes.deleted.num_rows == 0:
             run.status = "no_change"
             run.chunks["total"] = store.count("chunks")
+            save_cursors(store, discovery.cursors, run.run_id)  # rows read past the cursor changed nothing
             return run.report()
 
         # Counted over every current document of each source before any batch (counted in "parse").
@@ -140,6 +143,7 @@ def ingest(
             deleted = changes.deleted.column("doc_id").to_pylist()
             published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted)
             save_line_hashes(store, boilerplate)  # after the publish: a blocked run keeps the old state
+            save_cursors(store, discovery.cursors, run.run_id)  # likewise: sql sources read past them next time
             run.lap("publish")
 
         run.status = "published"

@@ -7,7 +7,8 @@ is a run of its own, recorded and tagged like any other; rolling back again
 undoes it. The next `ingest` compares the sources with the restored `documents` table and
 brings the index forward again, reusing every vector the restored chunks hold; at
 its first change it also re-chunks every document once, because the boilerplate
-state is dropped here (the restored chunks may have been made with another set).
+state is dropped here (the restored chunks may have been made with another set), and so are
+sql sources' cursors: the next ingest reads their rows in full once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store
 from kbflow.tasks.boilerplate import forget_line_hashes
+from kbflow.tasks.sql_source import forget_cursors
 
 
 @flow(name="rollback")
@@ -33,6 +35,7 @@ def rollback(config_path: str, to_run: str | None = None) -> dict:
         run.parent_run_id = to_run or published[1]
         versions = store.restore(run.parent_run_id, run.run_id)
         forget_line_hashes(store)
+        forget_cursors(store)  # the restored documents are older than the cursors: read sql sources in full
         run.status = "published"
         run.versions.update(versions)
         run.documents["unchanged"] = store.count("documents")

@@ -2,8 +2,8 @@
 
 Local `files` sources are watched with watchdog; a burst of edits is debounced into
 one run per source. `records` sources are polled by their files' names, sizes and mtimes,
-object-storage sources by their listing (keys and ETags, kbflow.tasks.object_source), every
-`[schedule] records_poll_s`. Each change
+object-storage sources by their listing (keys and ETags, kbflow.tasks.object_source), `sql`
+sources by a cheap query (kbflow.tasks.sql_source.sql_fingerprint), every `[schedule] records_poll_s`. Each change
 either emits a `kbflow.source.changed` event (when a Prefect API is configured
 and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
 ingest in this process. Changes that arrive while a run is going are coalesced
@@ -74,13 +74,18 @@ def records_fingerprint(source: SourceConfig) -> tuple:
 
 
 def source_fingerprint(source: SourceConfig, last: tuple = ()) -> tuple:
-    """The fingerprint of a polled source: its records files, or its objects' listing. A listing
-    that fails (endpoint down for a while) keeps `last`: it is logged, and the next poll tries again."""
-    if not source.is_object_storage:
+    """The fingerprint of a polled source: its records files, its objects' listing, or its rows'
+    fingerprint query. A poll that fails (endpoint or database down for a while) keeps `last`:
+    it is logged, and the next poll tries again."""
+    if source.kind == "records":
         return records_fingerprint(source)
     try:
+        if source.kind == "sql":
+            from kbflow.tasks.sql_source import sql_fingerprint  # SQLAlchemy only when a sql source is watched
+
+            return sql_fingerprint(source)
         return objects_fingerprint(source)
-    except SourceUnreachable as error:  # the message names the endpoint, never a credential
+    except SourceUnreachable as error:  # the message names the endpoint or host, never a credential
         log.warning("%s", error)
         return last
 
@@ -97,7 +102,7 @@ def watch(
 
     sources = config.select_sources(source)
     files = [s for s in sources if s.kind == "files" and not s.is_object_storage]
-    polled = [s for s in sources if s.kind == "records" or s.is_object_storage]
+    polled = [s for s in sources if s.kind in ("records", "sql") or s.is_object_storage]
     pending, stop = PendingSources(), stop or threading.Event()
 
     class OnChange(FileSystemEventHandler):
@@ -109,12 +114,13 @@ def watch(
                 if name:
                     pending.mark(name)
 
+    # Polled sources' state before the catch-up run: a change made while it runs is seen after it.
+    fingerprints = {s.name: source_fingerprint(s) for s in polled}
     run_source(source)  # catch up with what changed while nobody watched
     observer = Observer()
     for watched in files:
         observer.schedule(OnChange(), str(watched.root), recursive=True)
     observer.start()
-    fingerprints = {s.name: source_fingerprint(s) for s in polled}
     next_poll = time.monotonic() + config.schedule.records_poll_s
     try:
         while not stop.is_set():

@@ -17,7 +17,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 
 from kbflow.globs import matches
 
@@ -317,11 +319,15 @@ class SourceConfig(_Section):
 
     A document's uri is its file's path relative to `root` (plus `#id` for a record), so
     a file keeps its uri, its doc_id and its incremental state whichever way it is named.
+    A `sql` source has no path: its rows come from a database (kbflow.tasks.sql_source),
+    a row's uri is `<table or "query">#<id>`.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["files", "records"]
-    path: ObjectUrl | Path = Field(union_mode="left_to_right")
+    kind: Literal["files", "records", "sql"]
+    path: ObjectUrl | Path | None = Field(
+        None, union_mode="left_to_right", description="files and records sources: a folder, one file, a glob or a URL"
+    )
     storage_options: dict[str, str | bool | int | float] = Field(
         default_factory=dict, repr=False,  # may hold credentials: never in a repr, a log or an error
         description="object storage: fsspec options (endpoint_url, anon, region, ...); credentials from the environment",
@@ -331,15 +337,23 @@ class SourceConfig(_Section):
     tenant: str = "default"
     ingest_cron: str | None = Field(None, description="kbflow serve: also ingest this source alone on this cron")
     index: bool = Field(True, description="false: a labeled-only source (datasets, eval), never ingested")
-    # records only
+    # records and sql
     id_field: str | None = None
     text_field: str | None = None
     title_field: str | None = None
     metadata: list[str] = Field(default_factory=list)
-    # records only: labels for fine-tuning datasets (sft, raft) and evaluation
+    # records and sql: labels for fine-tuning datasets (sft, raft) and evaluation
     question_field: str | None = None
     answer_field: str | None = None
     relevant_field: str | None = Field(None, description="list of uris / file names / ids that answer the question")
+    # sql only. A URL with a password is a secret: SecretStr keeps it out of reprs and dumps.
+    url: SecretStr | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    url_env: str | None = Field(None, description="name of the environment variable that holds the URL")
+    table: str | None = Field(None, description="a table (or schema.table) to read")
+    query: str | None = Field(None, description="a SELECT to read instead of a table")
+    cursor_field: str | None = Field(None, description="a column that grows on every change (updated_at)")
+    tenant_field: str | None = Field(None, description="a column giving each row its tenant")
+    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows fetched per round trip")
 
     @property
     def is_labeled(self) -> bool:
@@ -353,6 +367,8 @@ class SourceConfig(_Section):
     @property
     def path_glob(self) -> str | None:
         """The part of `path` from its first glob character on (posix), or None for a plain path."""
+        if self.path is None:  # a sql source
+            return None
         parts = self.path.partition("://")[2].split("/") if self.is_object_storage else self.path.parts
         first = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), None)
         return None if first is None else "/".join(parts[first:])
@@ -381,9 +397,10 @@ class SourceConfig(_Section):
 
     @model_validator(mode="after")
     def _records_fields(self) -> SourceConfig:
-        if self.kind == "records" and not (self.id_field and (self.text_field or not self.index)):
-            raise ValueError("a records source needs id_field and text_field (no text_field when index = false)")
-        if self.kind == "records" and not self.index and not self.is_labeled:
+        has_rows = self.kind in ("records", "sql")
+        if has_rows and not (self.id_field and (self.text_field or not self.index)):
+            raise ValueError(f"a {self.kind} source needs id_field and text_field (no text_field when index = false)")
+        if has_rows and not self.index and not self.is_labeled:
             raise ValueError("a labeled-only source (index = false) needs question_field and answer_field")
         if self.storage_options and not self.is_object_storage:
             raise ValueError("storage_options are for an object-storage path (s3://, gs://, az://, file://)")
@@ -391,9 +408,28 @@ class SourceConfig(_Section):
             raise ValueError("records sources read local files; an object-storage path is for kind = \"files\"")
         if self.kind == "files" and (self.question_field or self.answer_field or self.relevant_field):
             raise ValueError("question_field, answer_field and relevant_field are for records sources")
+        if self.kind == "sql":
+            return self._sql_fields()
+        if self.path is None:
+            raise ValueError(f"a {self.kind} source needs path (a folder, one file, or a glob)")
+        sql_only = [key for key in ("url", "url_env", "table", "query", "cursor_field", "tenant_field")
+                    if getattr(self, key) is not None]
+        if sql_only:
+            raise ValueError(f"{', '.join(sql_only)}: for sql sources (kind = \"sql\") only")
         if not self.include:
             formats = FILE_FORMATS if self.kind == "files" else RECORD_FORMATS
             self.include = [f"**/*{ext}" for ext in formats]
+        return self
+
+    def _sql_fields(self) -> SourceConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError('a sql source needs url or url_env (the variable holding the URL), exactly one')
+        if (self.table is None) == (self.query is None):
+            raise ValueError('a sql source reads a table or a query: set table = "..." or query = "SELECT ...", exactly one')
+        if self.path is not None or self.include or self.exclude:
+            raise ValueError("a sql source has no path, include or exclude: it reads its table or query")
+        if self.tenant_field and "tenant" in self.model_fields_set:
+            raise ValueError("tenant (one tenant for every row) or tenant_field (a column per row), not both")
         return self
 
 
@@ -502,7 +538,7 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
     if config.store.is_local:
         config.store.uri = str((root / Path(config.store.uri).expanduser()).resolve())
     for source in config.sources:
-        if not source.is_object_storage:
+        if source.path is not None and not source.is_object_storage:
             source.path = (root / source.path.expanduser()).resolve()
     store_dir = Path(config.store.uri) if config.store.is_local else None
     config.datasets.out_dir = _resolve_output(root, config.datasets.out_dir, store_dir, "datasets")
@@ -599,4 +635,15 @@ tenant = "public"
 # title_field = "question"
 # metadata = ["category"]
 # tenant = "public"
+
+# [[sources]]
+# name = "tickets"
+# kind = "sql"                 # rows of a database table or query (SQLAlchemy URL)
+# url_env = "KB_DB_URL"        # the variable holding postgresql+psycopg://user:password@host/db
+# table = "tickets"            # or query = "SELECT ..."
+# id_field = "id"
+# text_field = "body"
+# title_field = "subject"
+# cursor_field = "updated_at"  # read only rows changed since the last run (plus a key-only scan)
+# tenant_field = "customer"    # each row's tenant, from the data
 '''

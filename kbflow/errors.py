@@ -52,6 +52,7 @@ class ModelMismatch(RunRefused):
 
 
 class SourceUnreachable(RuntimeError):
-    """A source that cannot be listed at all (unreachable endpoint, wrong credentials, missing
-    bucket, missing backend package): the run fails before it writes anything. The message names
-    the source and the endpoint, never a credential."""
+    """A source that cannot be listed or read at all (unreachable endpoint or database, wrong
+    credentials, missing bucket or table, missing backend package or driver): the run fails
+    before it writes anything. The message names the source and the endpoint or host, never a
+    credential."""

@@ -22,12 +22,13 @@ def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
         "chunk": {k: chunk[k] for k in ("chunk_id", "ordinal", "heading", "text_hash", "n_tokens", "model", "run_id")},
         "document": None if document is None else {
             **{k: document[k] for k in ("doc_id", "uri", "content_hash", "title", "status", "n_chunks")},
-            "path": None if source is None else (
+            # a sql row lives in its database, not in a file: its uri says where
+            "path": None if source is None or source.path is None else (
                 f"{source.root}/{document['uri']}" if source.is_object_storage
                 else str(source.root / document["uri"].split("#", 1)[0])),
         },
         "source": None if source is None else {
-            "name": source.name, "kind": source.kind, "path": str(source.path), "tenant": source.tenant,
+            "name": source.name, "kind": source.kind, "path": source.path and str(source.path), "tenant": source.tenant,
         },
         "run": None if run is None else {
             k: run[k] for k in ("run_id", "flow", "status", "started_at", "prefect_flow_run_id", "quality_results")

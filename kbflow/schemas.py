@@ -18,8 +18,8 @@ DISCOVERED = pa.schema(
         ("source", pa.string()),
         ("tenant", pa.string()),
         ("uri", pa.string()),  # path relative to the source root; "<file>#<id>" for records
-        ("path", pa.string()),  # absolute local path of the file that holds it
-        ("format", pa.string()),  # file suffix without the dot: md, pdf, jsonl ...
+        ("path", pa.string()),  # absolute local path of the file that holds it; a sql row: its key as JSON
+        ("format", pa.string()),  # file suffix without the dot: md, pdf, jsonl ...; "sql" for a sql row
         ("content_hash", pa.string()),  # sha256 of the bytes (of the record, for records)
         ("size", pa.int64()),
         ("mtime", pa.float64()),
@@ -209,5 +209,15 @@ LINE_HASHES = pa.schema(
         ("doc_id", pa.string()),
         ("content_hash", pa.string()),
         ("line_hashes", pa.list_(pa.string())),  # distinct hashes of the document's normalized lines
+    ]
+)
+
+# Incremental state of sql sources with a cursor_field (kbflow.tasks.sql_source): the cursor
+# value up to which the last successful run read each source.
+SOURCE_CURSORS = pa.schema(
+    [
+        ("source", pa.string()),
+        ("cursor", pa.string()),  # JSON {"type": "datetime" | "date" | "decimal" | "json", "value": ...}
+        ("run_id", pa.string()),  # the run that read up to it
     ]
 )

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow.config import SourceConfig
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED, DOCUMENTS
+from kbflow.store import Store
 
 HASH_BLOCK = 1 << 20
 
@@ -108,6 +109,8 @@ class Discovery:
     # (source, file uri) that exist but could not be read this time: their documents are
     # kept as they are, not deleted
     unreadable: set[tuple[str, str]] = field(default_factory=set)
+    # sql sources with a cursor_field: the cursor each read up to, when it moved (saved after the publish)
+    cursors: dict[str, str] = field(default_factory=dict)
 
 
 def discover_files(source: SourceConfig, max_file_bytes: int) -> Discovery:
@@ -213,9 +216,15 @@ def discover_records(source: SourceConfig) -> Discovery:
     return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
 
 
-def discover_source(source: SourceConfig, max_file_bytes: int, known_documents: pa.Table | None = None) -> Discovery:
+def discover_source(source: SourceConfig, max_file_bytes: int, known_documents: pa.Table | None = None,
+                    store: Store | None = None) -> Discovery:
     """What one source holds now. `known_documents` (its `documents` rows) spares object storage
-    the reading of unchanged objects."""
+    the reading of unchanged objects; a sql source reads its incremental state from `store`
+    (None: it reads every row)."""
+    if source.kind == "sql":
+        from kbflow.tasks.sql_source import discover_sql  # it builds on this module: imported when used
+
+        return discover_sql(source, max_file_bytes, store)
     if source.is_object_storage:
         from kbflow.tasks.object_source import discover_objects, known_tokens  # it imports this module
 
@@ -300,6 +309,8 @@ def empty_sources(sources: list[SourceConfig], discovery: Discovery) -> list[str
     seen = set(discovery.items.column("source").to_pylist())
     seen |= {q.source for q in discovery.quarantined} | {source for source, _ in discovery.unreadable}
     return [
+        f"source {source.name!r} yields no documents: its {f'table {source.table}' if source.table else 'query'} "
+        "returned no rows" if source.kind == "sql" else
         f"source {source.name!r} yields no documents: nothing under {source.path} matches include "
         f"{source.include} (exclude {source.exclude}); check its path and globs"
         for source in sources
@@ -308,11 +319,14 @@ def empty_sources(sources: list[SourceConfig], discovery: Discovery) -> list[str
 
 
 @task(name="discover", cache_policy=NO_CACHE)
-def discover(sources: list[SourceConfig], max_file_bytes: int, known_documents: pa.Table | None = None) -> Discovery:
-    """Discover all given sources into one table of items (`known_documents`: their `documents` rows)."""
-    found = [discover_source(source, max_file_bytes, known_documents) for source in sources]
+def discover(sources: list[SourceConfig], max_file_bytes: int, known_documents: pa.Table | None = None,
+             store: Store | None = None) -> Discovery:
+    """Discover all given sources into one table of items (`known_documents`: their `documents` rows;
+    `store`: sql sources' incremental state)."""
+    found = [discover_source(source, max_file_bytes, known_documents, store) for source in sources]
     return Discovery(
         items=pa.concat_tables([d.items for d in found]) if found else DISCOVERED.empty_table(),
         quarantined=[q for d in found for q in d.quarantined],
         unreadable={key for d in found for key in d.unreadable},
+        cursors={name: cursor for d in found for name, cursor in d.cursors.items()},
     )

@@ -10,7 +10,7 @@ when there is one, the embedder, the settings): the kind's record names which on
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from kbflow.relevance import hit_keys
 from kbflow.schemas import dataset_schema
 from kbflow.store import sql_list, sql_string
 from kbflow.tasks.datasets import GROUP, QUERY, IndexSnapshot, strip_heading, with_private
-from kbflow.tasks.discover import discover_records, read_records
+from kbflow.tasks.discover import Discovery, discover_records, read_records
 from kbflow.tasks.generators import GeneratedPair
 
 if TYPE_CHECKING:
@@ -63,15 +63,11 @@ def read_labeled_records(sources: list[SourceConfig]) -> tuple[list[LabeledRecor
     """The question/answer records of labeled sources (discovery's ids and hashes), in source/uri order."""
     records, bad = [], 0
     for source in sources:
-        discovery = discover_records(source)
+        discovery, row_of = _labeled_rows(source)
         bad += len(discovery.quarantined)
-        by_path: dict[str, dict[str, dict]] = {}
         for item in discovery.items.to_pylist():
-            if item["path"] not in by_path:
-                rows, _ = read_records(Path(item["path"]), source)
-                by_path[item["path"]] = {str(row.get(source.id_field)): row for row in rows}
             record_id = item["uri"].split("#", 1)[1]
-            row = by_path[item["path"]][record_id]
+            row = row_of(item)
             relevant = row.get(source.relevant_field) if source.relevant_field else None
             records.append(
                 LabeledRecord(
@@ -85,6 +81,25 @@ def read_labeled_records(sources: list[SourceConfig]) -> tuple[list[LabeledRecor
                 )
             )
     return sorted(records, key=lambda r: r.id), {"bad_record": bad}
+
+
+def _labeled_rows(source: SourceConfig) -> tuple[Discovery, Callable[[dict], dict]]:
+    """A labeled source's items (ids, hashes) and how to get an item's row: from its records file
+    (each file read once), or from a sql source's rows."""
+    if source.kind == "sql":
+        from kbflow.tasks.sql_source import discover_sql_rows  # SQLAlchemy only for sql sources
+
+        discovery, rows = discover_sql_rows(source)
+        return discovery, lambda item: rows[item["uri"]]
+    by_path: dict[str, dict[str, dict]] = {}
+
+    def row_of(item: dict) -> dict:
+        if item["path"] not in by_path:
+            rows, _ = read_records(Path(item["path"]), source)
+            by_path[item["path"]] = {str(row.get(source.id_field)): row for row in rows}
+        return by_path[item["path"]][item["uri"].split("#", 1)[1]]
+
+    return discover_records(source), row_of
 
 
 def content_hashes(records: list[LabeledRecord]) -> dict[str, str]:

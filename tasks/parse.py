@@ -346,11 +346,17 @@ def parse_record_items(items: list[dict], source: SourceConfig) -> tuple[list[di
             if record is None:
                 quarantined.append(_quarantine(item, "parse", "record_vanished", "changed while reading"))
                 continue
-            parsed = parse_plain(str(record.get(source.text_field) or ""))
-            parsed.title = str(record.get(source.title_field) or "") if source.title_field else ""
-            metadata = {name: record.get(name) for name in source.metadata}
-            documents.append(_document_row(item, parsed, metadata))
+            documents.append(record_document(item, record, source))
     return documents, quarantined
+
+
+def record_document(item: dict, record: dict, source: SourceConfig) -> dict:
+    """The `PARSED` row of one record (a records file's row, a sql row): its text field as plain
+    text, its title field, its metadata fields."""
+    parsed = parse_plain(str(record.get(source.text_field) or ""))
+    parsed.title = str(record.get(source.title_field) or "") if source.title_field else ""
+    metadata = {name: record.get(name) for name in source.metadata}
+    return _document_row(item, parsed, metadata)
 
 
 def parse_documents(items: pa.Table, sources: list[SourceConfig]) -> tuple[pa.Table, list[Quarantined]]:
@@ -362,7 +368,11 @@ def parse_documents(items: pa.Table, sources: list[SourceConfig]) -> tuple[pa.Ta
         rows_by_source[row["source"]].append(row)
     for name, rows in rows_by_source.items():
         source = by_name[name]
-        if source.kind == "files":
+        if source.kind == "sql":
+            from kbflow.tasks.sql_source import parse_sql_items  # it builds on this module: imported when used
+
+            parsed, bad = parse_sql_items(rows, source)
+        elif source.kind == "files":
             # An object's URL is opened here, on whichever worker runs the parse, with the source's options.
             parsed, bad = parse_file_items(rows, partial(read_object, source) if source.is_object_storage else None)
         else:

@@ -238,3 +238,17 @@ def start_helper(config_path, marker, crash_point) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path.cwd())}
     return subprocess.Popen([sys.executable, str(HELPER), str(config_path), str(marker), crash_point],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL on loopback for the whole session (pgserver's binaries, else the system's),
+    with password authentication; removed at the end. Skipped, saying why, when none can start."""
+    from pg_server import start_postgres
+
+    try:
+        server = start_postgres()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    yield server
+    server.stop()

@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from kbflow.config import SourceConfig, load_config
 from kbflow.flows.watch import PendingSources, records_fingerprint
 from kbflow.search import search
+
+from conftest import write_config
 
 BIN = Path(sys.executable).parent
 
@@ -110,3 +114,47 @@ def test_a_change_during_a_run_is_coalesced_into_the_next_run(small_corpus):
     worker.join(30)
     assert not worker.is_alive()
     assert calls == [None, "docs", "docs"]  # catch-up, the edit, then the edit made during that run
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_changed_row_of_a_sql_source_triggers_an_ingest(tmp_path, hash_embedder):
+    """Polling a sql source (max(cursor), count(*)) every records_poll_s: an edited row runs ingest."""
+    import sqlite3
+    import threading
+
+    from kbflow.flows.watch import react_to_change, watch
+
+    database = tmp_path / "tickets.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, body TEXT, updated_at TEXT)")
+        db.executemany("INSERT INTO tickets VALUES (?, ?, ?)", [(1, "Refunds take five days.", "2026-11-01"),
+                                                                (2, "Exports are CSV files.", "2026-11-02")])
+    config_path = write_config(tmp_path, f"""
+        [[sources]]
+        name = "tickets"
+        kind = "sql"
+        url = "sqlite:///{database}"
+        table = "tickets"
+        id_field = "id"
+        text_field = "body"
+        cursor_field = "updated_at"
+        """, "[schedule]\nrecords_poll_s = 0.2\nwatch_debounce_s = 0.2\n")
+    config, reports, stop = load_config(config_path), [], threading.Event()
+    ingest_here = react_to_change(str(config_path), config)
+
+    def run_source(name):
+        reports.append((name, ingest_here(name)))
+        if len(reports) == 1:  # the catch-up run is done: edit a row
+            with sqlite3.connect(database) as db:
+                db.execute("UPDATE tickets SET body = 'Refunds take three days.', updated_at = '2026-11-30' WHERE id = 1")
+        else:
+            stop.set()
+
+    worker = threading.Thread(target=watch, args=(config, run_source), kwargs={"stop": stop})
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive()
+    (_, caught_up), (name, changed) = reports
+    assert caught_up["documents"]["new"] == 2 and name == "tickets"
+    assert changed["status"] == "published" and changed["documents"]["changed"] == 1
+    assert search(config, ["refunds three days"], k=1, mode="fts")[0][0]["uri"] == "tickets#1"

@@ -82,3 +82,37 @@ def test_a_labeled_only_source_is_never_ingested(tmp_path):
     assert [s.name for s in config.labeled_sources()] == ["qa"] and config.source("qa").is_labeled
     with pytest.raises(ConfigError, match="labeled-only"):
         config.select_sources("qa")
+
+
+SQL_SOURCE = '[[sources]]\nname = "tickets"\nkind = "sql"\nid_field = "id"\ntext_field = "body"\n'
+
+
+def test_a_sql_source_has_no_path_and_hides_its_url(tmp_path):
+    config = load_config(write_config(tmp_path, SQL_SOURCE + 'url = "postgresql+psycopg://kb:s3cret@db/kb"\n'
+                                      'table = "tickets"\ncursor_field = "updated_at"\ntenant_field = "team"\n'))
+    (source,) = config.sources
+    assert source.path is None and source.include == [] and source.batch_rows == 1000
+    assert "s3cret" not in repr(source) and "s3cret" not in str(source.model_dump())
+
+
+@pytest.mark.parametrize("body, message", [
+    ('table = "tickets"\n', "needs url or url_env"),
+    ('url_env = "KB_DB_URL"\nurl = "sqlite://"\ntable = "t"\n', "needs url or url_env"),
+    ('url_env = "KB_DB_URL"\n', "set table"),
+    ('url_env = "KB_DB_URL"\ntable = "t"\nquery = "SELECT 1"\n', "set table"),
+    ('url_env = "KB_DB_URL"\ntable = "t"\npath = "rows/"\n', "no path, include or exclude"),
+    ('url_env = "KB_DB_URL"\ntable = "t"\ntenant = "a"\ntenant_field = "team"\n', "not both"),
+])
+def test_a_sql_source_needs_one_url_and_one_table_or_query(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(tmp_path, SQL_SOURCE + body))
+
+
+@pytest.mark.parametrize("source, message", [
+    ('[[sources]]\nname = "docs"\nkind = "files"\n', "a files source needs path"),
+    ('[[sources]]\nname = "faq"\nkind = "records"\nid_field = "id"\ntext_field = "a"\n', "a records source needs path"),
+    ('[[sources]]\nname = "docs"\nkind = "files"\npath = "docs/"\ncursor_field = "t"\n', "cursor_field: for sql sources"),
+])
+def test_files_and_records_sources_still_need_a_path_and_take_no_sql_keys(tmp_path, source, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(tmp_path, source))

@@ -1,0 +1,435 @@
+"""SQL sources: the rows of a table or a query in any database SQLAlchemy reaches, one document a row.
+
+What is loaded: the configured fields of `table` or `query` (`id_field`, `text_field`, `title_field`,
+`metadata`, the label fields, `tenant_field`, `cursor_field`), from the URL in `url` or in the
+environment variable named by `url_env`. A row's uri is `<table or "query">#<id>`, its doc_id is
+made from it as for records files, and `tenant_field` gives each row its own tenant.
+
+How incrementally:
+- without `cursor_field` every row is read, streamed `batch_rows` at a time through a server-side
+  cursor, and hashed as records files' rows are (kbflow.tasks.discover.record_hash); the diff
+  against `documents` sorts rows into new, changed, unchanged and deleted;
+- with `cursor_field` only rows whose cursor is past the last successful run's high-water mark are
+  read in full, plus one key-only scan (`SELECT id`) that finds deleted rows, and rows the index
+  does not know whose cursor is not past the mark (read by key). The mark is kept in the store's
+  `source_cursors` table and written only after the run that read it published (or found nothing
+  to publish), so a blocked, failed or killed run never advances it; a rollback drops it, and the
+  next run reads every row once.
+
+Discovery keeps hashes, not rows: a batch's rows are read again by key, one `WHERE id IN (…)`
+per batch, where the batch is parsed — with `--runner dask|ray` on the worker, from the database.
+
+Bad rows are quarantined with their reason while the rest publishes: no id, a repeated id, no
+text (NULL), text that is not UTF-8 (a bytea/BLOB column, undecodable bytes), text over
+`quality.max_file_bytes`, no tenant. A row with an id keeps its last good chunks. A database that
+cannot be reached, refuses the credentials or lacks the table fails the run with SourceUnreachable,
+naming the source and its URL with the password hidden; nothing is published.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from kbflow.config import ConfigError, SourceConfig
+from kbflow.errors import SourceUnreachable
+from kbflow.quarantine import Quarantined
+from kbflow.schemas import DISCOVERED, SOURCE_CURSORS
+from kbflow.store import Store, sql_string
+from kbflow.tasks.discover import Discovery, make_doc_id, record_fields, record_hash
+from kbflow.tasks.parse import record_document
+
+CURSORS_TABLE = "source_cursors"
+SQL_FORMAT = "sql"  # the `format` of a sql row's document
+QUERY_URI = "query"  # the uri prefix of a `query` source's rows (a table source's is the table)
+PREVIEW_CHARS = 200  # of a row without an id, in its quarantine detail
+
+
+# -- where the rows are ------------------------------------------------------------------------
+
+
+def source_url(source: SourceConfig) -> sa.URL:
+    """The source's SQLAlchemy URL, from `url` or the variable `url_env` names (read where it is used)."""
+    if source.url is not None:
+        text = source.url.get_secret_value()
+    else:
+        text = os.environ.get(source.url_env or "", "")
+        if not text:
+            raise ConfigError(
+                f"sources: {source.name!r} reads its database URL from the environment variable "
+                f"{source.url_env}, which is not set; export {source.url_env}=postgresql+psycopg://user:password@host/db"
+            )
+    try:
+        return sa.make_url(text)
+    except sa.exc.ArgumentError:  # the text may hold a password: never repeated
+        where = f"the variable {source.url_env}" if source.url_env else "url"
+        raise ConfigError(f"sources: {source.name!r}: {where} is not a SQLAlchemy URL "
+                          "(dialect+driver://user:password@host:port/database)") from None
+
+
+def shown_url(url: sa.URL) -> str:
+    """The URL for messages and logs: the password replaced by ***."""
+    return url.render_as_string(hide_password=True)
+
+
+def rows_name(source: SourceConfig) -> str:
+    """What the rows are called in uris and messages: the table, or "query"."""
+    return source.table or QUERY_URI
+
+
+@functools.lru_cache(maxsize=16)
+def _engine(url: sa.URL) -> sa.Engine:
+    """One engine (one connection pool) per database and process: a worker reuses its connections."""
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except ImportError as error:
+        raise ConfigError(f"no driver for {url.drivername} ({error.name} is not installed); "
+                          "for PostgreSQL: pip install 'kbflow[postgres]'") from None
+    if url.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _keep_undecodable_text)
+    return engine
+
+
+def _keep_undecodable_text(connection: Any, _record: Any) -> None:
+    # sqlite3 raises on a TEXT value that is not UTF-8, ending the whole read; decoded with
+    # surrogateescape it reaches row_text, which quarantines that one row.
+    connection.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+
+
+@contextmanager
+def connected(source: SourceConfig) -> Iterator[sa.Connection]:
+    """A connection to the source's database; any database error in the block becomes SourceUnreachable."""
+    url = source_url(source)
+    try:
+        with _engine(url).connect() as connection:
+            yield connection
+    except sa.exc.DBAPIError as error:
+        reading = f"table {source.table}" if source.table else "its query"
+        # `from None`: the driver's exception is summarised here; nothing else of it reaches logs.
+        raise SourceUnreachable(
+            f"source {source.name!r}: cannot read {reading} from {shown_url(url)}: {_driver_message(error, url)}"
+        ) from None
+
+
+def _driver_message(error: sa.exc.DBAPIError, url: sa.URL) -> str:
+    """The driver's own words, on one line, without the password should a driver repeat it."""
+    message = " ".join(str(error.orig).split())[:500]
+    return message.replace(url.password, "***") if url.password else message
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def content_fields(source: SourceConfig) -> list[str]:
+    """The fields a row's hash covers: a change to any of them re-publishes the row."""
+    return list(dict.fromkeys([*record_fields(source), *filter(None, [source.tenant_field])]))
+
+
+def _rows_from(source: SourceConfig) -> sa.FromClause:
+    """The table or query, with the columns kbflow reads declared (and quoted as needed)."""
+    columns = [sa.column(name) for name in dict.fromkeys([*content_fields(source), *filter(None, [source.cursor_field])])]
+    if source.table is not None:
+        schema, _, name = source.table.rpartition(".")
+        return sa.table(name, *columns, schema=schema or None)
+    return sa.text(source.query).columns(*columns).subquery("kbflow_rows")
+
+
+def _select_rows(source: SourceConfig) -> sa.Select:
+    rows = _rows_from(source)
+    return sa.select(*rows.c)
+
+
+def stream(connection: sa.Connection, statement: sa.Executable, batch_rows: int) -> Iterator[list[dict]]:
+    """The statement's rows, `batch_rows` at a time, through a server-side cursor (never all at once)."""
+    result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(statement)
+    for partition in result.partitions(batch_rows):
+        yield [dict(row._mapping) for row in partition]
+
+
+def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list[Any]) -> list[dict]:
+    """The rows with these ids, in one `WHERE id IN (…)`."""
+    statement = _select_rows(source)
+    return [dict(row) for row in connection.execute(
+        statement.where(statement.selected_columns[source.id_field].in_(keys))).mappings()]
+
+
+def key_json(key: Any) -> str:
+    """A row's key as JSON: what an item carries to wherever its batch is parsed (read back by key)."""
+    return str(key) if type(key) is int else json.dumps(key, default=str)
+
+
+class BadRow(ValueError):
+    """A row that cannot become a document; `reason` is its quarantine reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def row_text(value: Any, name: str, max_bytes: int | None = None) -> str:
+    """A text column's value as text: BadRow when it is NULL, not UTF-8, or over `max_bytes` bytes."""
+    if value is None:
+        raise BadRow("null_text", f"{name} is NULL")
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, bytes):  # a bytea / BLOB column
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise BadRow("not_utf8", f"{name}: {error}") from None
+    text = str(value)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # sqlite TEXT that was not UTF-8 (see _keep_undecodable_text)
+        raise BadRow("not_utf8", f"{name} holds bytes that are not UTF-8") from None
+    if max_bytes is not None and size > max_bytes:
+        raise BadRow("too_large", f"{name}: {size} bytes > quality.max_file_bytes = {max_bytes}")
+    return text
+
+
+def row_tenant(row: dict, source: SourceConfig) -> str:
+    """The row's tenant: its `tenant_field`, else the source's `tenant`."""
+    if not source.tenant_field:
+        return source.tenant
+    tenant = row.get(source.tenant_field)
+    if tenant is None or str(tenant) == "":
+        raise BadRow("missing_tenant", f"{source.tenant_field} is empty: the row belongs to no tenant")
+    return str(tenant)
+
+
+# -- incremental state -------------------------------------------------------------------------
+
+
+def encode_cursor(value: Any) -> str:
+    """A cursor value as JSON that decodes to the same Python value (and so binds with the same type)."""
+    if isinstance(value, datetime):
+        return json.dumps({"type": "datetime", "value": value.isoformat()})
+    if isinstance(value, date):
+        return json.dumps({"type": "date", "value": value.isoformat()})
+    if isinstance(value, Decimal):
+        return json.dumps({"type": "decimal", "value": str(value)})
+    return json.dumps({"type": "json", "value": value})
+
+
+def decode_cursor(text: str) -> Any:
+    cursor = json.loads(text)
+    decode = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "decimal": Decimal}
+    return decode.get(cursor["type"], lambda value: value)(cursor["value"])
+
+
+def stored_cursor(store: Store, source: str) -> Any | None:
+    """The cursor the last successful run of `source` read up to (None: none yet)."""
+    row = store.row(CURSORS_TABLE, f"source = {sql_string(source)}")
+    return None if row is None else decode_cursor(row["cursor"])
+
+
+def save_cursors(store: Store, cursors: dict[str, str], run_id: str) -> None:
+    """Record the cursors a run read up to (after its publish: a blocked or failed run never gets here)."""
+    if not cursors:
+        return
+    rows = pa.Table.from_pylist([{"source": name, "cursor": cursor, "run_id": run_id}
+                                 for name, cursor in sorted(cursors.items())], schema=SOURCE_CURSORS)
+    if store.has(CURSORS_TABLE):
+        stored = store.table(CURSORS_TABLE).to_arrow().cast(SOURCE_CURSORS)
+        others = pc.invert(pc.is_in(stored.column("source"), value_set=rows.column("source")))
+        rows = pa.concat_tables([stored.filter(others), rows])
+    table = store.db.create_table(CURSORS_TABLE, data=rows, mode="overwrite")
+    # Only the newest state is ever read: old versions' files would pile up, one per run.
+    table.optimize(cleanup_older_than=timedelta(seconds=1))
+
+
+def forget_cursors(store: Store) -> None:
+    """Drop every cursor: the next ingest reads each sql source in full (after a rollback the
+    restored `documents` are older than the cursors)."""
+    if store.has(CURSORS_TABLE):
+        store.db.drop_table(CURSORS_TABLE)
+
+
+# -- discover ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rows:
+    """What discovery finds in one sql source: items (hashes, not rows), quarantine, cursor."""
+
+    source: SourceConfig
+    max_bytes: int
+    items: list[dict] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    unreadable: set[tuple[str, str]] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+    cursor: Any = None
+    known: pa.Table = field(default_factory=DISCOVERED.empty_table)  # a cursor run's unchanged rows
+
+    def uri(self, key: Any) -> str:
+        return f"{rows_name(self.source)}#{key}"
+
+    def item(self, key: Any, tenant: str, content_hash: str, size: int) -> dict:
+        uri = self.uri(key)
+        return {"doc_id": make_doc_id(self.source.name, uri), "source": self.source.name, "tenant": tenant,
+                "uri": uri, "path": key_json(key), "format": SQL_FORMAT,
+                "content_hash": content_hash, "size": size, "mtime": 0.0}
+
+    def set_aside(self, uri: str, reason: str, detail: str, keep: bool = False) -> None:
+        """Quarantine a row; `keep`: its document (if published before) keeps its last good chunks."""
+        doc_id = make_doc_id(self.source.name, uri) if keep else None
+        self.quarantined.append(Quarantined(self.source.name, uri, "discover", reason, detail, doc_id=doc_id))
+        if keep:
+            self.unreadable.add((self.source.name, uri))
+
+    def add(self, rows: list[dict]) -> None:
+        """Sort full rows into items and quarantine records; follow the cursor's maximum."""
+        source, hashed = self.source, content_fields(self.source)
+        for row in rows:
+            key = row.get(source.id_field)
+            if key is None or str(key) == "":
+                self.set_aside(rows_name(source), "missing_id",
+                               f"row without {source.id_field!r}: {str(row)[:PREVIEW_CHARS]}")
+                continue
+            uri = self.uri(key)
+            if uri in self.seen:
+                self.set_aside(uri, "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+                continue
+            self.seen.add(uri)
+            cursor = row.get(source.cursor_field) if source.cursor_field else None
+            if cursor is not None and (self.cursor is None or cursor > self.cursor):
+                self.cursor = cursor
+            try:
+                text = row_text(row.get(source.text_field), source.text_field, self.max_bytes) if source.text_field else ""
+                tenant = row_tenant(row, source)
+            except BadRow as bad:
+                self.set_aside(uri, bad.reason, bad.detail, keep=True)
+                continue
+            content_hash = record_hash({name: row.get(name) for name in hashed})
+            self.items.append(self.item(key, tenant, content_hash, len(text.encode("utf-8"))))
+
+    def discovery(self, cursors: dict[str, str]) -> Discovery:
+        items = pa.concat_tables([pa.Table.from_pylist(self.items, schema=DISCOVERED), self.known])
+        return Discovery(items, self.quarantined, self.unreadable, cursors)
+
+
+def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None = None) -> Discovery:
+    """Every row of a sql source as a hashed item: all rows, or (with a cursor_field and a stored
+    cursor in `store`) the rows past the cursor, the index's rows still present, and unknown rows."""
+    found = _Rows(source, max_file_bytes)
+    last = stored_cursor(store, source.name) if source.cursor_field and store is not None else None
+    statement = _select_rows(source)
+    with connected(source) as connection:
+        if last is None:
+            for rows in stream(connection, statement, source.batch_rows):
+                found.add(rows)
+        else:
+            cursor = statement.selected_columns[source.cursor_field]
+            for rows in stream(connection, statement.where(cursor > sa.bindparam("last", last)), source.batch_rows):
+                found.add(rows)
+            unknown = _scan_keys(connection, source, found, store)
+            for start in range(0, len(unknown), source.batch_rows):
+                found.add(read_rows_by_key(connection, source, unknown[start : start + source.batch_rows]))
+    moved = found.cursor is not None and (last is None or found.cursor > last)
+    return found.discovery({source.name: encode_cursor(found.cursor)} if moved else {})
+
+
+def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, store: Store) -> list[Any]:
+    """The key-only scan of a cursor run: the index's rows still present become items as the
+    `documents` table has them (the cursor says they did not change); returns the keys the index
+    does not know. Built column-wise: a no-change run costs little more than the scan itself."""
+    fresh, scanned, key_of = set(found.seen), set(), {}
+    keys = sa.select(_rows_from(source).c[source.id_field])
+    for rows in stream_keys(connection, keys, source.batch_rows):
+        for key in rows:
+            uri = found.uri(key)
+            # A row without an id is set aside when it is read in full; a row past the cursor was.
+            if key is None or str(key) == "" or uri in fresh:
+                continue
+            if uri in scanned:
+                found.set_aside(uri, "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+                continue
+            scanned.add(uri)
+            key_of[uri] = key
+    documents = store.documents([source.name])
+    known = documents.filter(pc.is_in(documents.column("uri"), value_set=pa.array(list(key_of), pa.string())))
+    uris = known.column("uri").to_pylist()
+    found.known = pa.table({
+        **{name: known.column(name) for name in ("doc_id", "source", "tenant", "uri")},
+        "path": pa.array([key_json(key_of[uri]) for uri in uris], pa.string()),
+        "format": pa.array([SQL_FORMAT] * len(uris), pa.string()),
+        **{name: known.column(name) for name in ("content_hash", "size")},
+        "mtime": pa.array([0.0] * len(uris), pa.float64()),
+        "change_token": pa.nulls(len(uris), pa.string()),  # object storage's; a row has its cursor instead
+    }).cast(DISCOVERED)
+    found.seen |= set(uris)  # the unknown ones are seen when they are read
+    return [key for uri, key in key_of.items() if uri not in found.seen]
+
+
+def stream_keys(connection: sa.Connection, statement: sa.Executable, batch_rows: int) -> Iterator[list[Any]]:
+    """The first column of the statement's rows, `batch_rows` at a time, through a server-side cursor."""
+    result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(statement)
+    yield from result.scalars().partitions(batch_rows)
+
+
+def discover_sql_rows(source: SourceConfig) -> tuple[Discovery, dict[str, dict]]:
+    """Every row of a (small) sql source, with discovery's items: what labeled sources (questions
+    and answers for datasets and eval) are read with. Holds the rows in memory, as a records file's are."""
+    found = _Rows(source, max_bytes=1 << 62)  # labels are not documents: no document size limit
+    rows: dict[str, dict] = {}
+    with connected(source) as connection:
+        for batch in stream(connection, _select_rows(source), source.batch_rows):
+            found.add(batch)
+            for row in batch:  # a repeated id: the first row, as discovery keeps
+                rows.setdefault(found.uri(row.get(source.id_field)), row)
+    return found.discovery({}), rows
+
+
+# -- parse -------------------------------------------------------------------------------------
+
+
+def parse_sql_items(items: list[dict], source: SourceConfig) -> tuple[list[dict], list[Quarantined]]:
+    """`PARSED` rows of a batch of a sql source's items, read from the database by key (one query)."""
+    keys = [json.loads(item["path"]) for item in items]
+    with connected(source) as connection:
+        rows = read_rows_by_key(connection, source, keys)
+    by_id = {str(row[source.id_field]): row for row in rows}
+    documents, quarantined = [], []
+    for item in items:
+        row = by_id.get(item["uri"].split("#", 1)[1])
+        try:
+            if row is None:
+                raise BadRow("record_vanished", "deleted while the run read it")
+            text = row_text(row.get(source.text_field), source.text_field) if source.text_field else ""
+        except BadRow as bad:
+            quarantined.append(Quarantined(item["source"], item["uri"], "parse", bad.reason, bad.detail,
+                                           doc_id=item["doc_id"], content_hash=item["content_hash"]))
+            continue
+        documents.append(record_document(item, {**row, source.text_field: text}, source))
+    return documents, quarantined
+
+
+# -- watch -------------------------------------------------------------------------------------
+
+
+def sql_fingerprint(source: SourceConfig) -> tuple:
+    """What changes when the source's rows change, read cheaply: with a cursor_field its maximum and
+    the row count (an edit moves the one, a deletion the other); without, a hash over every row."""
+    rows = _rows_from(source)
+    with connected(source) as connection:
+        if source.cursor_field:
+            latest, count = connection.execute(sa.select(sa.func.max(rows.c[source.cursor_field]), sa.func.count())
+                                               .select_from(rows)).one()
+            return ("cursor", None if latest is None else encode_cursor(latest), count)
+        hashed, digest, count = content_fields(source), 0, 0
+        for batch in stream(connection, _select_rows(source), source.batch_rows):
+            for row in batch:  # a sum: the same whatever order the database returns rows in
+                digest = (digest + int(record_hash({name: row.get(name) for name in hashed}), 16)) % (1 << 256)
+                count += 1
+        return ("rows", count, digest)
