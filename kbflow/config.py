@@ -298,6 +298,10 @@ class FinetuneConfig(_Section):
     learning_rate: float = Field(2e-5, gt=0, lt=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
+    max_seq_length: int | None = Field(
+        None, ge=16, description="tokens per text while training (shorter: faster steps); the saved model "
+                                 "keeps the base's length; default: the base's"
+    )
     seed: int = Field(42, description="training shuffle and initialisation: the same seed, the same tuned model")
 
 

@@ -206,6 +206,18 @@ def train_embedder(
     max_steps: int | None = None,
 ) -> Trained:
     """Fine-tune the SentenceTransformer `model` in place with MNRL; `work_dir` holds trainer scratch."""
+    # Attention is quadratic in length: a shorter training length makes CPU steps much cheaper, and the
+    # tuned model still embeds at the base's length (restored before anything is saved or scored).
+    base_length = model.max_seq_length
+    if settings.max_seq_length is not None:
+        model.max_seq_length = settings.max_seq_length
+    try:
+        return _train(model, train, validation, settings, work_dir, epochs, max_steps)
+    finally:
+        model.max_seq_length = base_length
+
+
+def _train(model, train, validation, settings, work_dir, epochs, max_steps) -> Trained:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss

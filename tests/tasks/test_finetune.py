@@ -18,6 +18,7 @@ from kbflow.tasks.finetune import (
     score_embedder,
     staging_dir,
     training_arguments,
+    train_embedder,
     training_columns,
     write_lineage,
 )
@@ -133,3 +134,30 @@ def test_training_uses_the_configured_seed_and_settings(tmp_path):
     args = training_arguments(settings, tmp_path, use_cpu=True)
     assert (args.seed, args.per_device_train_batch_size, args.max_steps) == (7, 8, 5)
     assert training_arguments(FinetuneConfig(), tmp_path, use_cpu=True, epochs=2).num_train_epochs == 2
+
+
+def test_training_at_a_shorter_length_truncates_while_training_and_saves_the_base_length(tmp_path):
+    """`[finetune] max_seq_length` makes CPU steps cheaper; the tuned model must still embed at the base's length."""
+    from kbflow.config import DEFAULT_MODEL
+    from kbflow.models import resolve_model_path
+    from kbflow.tasks.finetune import load_model
+
+    model = load_model(resolve_model_path(DEFAULT_MODEL), "cpu")
+    base_length = model.max_seq_length
+    seen: list[int] = []
+    preprocess = model.preprocess  # what the trainer's data collator tokenizes each batch with
+
+    def recording(texts, *args, **kwargs):
+        features = preprocess(texts, *args, **kwargs)
+        seen.append(int(features["input_ids"].shape[1]))
+        return features
+
+    model.preprocess = recording
+    long_text = " ".join(f"word{i} of a long passage" for i in range(200))  # far beyond 32 tokens
+    train = pairs([{"anchor": f"question {i} about {long_text}", "positive": f"{i} {long_text}"} for i in range(4)])
+    trained = train_embedder(model, train, None, FinetuneConfig(batch_size=2, max_steps=1, max_seq_length=32),
+                             tmp_path / "trainer")
+
+    assert trained.steps == 1
+    assert seen and max(seen) == 32  # every text truncated to the training length
+    assert model.max_seq_length == base_length == 256

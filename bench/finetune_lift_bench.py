@@ -1,0 +1,158 @@
+"""Does fine-tuning on kbflow's offline pairs help real questions? Base vs tuned on a labeled question set.
+
+    python bench/finetune_lift_bench.py --pg-questions [--index-from DIR] [--max-steps 128] ...
+    python bench/finetune_lift_bench.py --corpus DIR --questions FILE --include GLOB ... [--work DIR]
+
+Everything goes through kbflow's own commands (real CLI processes), on the whole corpus:
+1. the base index: `kbflow ingest` with the packaged all-MiniLM-L6-v2 (default config), or a copy of
+   an index the retrieval benchmark already built with the same config (`--index-from`, e.g.
+   bench/results/retrieval-pg-chunker: the whole manual costs ~10 minutes of embedding);
+2. `kbflow dataset build --kind embedding-pairs` with the offline generators only (`heading`, `ict`:
+   no LLM, no labels; the questions of `--questions` are never seen), hard negatives mined from the
+   base index (`--negatives`, 1 by default: each one is another passage to encode per training pair);
+3. `kbflow finetune` from the packaged model (MNRL), `--max-steps` × `--batch-size` pairs, training at
+   `--max-seq-length` tokens (the saved model embeds at the base's 256);
+4. the tuned index: `kbflow ingest` of the same corpus into a second store with
+   `[embedding] model = <the tuned folder>` (the same chunks, re-embedded);
+5. `kbflow evaluate --queries QUESTIONS --json` on both indexes: every mode, the default search config.
+Each step is skipped when its output is already in --work (a re-run only re-scores); a new
+setting needs a new --work. Prints a Markdown table for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+PG_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
+PG_QUESTIONS = Path("bench/data/pg_questions.jsonl")
+METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10")
+
+CONFIG = """[store]
+uri = "{store}"
+{embedding}
+[datasets]
+generators = ["heading", "ict"]
+negatives = {negatives}
+validation_share = 0.02  # validation only reports a loss; the labeled questions are the test
+test_share = 0.05        # the finetune flow's own base-vs-tuned table on held-out pairs
+
+[finetune]
+epochs = 1
+max_steps = {max_steps}
+batch_size = {batch_size}
+learning_rate = {learning_rate}
+max_seq_length = {max_seq_length}
+
+[[sources]]
+name = "corpus"
+kind = "files"
+path = "{corpus}"
+include = {include}
+"""
+
+
+def kbflow(*args: str) -> tuple[dict, float]:
+    """Run `kbflow ARGS --json`; its JSON output and the seconds it took (exit on failure)."""
+    started = time.perf_counter()
+    done = subprocess.run([str(BIN / "kbflow"), *args, "--json"], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"kbflow {' '.join(args)} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads(done.stdout), seconds
+
+
+def cached(path: Path, step) -> dict:
+    """The step's recorded output when `path` holds one, else run it and record its output."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    result, seconds = step()
+    result = {**result, "bench_seconds": round(seconds, 1)}
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def write_config(path: Path, store: str, args, model: Path | None = None) -> Path:
+    embedding = f'\n[embedding]\nmodel = "{model}"\n' if model else ""
+    path.write_text(CONFIG.format(
+        store=store, embedding=embedding, negatives=args.negatives, max_steps=args.max_steps,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
+        corpus=args.corpus, include=json.dumps(args.include),
+    ))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg-questions", action="store_true", help="the PostgreSQL manual and its 186 questions")
+    parser.add_argument("--corpus", type=Path)
+    parser.add_argument("--questions", type=Path)
+    parser.add_argument("--include", nargs="+", default=["**/*.html"])
+    parser.add_argument("--index-from", type=Path, help="a work folder of retrieval_bench.py to copy the base store from")
+    parser.add_argument("--negatives", type=int, default=1)
+    parser.add_argument("--max-steps", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--max-seq-length", type=int, default=128, help="training length (128 ≈ half the step time of 256)")
+    parser.add_argument("--work", type=Path, default=None, help="default: bench/results/finetune-lift-<corpus name>")
+    args = parser.parse_args()
+    if args.pg_questions:
+        args.corpus, args.questions = args.corpus or PG_CORPUS, args.questions or PG_QUESTIONS
+    if not (args.corpus and args.questions):
+        parser.error("give --pg-questions, or --corpus and --questions")
+    if not args.corpus.is_dir():
+        sys.exit(f"corpus {args.corpus} not found (apt-get install postgresql-doc-15)")
+    work = (args.work or Path("bench/results") / f"finetune-lift-{args.corpus.parent.name}").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    questions = str(args.questions.resolve())
+
+    base_config = write_config(work / "kbflow.toml", "store", args)
+    if not (work / "store").exists() and args.index_from:
+        shutil.copytree(args.index_from / "store", work / "store", ignore=shutil.ignore_patterns("eval"))
+    base_ingest = cached(work / "ingest-base.json", lambda: kbflow("ingest", "--config", str(base_config)))
+    built = cached(work / "dataset.json", lambda: kbflow(
+        "dataset", "build", "--kind", "embedding-pairs", "--config", str(base_config), "--out", str(work / "datasets")))
+    tuned_dir = work / "tuned-model"
+    tuned = cached(work / "finetune.json", lambda: kbflow(
+        "finetune", "--config", str(base_config), "--dataset", built["dir"], "--out", str(tuned_dir)))
+    tuned_config = write_config(work / "kbflow-tuned.toml", "store-tuned", args, model=tuned_dir)
+    tuned_ingest = cached(work / "ingest-tuned.json", lambda: kbflow("ingest", "--config", str(tuned_config)))
+    scores = {
+        name: cached(work / f"evaluate-{name}.json", lambda config=config: kbflow(
+            "evaluate", "--config", str(config), "--queries", questions))
+        for name, config in (("base", base_config), ("tuned", tuned_config))
+    }
+
+    result = {
+        "corpus": str(args.corpus), "questions": questions,
+        "settings": {key: getattr(args, key) for key in ("negatives", "max_steps", "batch_size", "learning_rate",
+                                                         "max_seq_length")},
+        "chunks": {"base": base_ingest["chunks"]["total"], "tuned": tuned_ingest["chunks"]["total"]},
+        "dataset_rows": built["rows"], "dataset_dropped": built.get("dropped"),
+        "dataset_minutes": round(built["bench_seconds"] / 60, 1),
+        "finetune": {key: tuned[key] for key in ("steps", "train_rows", "minutes", "total_minutes", "train_loss",
+                                                 "validation_loss", "base", "tuned")},
+        "tuned_ingest_minutes": round(tuned_ingest["bench_seconds"] / 60, 1),
+        "modes": {name: score["modes"] for name, score in scores.items()},
+    }
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({key: value for key, value in result.items() if key != "modes"}, indent=2))
+    print("\n| search | model | " + " | ".join(METRICS) + " |\n|---|---|" + "---|" * len(METRICS))
+    for mode in ("vector", "hybrid", "fts"):
+        for name in ("base", "tuned"):
+            row = result["modes"][name][mode]
+            print(f"| {mode} | {name} | " + " | ".join(f"{row[m]:.3f}" for m in METRICS) + " |")
+    for mode in ("vector", "hybrid"):
+        base, tuned = result["modes"]["base"][mode], result["modes"]["tuned"][mode]
+        print(f"{mode}: hit@5 {100 * (tuned['hit@5'] - base['hit@5']):+.1f} points, "
+              f"MRR@10 {100 * (tuned['mrr@10'] - base['mrr@10']):+.1f} points")
+
+
+if __name__ == "__main__":
+    main()
