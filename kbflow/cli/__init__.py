@@ -28,6 +28,11 @@ def main() -> None:
         # Prefect's own log lines stay in the Prefect UI, or on the terminal with --verbose.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # --runner dask: no cluster chatter
+    from kbflow.cli.worker import forward
+
+    code = forward(sys.argv[1:])  # the store's warm worker runs it, when there is one
+    if code is not None:
+        sys.exit(code)
     app()
 
 
