@@ -1,6 +1,6 @@
 """What each command costs a user to start: whole `kbflow` processes against a floor (issue 13).
 
-    python bench/startup_bench.py [--reps 3] [--cold-reps 3] [--no-cold] [--server]
+    python bench/startup_bench.py [--reps 3] [--cold-reps 3] [--no-cold | --only-cold] [--server]
 
 Every figure is a whole process (the venv's `kbflow`, as a user runs it), median of
 `--reps`, and is printed as a ratio to the floor measured in the same run: a Python
@@ -17,7 +17,8 @@ Cases, on a copy of examples/ in a temporary folder:
   loads the model and encodes the query);
 - cold `ingest` of the Python 3.11 tutorial + howto (Sphinx sources), beside a
   whole process that loads the model and encodes the same chunk texts (read from
-  the built index beforehand).
+  the index the first sample built), one sample of each per round, interleaved
+  (`--only-cold` runs just this case).
 
 `--server` runs `kbflow server start` first (its database under the store) and
 `kbflow server stop` at the end: the figures with a warm Prefect server and its warm
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--cold-reps", type=int, default=3, help="samples of the cold Python-docs ingest")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold Python-docs ingest")
+    parser.add_argument("--only-cold", action="store_true", help="only the cold Python-docs ingest")
     parser.add_argument("--server", action="store_true", help="with `kbflow server start` running")
     options = parser.parse_args()
 
@@ -182,6 +184,8 @@ def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, 
     kb = [KBFLOW]
     c = ["--config", str(config)]
     timed(kb + ["ingest", *c, "--json"], examples, bench.env)  # the example index, once
+    if options.only_cold:
+        return cold_only(bench, options, work, store)
     for way, env in ways(options):
         bench.case(f"ingest, nothing changed{way}", kb + ["ingest", *c, "--json"], store, examples, env=env)
 
@@ -218,6 +222,14 @@ def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, 
         except CaseFailed as error:
             print(error, file=sys.stderr)
     print(bench.table(extra))
+
+
+def cold_only(bench: Bench, options, work: Path, store: Path) -> None:
+    try:
+        cold(bench, options, work, store)
+    except CaseFailed as error:
+        print(error, file=sys.stderr)
+    print(bench.table([]))
 
 
 def embed_changed(store: Path, edits: list[tuple[float, str]]) -> float:
@@ -260,28 +272,40 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
 
     if options.server:  # the worker serves one store: this one gets its own server and worker
         timed([KBFLOW, "server", "start", "--config", str(config)], folder, bench.env)
+    ingest = [KBFLOW, "ingest", "--config", str(config), "--json"]
+    reference_name = "load model + encode the same chunks"
+    samples: dict[str, list[float]] = {}
+
+    def sample(name: str, args: list[str], env: dict[str, str] | None = None, before=None) -> None:
+        bench.floor(floor_store)
+        if before is not None:
+            before(0)
+        samples.setdefault(name, []).append(timed(args, folder, bench.env | (env or {}))[0])
+        print(f"  {name}: {samples[name][-1]:.1f} s (floor {bench.floors[-1]:.1f} s, load {os.getloadavg()[0]:.1f})",
+              file=sys.stderr, flush=True)
+
+    # Interleaved, one sample of each per round (the machine's load moves all alike); the first
+    # round's first ingest builds the index whose chunk texts the reference encodes.
+    texts_file = folder / "texts.json"
     try:
-        runs = {}
-        for way, env in ways(options):
-            runs[way] = bench.case(f"cold ingest, Python tutorial + howto{way}",
-                                   [KBFLOW, "ingest", "--config", str(config), "--json"], floor_store, folder,
-                                   before=fresh, reps=options.cold_reps, env=env)
+        for _ in range(options.cold_reps):
+            for way, env in ways(options):
+                sample(f"cold ingest, Python tutorial + howto{way}", ingest, env, before=fresh)
+                if not texts_file.exists():
+                    import lancedb
+
+                    texts = lancedb.connect(str(store)).open_table("chunks").search().select(["text"])
+                    texts_file.write_text(json.dumps(texts.limit(None).to_arrow().column("text").to_pylist()))
+            sample(reference_name, [PYTHON, "-c", ENCODE_ONLY, str(texts_file)])
     finally:
         if options.server:
             subprocess.run([KBFLOW, "server", "stop", "--config", str(config)], env=bench.env)
-    import lancedb
-
-    texts = lancedb.connect(str(store)).open_table("chunks").search().select(["text"]).limit(None).to_arrow()
-    texts_file = folder / "texts.json"
-    texts_file.write_text(json.dumps(texts.column("text").to_pylist()))
-    reference = bench.case(f"load model + encode the same {texts.num_rows} chunks",
-                           [PYTHON, "-c", ENCODE_ONLY, str(texts_file)], floor_store, folder, reps=options.cold_reps)
-    for n, (way, samples) in enumerate(runs.items()):
-        ratio = statistics.median(s for s, _ in samples) / statistics.median(s for s, _ in reference)
-        print(f"cold ingest{way} / load + encode: {ratio:.3f}", file=sys.stderr)
-        row = len(bench.rows) - 1 - len(runs) + n
-        bench.rows[row] = (*bench.rows[row][:2], f"{ratio:.3f}× the last row")
-
+    reference = statistics.median(samples[reference_name])
+    for name, values in samples.items():
+        ratio = statistics.median(values) / reference
+        note = "the reference" if name == reference_name else f"{ratio:.3f}× the reference"
+        print(f"{name} / load + encode: {ratio:.3f}", file=sys.stderr)
+        bench.rows.append((f"{name} ({len(json.loads(texts_file.read_text()))} chunks)", values, note))
 
 if __name__ == "__main__":
     main()

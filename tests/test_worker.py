@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,41 @@ def test_a_command_whose_worker_reports_elsewhere_runs_in_process(warm_server):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "running in this process" in done.stderr and json.loads(done.stdout)
+
+
+def test_the_readme_warm_search_snippet_answers_from_the_index(warm_server, monkeypatch):
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("<!-- snippet: warm-search -->\n```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(warm_server)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md warm-search", "exec"), namespace)
+    hits = namespace["search"]("How do I restore a snapshot?", k=2)
+    assert hits[0]["uri"] == "backup.md" and "restore" in hits[0]["text"].lower(), hits
+
+
+def test_a_client_killed_mid_ingest_leaves_the_worker_serving_and_the_index_as_it_was(warm_server):
+    root = warm_server
+    before = json.loads(kbflow("status", "--json", cwd=root).stdout)["chunks"]
+    write(root, {f"docs/bulk/page-{i}.md": f"# Page {i}\n\n" + f"Paragraph {i} about snapshots and volumes. " * 40
+                 for i in range(300)})
+    client = subprocess.Popen([KBFLOW, "ingest", "--json"], cwd=root, env=user_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not worker_status(root)["busy"]:
+        assert client.poll() is None and time.monotonic() < deadline, "the ingest never reached the worker"
+        time.sleep(0.2)
+    time.sleep(3)
+    os.kill(client.pid, signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 30
+    while worker_status(root)["busy"]:  # the worker interrupts the command
+        assert time.monotonic() < deadline, "the worker is still running the killed client's ingest"
+        time.sleep(0.5)
+    shutil.rmtree(root / "docs" / "bulk")
+    after = kbflow("ingest", "--json", cwd=root)
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["status"] == "no_change"  # nothing of the interrupted run was published
+    assert json.loads(after.stdout)["chunks"]["total"] == before
 
 
 def test_stop_ends_the_worker_and_a_stale_socket_falls_back(warm_server):

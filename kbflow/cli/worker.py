@@ -98,7 +98,8 @@ def _command(argv: list[str]) -> str | tuple[str, str] | None:
     return words[0]
 
 
-def _config_path(argv: list[str]) -> Path:
+def named_config(argv: list[str]) -> Path:
+    """The config a command line names (`--config`, `-c`), else KBFLOW_CONFIG, else kbflow.toml."""
     for i, arg in enumerate(argv):
         if arg in ("--config", "-c") and i + 1 < len(argv):
             return Path(argv[i + 1])
@@ -127,7 +128,7 @@ def forward(argv: list[str]) -> int | None:
     from kbflow.config import load_config
 
     try:
-        config = load_config(_config_path(argv))
+        config = load_config(named_config(argv))
     except Exception:  # noqa: BLE001 - the in-process run reports a bad config properly
         return None
     path = socket_path(config)
@@ -209,13 +210,11 @@ def start_worker(config, config_path: Path, api_url: str | None, timeout: float 
             env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
+    while time.monotonic() < deadline and process.poll() is None:  # it answers once warm
         status = ask(config, {"op": "status"})
         if status is not None:
             return status
         time.sleep(0.3)
-    if process.poll() is None:
-        return None
     return None
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kbflow.cli.worker import send, socket_path, worker_file
+from kbflow.cli.worker import named_config, send, socket_path, worker_file
 from kbflow.config import load_config
 
 
@@ -211,7 +211,7 @@ def run_app(argv: list[str], worker: Worker) -> int:
     from kbflow.cli import app
 
     with contextlib.suppress(Exception):  # a config the command itself will report
-        worker.refresh_model(load_config(_config_argument(argv)))
+        worker.refresh_model(load_config(named_config(argv)))
     try:
         app(args=argv, prog_name="kbflow")
     except SystemExit as done:
@@ -223,12 +223,6 @@ def run_app(argv: list[str], worker: Worker) -> int:
         traceback.print_exc()
         return 1
     return 0
-
-
-def _config_argument(argv: list[str]) -> Path:
-    from kbflow.cli.worker import _config_path
-
-    return _config_path(argv)
 
 
 @contextlib.contextmanager
