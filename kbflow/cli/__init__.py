@@ -21,7 +21,8 @@ def main() -> None:
     if "--progress" in sys.argv:  # progress on stderr even with --json (kbflow.cli.common.progress_bars)
         sys.argv.remove("--progress")
         os.environ[FORCE_PROGRESS] = "1"
-    if "--verbose" in sys.argv:
+    verbose = "--verbose" in sys.argv
+    if verbose:
         sys.argv.remove("--verbose")
     else:
         # The CLI reports outcomes itself (a blocked gate is an exit code, not a traceback);
@@ -30,7 +31,9 @@ def main() -> None:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # --runner dask: no cluster chatter
     from kbflow.cli.worker import forward
 
-    code = forward(sys.argv[1:])  # the store's warm worker runs it, when there is one
+    # The store's warm worker runs it, when there is one; with --verbose, here: Prefect's log lines
+    # go where this process's logging sends them (the worker's go to its log file).
+    code = None if verbose else forward(sys.argv[1:])
     if code is not None:
         sys.exit(code)
     app()
