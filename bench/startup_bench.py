@@ -300,11 +300,14 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
     finally:
         if options.server:
             subprocess.run([KBFLOW, "server", "stop", "--config", str(config)], env=bench.env)
-    reference = statistics.median(samples[reference_name])
+    # Ratios per round, then their median: a load that changes between rounds (it did, from a load
+    # average of 6 to 2 in one run) moves a round's samples alike, but not the medians of all samples.
+    reference = samples[reference_name]
     for name, values in samples.items():
-        ratio = statistics.median(values) / reference
-        note = "the reference" if name == reference_name else f"{ratio:.3f}× the reference"
-        print(f"{name} / load + encode: {ratio:.3f}", file=sys.stderr)
+        rounds = [value / ref for value, ref in zip(values, reference)]
+        note = "the reference" if name == reference_name else \
+            f"{statistics.median(rounds):.3f}× the reference (per round: {', '.join(f'{r:.3f}' for r in rounds)})"
+        print(f"{name} / load + encode: {note}", file=sys.stderr)
         bench.rows.append((f"{name} ({len(json.loads(texts_file.read_text()))} chunks)", values, note))
 
 if __name__ == "__main__":
