@@ -1,6 +1,6 @@
 """What each command costs a user to start: whole `kbflow` processes against a floor (issue 13).
 
-    python bench/startup_bench.py [--reps 3] [--cold-reps 3] [--no-cold] [--server]
+    python bench/startup_bench.py [--reps 3] [--cold-reps 3] [--no-cold | --only-cold] [--server]
 
 Every figure is a whole process (the venv's `kbflow`, as a user runs it), median of
 `--reps`, and is printed as a ratio to the floor measured in the same run: a Python
@@ -17,11 +17,15 @@ Cases, on a copy of examples/ in a temporary folder:
   loads the model and encodes the query);
 - cold `ingest` of the Python 3.11 tutorial + howto (Sphinx sources), beside a
   whole process that loads the model and encodes the same chunk texts (read from
-  the built index beforehand).
+  the index the first sample built), one sample of each per round, interleaved
+  (`--only-cold` runs just this case).
 
 `--server` runs `kbflow server start` first (its database under the store) and
-`kbflow server stop` at the end: the figures with a warm Prefect server. Without
-it, and without PREFECT_API_URL in the environment, each flow-running command
+`kbflow server stop` at the end: the figures with a warm Prefect server and its warm
+worker (GX and the model loaded). The cases the worker serves (ingest, vector search,
+the cold ingest, for which a server is started on the Python-docs store too) are then
+measured twice, through the worker and in-process (`KBFLOW_NO_WORKER=1`), side by side.
+Without it, and without PREFECT_API_URL in the environment, each flow-running command
 gets whatever kbflow does with no server configured.
 """
 
@@ -108,14 +112,14 @@ class Bench:
         self.floors.append(timed([PYTHON, "-c", FLOOR, str(store)], self.work, self.env)[0])
 
     def case(self, name: str, args: list[str], store: Path, cwd: Path, before=None, note: str = "",
-             reps: int | None = None) -> list[tuple[float, str]]:
+             reps: int | None = None, env: dict[str, str] | None = None) -> list[tuple[float, str]]:
         """`reps` samples of a command, each after a floor sample; `before(i)` prepares sample i."""
         samples = []
         for i in range(reps or self.reps):
             self.floor(store)
             if before is not None:
                 before(i)
-            samples.append(timed(args, cwd, self.env))
+            samples.append(timed(args, cwd, self.env | (env or {})))
         self.rows.append((name, [s for s, _ in samples], note))
         # Each case as it ends, with the floor so far: a later failure loses nothing.
         print(f"  {name}: {', '.join(f'{s:.1f}' for s, _ in samples)} s; floor samples so far "
@@ -142,6 +146,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--cold-reps", type=int, default=3, help="samples of the cold Python-docs ingest")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold Python-docs ingest")
+    parser.add_argument("--only-cold", action="store_true", help="only the cold Python-docs ingest")
     parser.add_argument("--server", action="store_true", help="with `kbflow server start` running")
     options = parser.parse_args()
 
@@ -167,11 +172,22 @@ def main() -> None:
     print(f"load average at end: {os.getloadavg()}", file=sys.stderr)
 
 
+IN_PROCESS = {"KBFLOW_NO_WORKER": "1"}
+
+
+def ways(options) -> list[tuple[str, dict[str, str]]]:
+    """How the worker-served cases run: through the worker and in-process with `--server`, else as they are."""
+    return [(" (worker)", {}), (" (in-process)", IN_PROCESS)] if options.server else [("", {})]
+
+
 def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, work: Path) -> None:
     kb = [KBFLOW]
     c = ["--config", str(config)]
     timed(kb + ["ingest", *c, "--json"], examples, bench.env)  # the example index, once
-    bench.case("ingest, nothing changed", kb + ["ingest", *c, "--json"], store, examples)
+    if options.only_cold:
+        return cold_only(bench, options, work, store)
+    for way, env in ways(options):
+        bench.case(f"ingest, nothing changed{way}", kb + ["ingest", *c, "--json"], store, examples, env=env)
 
     page = examples / "docs" / "manual" / "backup-and-restore.md"
     original = page.read_text(encoding="utf-8")
@@ -182,15 +198,21 @@ def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, 
         paragraphs[prose] += f" This sentence was added by edit {i} of the startup benchmark."
         page.write_text("\n\n".join(paragraphs), encoding="utf-8")
 
-    edits = bench.case("ingest, one paragraph edited", kb + ["ingest", *c, "--json"], store, examples, before=edit)
-    embedded = [json.loads(out)["chunks"]["embedded"] for _, out in edits]
-    extra = [("embed the edited chunks, loaded model", embed_changed(store, edits), f"chunks embedded per run: {embedded}")]
+    edits: list[tuple[float, str]] = []
+    for n, (way, env) in enumerate(ways(options)):
+        edits = bench.case(f"ingest, one paragraph edited{way}", kb + ["ingest", *c, "--json"], store, examples,
+                           before=lambda i, n=n: edit(10 * n + i), env=env)
+        embedded = [json.loads(out)["chunks"]["embedded"] for _, out in edits]
+        bench.rows[-1] = (*bench.rows[-1][:2], f"chunks embedded per run: {embedded}")
+    extra = [("embed the edited chunks, loaded model", embed_changed(store, edits), "median of 3, in this process")]
 
     bench.case("status", kb + ["status", *c], store, examples)
     bench.case("runs", kb + ["runs", *c], store, examples)
     bench.case("quality", kb + ["quality", *c], store, examples)
     bench.case("search --mode fts", kb + ["search", "restore a backup", "--mode", "fts", *c], store, examples)
-    bench.case("search (vector)", kb + ["search", "restore a backup", *c], store, examples)
+    for way, env in ways(options):
+        bench.case(f"search (vector){way}", kb + ["search", "restore a backup", "--mode", "vector", *c], store,
+                   examples, env=env)
     bench.case("floor + model load", [PYTHON, "-c", FLOOR_AND_MODEL, str(store), "restore a backup"], store,
                examples, note="the reference of vector search")
 
@@ -200,6 +222,14 @@ def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, 
         except CaseFailed as error:
             print(error, file=sys.stderr)
     print(bench.table(extra))
+
+
+def cold_only(bench: Bench, options, work: Path, store: Path) -> None:
+    try:
+        cold(bench, options, work, store)
+    except CaseFailed as error:
+        print(error, file=sys.stderr)
+    print(bench.table([]))
 
 
 def embed_changed(store: Path, edits: list[tuple[float, str]]) -> float:
@@ -235,21 +265,50 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
     config.write_text(PYDOCS_CONFIG.format(store=store, path=PYDOCS), encoding="utf-8")
 
     def fresh(_: int) -> None:
-        shutil.rmtree(store, ignore_errors=True)
+        """An empty store; a server's Prefect home (and the worker's socket) under it stays."""
+        for entry in store.iterdir() if store.is_dir() else []:
+            if entry.name != "prefect":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
-    runs = bench.case("cold ingest, Python tutorial + howto", [KBFLOW, "ingest", "--config", str(config), "--json"],
-                      floor_store, folder, before=fresh, reps=options.cold_reps)
-    import lancedb
+    if options.server:  # the worker serves one store: this one gets its own server and worker
+        timed([KBFLOW, "server", "start", "--config", str(config)], folder, bench.env)
+    ingest = [KBFLOW, "ingest", "--config", str(config), "--json"]
+    reference_name = "load model + encode the same chunks"
+    samples: dict[str, list[float]] = {}
 
-    texts = lancedb.connect(str(store)).open_table("chunks").search().select(["text"]).limit(None).to_arrow()
+    def sample(name: str, args: list[str], env: dict[str, str] | None = None, before=None) -> None:
+        bench.floor(floor_store)
+        if before is not None:
+            before(0)
+        samples.setdefault(name, []).append(timed(args, folder, bench.env | (env or {}))[0])
+        print(f"  {name}: {samples[name][-1]:.1f} s (floor {bench.floors[-1]:.1f} s, load {os.getloadavg()[0]:.1f})",
+              file=sys.stderr, flush=True)
+
+    # Interleaved, one sample of each per round (the machine's load moves all alike); the first
+    # round's first ingest builds the index whose chunk texts the reference encodes.
     texts_file = folder / "texts.json"
-    texts_file.write_text(json.dumps(texts.column("text").to_pylist()))
-    reference = bench.case(f"load model + encode the same {texts.num_rows} chunks",
-                           [PYTHON, "-c", ENCODE_ONLY, str(texts_file)], floor_store, folder, reps=options.cold_reps)
-    ratio = statistics.median(s for s, _ in runs) / statistics.median(s for s, _ in reference)
-    print(f"cold ingest / load + encode: {ratio:.3f}", file=sys.stderr)
-    bench.rows[-2] = (*bench.rows[-2][:2], f"{ratio:.3f}× the next row")
+    try:
+        for _ in range(options.cold_reps):
+            for way, env in ways(options):
+                sample(f"cold ingest, Python tutorial + howto{way}", ingest, env, before=fresh)
+                if not texts_file.exists():
+                    import lancedb
 
+                    texts = lancedb.connect(str(store)).open_table("chunks").search().select(["text"])
+                    texts_file.write_text(json.dumps(texts.limit(None).to_arrow().column("text").to_pylist()))
+            sample(reference_name, [PYTHON, "-c", ENCODE_ONLY, str(texts_file)])
+    finally:
+        if options.server:
+            subprocess.run([KBFLOW, "server", "stop", "--config", str(config)], env=bench.env)
+    # Ratios per round, then their median: a load that changes between rounds (it did, from a load
+    # average of 6 to 2 in one run) moves a round's samples alike, but not the medians of all samples.
+    reference = samples[reference_name]
+    for name, values in samples.items():
+        rounds = [value / ref for value, ref in zip(values, reference)]
+        note = "the reference" if name == reference_name else \
+            f"{statistics.median(rounds):.3f}× the reference (per round: {', '.join(f'{r:.3f}' for r in rounds)})"
+        print(f"{name} / load + encode: {note}", file=sys.stderr)
+        bench.rows.append((f"{name} ({len(json.loads(texts_file.read_text()))} chunks)", values, note))
 
 if __name__ == "__main__":
     main()

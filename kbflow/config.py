@@ -28,6 +28,8 @@ FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".d
 RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
 GLOB_CHARACTERS = frozenset("*?[")  # in a source's path: a glob, not a file name
 ENV_PREFIX = "KBFLOW_"
+# KBFLOW_ variables of the command line, not config keys: which config, forced progress, no warm worker.
+CLI_VARIABLES = frozenset({"KBFLOW_CONFIG", "KBFLOW_PROGRESS", "KBFLOW_NO_WORKER"})
 
 # Names shared by the config, the flows' parameters and the CLI's options: Pydantic, Prefect
 # and Typer all validate against these, so a bad value is refused the same way everywhere.
@@ -504,7 +506,7 @@ def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> dict[tup
     """Put `KBFLOW_SECTION__KEY` values into the raw config; return which key each variable set."""
     overrides = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "KBFLOW_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in CLI_VARIABLES:
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         section = raw

@@ -159,7 +159,7 @@ def start_server(config: KbflowConfig, port: int | None = None, timeout: float =
     try:
         _wait_healthy(info.url, process, timeout, log)
     except ServerError:
-        _stop_group(process.pid)
+        stop_group(process.pid)
         raise
     server_file(config).write_text(json.dumps(asdict(info)), encoding="utf-8")
     return info
@@ -171,12 +171,12 @@ def stop_server(config: KbflowConfig, timeout: float = 10.0) -> ServerInfo | Non
     if info is None:
         return None
     if process_alive(info.pid):
-        _stop_group(info.pid, timeout)
+        stop_group(info.pid, timeout)
     server_file(config).unlink(missing_ok=True)
     return info
 
 
-def _stop_group(pid: int, timeout: float = 10.0) -> None:
+def stop_group(pid: int, timeout: float = 10.0) -> None:
     """SIGTERM to the process group led by `pid`, SIGKILL after `timeout`."""
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -241,6 +241,10 @@ def use_api(url: str) -> None:
     """Point this process (and what it starts) at `url`, whether or not Prefect is imported yet."""
     os.environ["PREFECT_API_URL"] = url
     if "prefect.context" in sys.modules:
+        from prefect.settings import get_current_settings
+
+        if get_current_settings().api.url == url:
+            return  # already there (a warm worker asks before every command): no context to stack
         # Prefect read its settings at import; a settings context for the rest of the process.
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -302,7 +306,7 @@ class TemporaryServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            _stop_group(self.process.pid, timeout=5.0)
+            stop_group(self.process.pid, timeout=5.0)
 
 
 def die_with_parent() -> None:

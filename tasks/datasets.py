@@ -163,9 +163,9 @@ def mine_hard_negatives(
     dropped = dict.fromkeys(["positive_navigation", "too_few_negatives", *NEGATIVE_PROBLEMS], 0)
     kept = [pair for pair in pairs if not is_navigation_only(pair.positive)]
     dropped["positive_navigation"] = len(pairs) - len(kept)
-    vectors = embedder.encode([pair.query for pair in kept]) if kept and negatives else None
+    vectors = progress.encode(embedder, [pair.query for pair in kept], "encoding queries") if negatives else None
     rows = []
-    for i, pair in enumerate(kept):
+    for i, pair in enumerate(progress.counted(kept, "mining negatives", len(kept))):
         chunk = index.chunk(pair.chunk_id)
         mined: list[str] = []
         if negatives:
@@ -184,8 +184,6 @@ def mine_hard_negatives(
                 mined.append(text)
                 if len(mined) == negatives:
                     break
-            if i % 50 == 0 or i == len(kept) - 1:
-                progress.report("mining negatives", i + 1, len(kept))
         if len(mined) < negatives:
             dropped["too_few_negatives"] += 1
             continue

@@ -18,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from kbflow import progress
 from kbflow.models import Embedder
 
-PROGRESS_BATCHES = 16  # progress updates per run, at most; each is one encode call
 
 
 @dataclass
@@ -45,7 +44,7 @@ def embed_chunks(chunks: pa.Table, embedder: Embedder, cached: Mapping[str, np.n
     # Ascending order put the partial batch at the long end: +15% padded tokens at 96 texts.
     pending = sorted(to_encode.items(), key=lambda item: len(item[1]), reverse=True)
     batch = embedder_batch(embedder)
-    step = batch * max(1, -(-len(pending) // (PROGRESS_BATCHES * batch)))
+    step = progress.encode_step(len(pending), batch)
     for begin in range(0, len(pending), step):
         call = pending[begin : begin + step]
         vectors = embedder.encode([text for _, text in call])

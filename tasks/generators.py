@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow import progress
 from kbflow.config import DatasetsConfig
 from kbflow.tasks.questions import heading_question, is_informative_sentence
 
@@ -47,8 +48,8 @@ class GeneratedPair:
 class QueryGenerator(Protocol):
     name: str
 
-    def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
-        """Pairs for the passages it can make a query for (zero or more per passage)."""
+    def generate(self, passages: Iterable[Passage], rng: random.Random) -> list[GeneratedPair]:
+        """Pairs for the passages it can make a query for (zero or more per passage); reads them once."""
 
 
 # A sentence ends at . ! ? before whitespace, at a blank line, or before a line that starts
@@ -74,7 +75,7 @@ class HeadingGenerator:
     def __init__(self, min_query_tokens: int) -> None:
         self.min_query_tokens = min_query_tokens
 
-    def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
+    def generate(self, passages: Iterable[Passage], rng: random.Random) -> list[GeneratedPair]:
         pairs, seen = [], set()
         for passage in passages:
             heading, key = passage.heading.strip(), (passage.doc_id, passage.heading)
@@ -103,7 +104,7 @@ class IctGenerator:
     def __init__(self, keep_sentence: float, min_query_tokens: int) -> None:
         self.keep_sentence, self.min_query_tokens = keep_sentence, min_query_tokens
 
-    def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
+    def generate(self, passages: Iterable[Passage], rng: random.Random) -> list[GeneratedPair]:
         pairs = []
         for passage in passages:
             text = passage.text.strip()
@@ -154,10 +155,12 @@ def generate_pairs(
 
     Also returns the passages a generator gave up on (`llm_skipped`: no usable answer).
     """
+    total = len(passages) * len(generators)  # progress: passages read, over all generators
     pairs = [
         pair
-        for generator in generators
-        for pair in generator.generate(passages, random.Random(f"{seed}:{generator.name}"))
+        for n, generator in enumerate(generators)
+        for pair in generator.generate(progress.counted(passages, "generating queries", total, n * len(passages)),
+                                       random.Random(f"{seed}:{generator.name}"))
         if pair.query.strip() and pair.positive.strip()
     ]
     skipped = {f"{g.name}_skipped": g.skipped for g in generators if isinstance(getattr(g, "skipped", None), int)}

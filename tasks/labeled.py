@@ -20,6 +20,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow import progress
 from kbflow.config import ConfigError, DatasetsConfig, KbflowConfig, SourceConfig
 from kbflow.models import Embedder
 from kbflow.relevance import hit_keys
@@ -150,9 +151,9 @@ def labeled_pairs(
         relevant = resolve_relevant(record.relevant, lookup) or ([record.doc_id] if record.doc_id in indexed else [])
         if record.question and relevant:
             answerable.append((record, relevant))
-    vectors = embedder.encode([record.question for record, _ in answerable]) if answerable else []
+    vectors = progress.encode(embedder, [record.question for record, _ in answerable], "encoding questions")
     pairs = []
-    for (record, relevant), vector in zip(answerable, vectors):
+    for (record, relevant), vector in zip(progress.counted(answerable, "labeled pairs", len(answerable)), vectors):
         chunk = nearest_chunk(index, vector, relevant)
         if chunk is None:
             continue
@@ -203,9 +204,9 @@ def raft_rows(
     instead, so the context length never tells whether the answer is in it. The context
     order is shuffled; both draws use an rng seeded with the seed and the record id.
     """
-    vectors = embedder.encode([record.question for record in records]) if records else []
+    vectors = progress.encode(embedder, [record.question for record in records], "encoding questions")
     rows, no_oracle, lookup = [], 0, relevant_lookup(index.documents)
-    for record, vector in zip(records, vectors):
+    for record, vector in zip(progress.counted(records, "raft rows", len(records)), vectors):
         relevant = resolve_relevant(record.relevant, lookup)
         oracle = nearest_chunk(index, vector, relevant or None)
         if oracle is None:

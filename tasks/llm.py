@@ -25,7 +25,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ class LlmQueryGenerator:
         self.skipped = 0
         self.requests = 0
 
-    def generate(self, passages: list[Passage], rng: random.Random) -> list[GeneratedPair]:
+    def generate(self, passages: Iterable[Passage], rng: random.Random) -> list[GeneratedPair]:
         """Up to `questions_per_chunk` pairs per passage; a passage with no usable answer is skipped."""
         pairs: list[GeneratedPair] = []
         n = self.config.questions_per_chunk

@@ -80,3 +80,33 @@ def test_build_errors_are_clear(labeled_corpus, hash_embedder, tmp_path):
     # The flow's name works as a command too: the same command behind it.
     result = kbflow("build-dataset", "--config", config, "--kind", "sft", "--source", "docs")
     assert result.exit_code == 1 and "no question_field/answer_field" in result.stderr
+
+
+def test_build_progress_is_silent_with_json_and_shown_by_rows_with_progress(labeled_corpus, hash_embedder, tmp_path,
+                                                                            monkeypatch, capsys):
+    import sys
+
+    from kbflow.cli import main
+
+    config = str(labeled_corpus)
+    assert kbflow("ingest", "--config", config).exit_code == 0
+    monkeypatch.setenv("KBFLOW_PROGRESS", "0")  # main() sets these: restored after the test
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    monkeypatch.setenv("KBFLOW_NO_WORKER", "1")
+    capsys.readouterr()
+    stderr = {}
+    for flag in ("", "--progress"):
+        args = ["dataset", "build", "--config", config, "--kind", "embedding-pairs", "--out", str(tmp_path / flag),
+                "--json", *([flag] if flag else [])]
+        monkeypatch.setattr(sys, "argv", ["kbflow", *args])
+        with pytest.raises(SystemExit) as done:
+            main()
+        captured = capsys.readouterr()
+        assert done.value.code == 0, captured.err
+        assert sum(json.loads(captured.out)["rows"].values()) > 0  # stdout: the JSON report only
+        stderr[flag] = captured.err
+    assert stderr[""] == ""
+    lines = stderr["--progress"].splitlines()
+    for stage in ("generating queries", "mining negatives"):
+        counts = [line.rsplit(" ", 1)[1].split("/") for line in lines if line.startswith(stage + " ")]
+        assert counts and counts[-1][0] == counts[-1][1] != "0", (stage, lines)

@@ -186,6 +186,7 @@ def test_flow_commands_report_to_the_stores_kbflow_server_and_stop_ends_it(tmp_p
                               text=True, timeout=400)
         assert done.returncode == 0, done.stderr
         assert "temporary Prefect server" not in done.stderr
+        assert "running in this process" not in done.stderr  # the warm worker ran it
         report = json.loads(done.stdout.strip().splitlines()[-1])
 
         from kbflow.config import load_config
@@ -203,7 +204,7 @@ def test_flow_commands_report_to_the_stores_kbflow_server_and_stop_ends_it(tmp_p
     finally:
         stopped = subprocess.run([KBFLOW, "server", "stop", "--config", str(config), "--json"], env=env,
                                  capture_output=True, text=True, timeout=60)
-    assert json.loads(stopped.stdout) == {"stopped": True, "pid": server["pid"]}
-    assert _start_time(server["pid"]) is None
+    assert json.loads(stopped.stdout) == {"stopped": True, "pid": server["pid"], "worker_pid": server["worker"]["pid"]}
+    assert _start_time(server["pid"]) is None and _start_time(server["worker"]["pid"]) is None
     status = subprocess.run([KBFLOW, "server", "status", "--config", str(config)], env=env, capture_output=True)
     assert status.returncode == 1

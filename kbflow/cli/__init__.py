@@ -21,13 +21,21 @@ def main() -> None:
     if "--progress" in sys.argv:  # progress on stderr even with --json (kbflow.cli.common.progress_bars)
         sys.argv.remove("--progress")
         os.environ[FORCE_PROGRESS] = "1"
-    if "--verbose" in sys.argv:
+    verbose = "--verbose" in sys.argv
+    if verbose:
         sys.argv.remove("--verbose")
     else:
         # The CLI reports outcomes itself (a blocked gate is an exit code, not a traceback);
         # Prefect's own log lines stay in the Prefect UI, or on the terminal with --verbose.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # --runner dask: no cluster chatter
+    from kbflow.cli.worker import forward
+
+    # The store's warm worker runs it, when there is one; with --verbose, here: Prefect's log lines
+    # go where this process's logging sends them (the worker's go to its log file).
+    code = None if verbose else forward(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     app()
 
 

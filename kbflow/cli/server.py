@@ -1,9 +1,10 @@
-"""`kbflow server start | stop | status`: a persistent local Prefect server for a store.
+"""`kbflow server start | stop | status`: a persistent local Prefect server for a store, and its warm worker.
 
-Every command that runs flows finds it (see kbflow.prefect_api): with it running, a
+Every command that runs flows finds the server (see kbflow.prefect_api): with it running, a
 command pays no Prefect server start-up, and every flow run, task run and artifact
 is in its UI. Without it (and without PREFECT_API_URL), a command starts a temporary
-server bound to its own process.
+server bound to its own process. Beside it runs the warm worker (kbflow.cli.worker):
+commands that need Great Expectations or the model run there, where both are loaded.
 """
 
 from __future__ import annotations
@@ -40,9 +41,16 @@ def flow_api(config: KbflowConfig, quiet: bool = False):
 def start(
     config: ConfigOption = Path("kbflow.toml"),
     port: Annotated[int | None, typer.Option(help="port of the API and UI (default 4200, else a free one)")] = None,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker",
+                                         help="also start the warm worker (model and GX loaded)")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Start `prefect server start` in the background, its database under the store; print the UI address."""
+    """Start `prefect server start` in the background, its database under the store; print the UI address.
+
+    With it, the warm worker: a process that holds Great Expectations and the model, where `ingest`,
+    `search`, `evaluate`, `dataset build` and `reindex` run without loading them.
+    """
+    from kbflow.cli.worker import start_worker
     from kbflow.prefect_api import explicit_api_url, recorded_server, start_server
 
     loaded = load_config(config)
@@ -50,11 +58,21 @@ def start(
     if not as_json:
         stderr.print("starting a Prefect server (a fresh database takes a minute to set up) …")
     info = start_server(loaded, port=port)
+    warm = None
+    if worker:
+        if not as_json:
+            stderr.print("starting the warm worker (imports, model load) …")
+        warm = start_worker(loaded, config, explicit_api_url() or info.url)
+        if warm is None:
+            stderr.print(f"warning: the warm worker did not start; commands run in their own process "
+                         f"(see {Path(info.home) / 'worker.log'})", highlight=False)
     if as_json:
-        print_json({"running": True, **vars(info)})
+        print_json({"running": True, **vars(info), "worker": {"running": warm is not None, **(warm or {})}})
         return
     already = before is not None and before.pid == info.pid
     stdout.print(f"{'already running' if already else 'started'}: Prefect UI {info.ui} (pid {info.pid})")
+    if warm is not None:
+        stdout.print(f"warm worker: pid {warm['pid']}, socket {warm['socket']}")
     stdout.print(f"kbflow commands with --config {config} use it; logs in {info.log}; "
                  f"stop it with `kbflow server stop --config {config}`")
     if explicit_api_url():
@@ -64,13 +82,19 @@ def start(
 @server_app.command("stop")
 @reports_errors
 def stop(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
-    """Stop the store's Prefect server (and everything it started)."""
+    """Stop the store's Prefect server and its warm worker (and everything they started)."""
+    from kbflow.cli.worker import stop_worker
     from kbflow.prefect_api import stop_server
 
-    info = stop_server(load_config(config))
+    loaded = load_config(config)
+    worker_pid = stop_worker(loaded)
+    info = stop_server(loaded)
     if as_json:
-        print_json({"stopped": info is not None, "pid": info.pid if info else None})
-    elif info is None:
+        print_json({"stopped": info is not None, "pid": info.pid if info else None, "worker_pid": worker_pid})
+        return
+    if worker_pid is not None:
+        stdout.print(f"stopped the warm worker (pid {worker_pid})")
+    if info is None:
         stdout.print("no kbflow server recorded for this store")
     else:
         stdout.print(f"stopped the Prefect server {info.ui} (pid {info.pid})")
@@ -79,13 +103,16 @@ def stop(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False
 @server_app.command("status")
 @reports_errors
 def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
-    """Whether the store's Prefect server runs, and where its UI is."""
+    """Whether the store's Prefect server and warm worker run, where the UI is, what the worker did."""
+    from kbflow.cli.worker import worker_status
     from kbflow.prefect_api import recorded_server
 
-    info = recorded_server(load_config(config))
+    loaded = load_config(config)
+    info = recorded_server(loaded)
     running = info is not None and info.alive
+    warm = worker_status(loaded)
     if as_json:
-        print_json({"running": running, **(vars(info) if info else {})})
+        print_json({"running": running, **(vars(info) if info else {}), "worker": warm})
         return
     if info is None:
         stdout.print("not running; `kbflow server start` starts one")
@@ -93,5 +120,8 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         stdout.print(f"running: Prefect UI {info.ui}, API {info.url} (pid {info.pid})")
     else:
         stdout.print(f"not running (pid {info.pid} recorded at {info.ui} is gone); `kbflow server start` restarts it")
+    if warm["running"]:
+        stdout.print(f"warm worker: pid {warm['pid']}, {warm['requests']} commands run, "
+                     f"model loaded {warm['model_loads']} time(s){', busy' if warm['busy'] else ''}")
     if not running:
         raise typer.Exit(1)

@@ -358,3 +358,25 @@ def test_a_real_training_step_on_the_embedding_pairs(corpus, tmp_path):
     assert result.global_step == 1 and result.training_loss > 0
     assert not (model.encode(["backup snapshot retention"])[0] == before).all()  # the weights moved
     shutil.rmtree(tmp_path / "model", ignore_errors=True)
+
+
+def test_a_build_reports_progress_by_rows_of_generation_encoding_and_mining(corpus, tmp_path):
+    from kbflow import progress
+
+    reports: list[tuple[str, int, int]] = []
+    progress.listen(lambda stage, done, total: reports.append((stage, done, total)))
+    try:
+        report = build(corpus, "embedding-pairs", tmp_path / "out")
+    finally:
+        progress.listen(None)
+    by_stage: dict[str, list[tuple[int, int]]] = {}
+    for stage, done, total in reports:
+        by_stage.setdefault(stage, []).append((done, total))
+    for stage in ("generating queries", "encoding queries", "mining negatives"):
+        counts = by_stage[stage]
+        assert counts[0][0] == 0 and counts[-1][0] == counts[-1][1] > 0, (stage, counts)  # from 0 to all
+        assert [done for done, _ in counts] == sorted(done for done, _ in counts), stage
+    for stage in ("generating queries", "mining negatives"):
+        assert len(by_stage[stage]) > 2, by_stage[stage]  # rows as they go, not only start and end
+    mined = by_stage["mining negatives"][-1][1]
+    assert mined >= sum(report["rows"].values())  # every row was a mined pair
