@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -142,14 +143,14 @@ def test_a_refused_run_says_so_and_checked_nothing(small_corpus, hash_embedder):
 
 def test_prefect_artifacts_show_quality_next_to_the_run(small_corpus, hash_embedder):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     code, report = ingest_json(small_corpus)
     run = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)[0]
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
-            any_=["kbflow-quality", "kbflow-expectations"])))
-    mine = [a for a in artifacts if str(a.flow_run_id) == run["prefect_flow_run_id"]]
+    with get_client(sync_client=True) as client:  # this run's only: the session's harness holds every test's
+        mine = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["kbflow-quality", "kbflow-expectations"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run["prefect_flow_run_id"])])))
     assert {a.type for a in mine} == {"markdown", "table"}
     markdown = next(a for a in mine if a.type == "markdown")
     assert report["run_id"] in markdown.data and "| documents |" in markdown.data
