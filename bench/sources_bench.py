@@ -56,6 +56,19 @@ def timed(action):
     return result, time.perf_counter() - started
 
 
+def no_change_run(config_path: Path, count: int) -> tuple[float, dict]:
+    """A whole `ingest` that must find nothing changed: its seconds, and its run record's stage times."""
+    from kbflow.flows.ingest import ingest
+
+    from kbflow.config import load_config
+    from kbflow.store import Store
+
+    report, seconds = timed(lambda: ingest(config_path=str(config_path)))
+    assert report["status"] == "no_change" and report["documents"]["unchanged"] == count, report
+    record = Store(load_config(config_path).store).run(report["run_id"])
+    return seconds, {"in_flow_s": round(record["duration_s"], 3), **json.loads(record["stage_durations"])}
+
+
 def start_moto() -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -122,7 +135,6 @@ def bench_objects(count: int, repeats: int) -> dict:
         from kbflow.tasks.object_source import open_filesystem
 
         from kbflow.config import load_config
-        from kbflow.store import Store
 
         first, first_s = timed(lambda path=config_path: ingest(config_path=str(path)))
         assert first["status"] == "published" and first["documents"]["new"] == count, first
@@ -138,11 +150,9 @@ def bench_objects(count: int, repeats: int) -> dict:
             listed, seconds = timed(listing)
             assert listed == count
             list_s.append(seconds)
-            report, seconds = timed(lambda path=config_path: ingest(config_path=str(path)))
-            assert report["status"] == "no_change" and report["documents"]["unchanged"] == count, report
+            seconds, stage = no_change_run(config_path, count)
             ingest_s.append(seconds)
-            record = Store(load_config(config_path).store).run(report["run_id"])
-            stages.append({"in_flow_s": round(record["duration_s"], 3), **json.loads(record["stage_durations"])})
+            stages.append(stage)
         return {
             "objects": count, "upload_s": round(upload_s, 1), "first_ingest_s": round(first_s, 1),
             "list_s": [round(s, 3) for s in list_s], "no_change_ingest_s": [round(s, 3) for s in ingest_s],
@@ -188,8 +198,6 @@ def bench_rows(count: int, repeats: int) -> dict:
         import sqlalchemy as sa
         from kbflow.flows.ingest import ingest
 
-        from kbflow.config import load_config
-        from kbflow.store import Store
 
         engine = sa.create_engine(url)
 
@@ -223,11 +231,9 @@ def bench_rows(count: int, repeats: int) -> dict:
                     read_count, seconds = timed(action)
                     assert read_count == count
                     times.append(seconds)
-                report, seconds = timed(lambda path=config_path: ingest(config_path=str(path)))
-                assert report["status"] == "no_change" and report["documents"]["unchanged"] == count, report
+                seconds, stage = no_change_run(config_path, count)
                 ingest_s.append(seconds)
-                record = Store(load_config(config_path).store).run(report["run_id"])
-                stages.append({"in_flow_s": round(record["duration_s"], 3), **json.loads(record["stage_durations"])})
+                stages.append(stage)
             results[mode] = {
                 "first_ingest_s": round(first_s, 1),
                 "keys_s": [round(s, 3) for s in keys_s], "no_change_ingest_s": [round(s, 3) for s in ingest_s],
