@@ -105,6 +105,8 @@ def test_a_command_whose_worker_reports_elsewhere_runs_in_process(warm_server):
 def test_the_readme_warm_search_snippet_answers_from_the_index(warm_server, monkeypatch):
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     snippet = readme.split("<!-- snippet: warm-search -->\n```python\n", 1)[1].split("```", 1)[0]
+    ingested = kbflow("ingest", "--json", cwd=warm_server)  # the index the snippet reads (a no-op if built)
+    assert ingested.returncode == 0, ingested.stderr
     monkeypatch.chdir(warm_server)
     namespace: dict = {}
     exec(compile(snippet, "README.md warm-search", "exec"), namespace)
