@@ -224,7 +224,7 @@ def discover_source(source: SourceConfig, max_file_bytes: int, known_documents: 
     if source.kind == "sql":
         from kbflow.tasks.sql_source import discover_sql  # it builds on this module: imported when used
 
-        return discover_sql(source, max_file_bytes, store)
+        return discover_sql(source, max_file_bytes, store, known_documents)
     if source.is_object_storage:
         from kbflow.tasks.object_source import discover_objects, known_tokens  # it imports this module
 

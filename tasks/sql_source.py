@@ -319,9 +319,11 @@ class _Rows:
         return Discovery(items, self.quarantined, self.unreadable, cursors)
 
 
-def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None = None) -> Discovery:
+def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None = None,
+                 known_documents: pa.Table | None = None) -> Discovery:
     """Every row of a sql source as a hashed item: all rows, or (with a cursor_field and a stored
-    cursor in `store`) the rows past the cursor, the index's rows still present, and unknown rows."""
+    cursor in `store`) the rows past the cursor, the index's rows still present, and unknown rows.
+    `known_documents`: the `documents` rows the caller has read already (else read from `store`)."""
     found = _Rows(source, max_file_bytes)
     last = stored_cursor(store, source.name) if source.cursor_field and store is not None else None
     statement = _select_rows(source)
@@ -333,14 +335,16 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
             cursor = statement.selected_columns[source.cursor_field]
             for rows in stream(connection, statement.where(cursor > sa.bindparam("last", last)), source.batch_rows):
                 found.add(rows)
-            unknown = _scan_keys(connection, source, found, store)
+            if known_documents is None:
+                known_documents = store.documents([source.name])
+            unknown = _scan_keys(connection, source, found, known_documents)
             for start in range(0, len(unknown), source.batch_rows):
                 found.add(read_rows_by_key(connection, source, unknown[start : start + source.batch_rows]))
     moved = found.cursor is not None and (last is None or found.cursor > last)
     return found.discovery({source.name: encode_cursor(found.cursor)} if moved else {})
 
 
-def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, store: Store) -> list[Any]:
+def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, documents: pa.Table) -> list[Any]:
     """The key-only scan of a cursor run: the index's rows still present become items as the
     `documents` table has them (the cursor says they did not change); returns the keys the index
     does not know. Built column-wise: a no-change run costs little more than the scan itself."""
@@ -357,8 +361,8 @@ def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, st
                 continue
             scanned.add(uri)
             key_of[uri] = key
-    documents = store.documents([source.name])
-    known = documents.filter(pc.is_in(documents.column("uri"), value_set=pa.array(list(key_of), pa.string())))
+    mine = documents.filter(pc.field("source") == source.name)
+    known = mine.filter(pc.is_in(mine.column("uri"), value_set=pa.array(list(key_of), pa.string())))
     uris = known.column("uri").to_pylist()
     found.known = pa.table({
         **{name: known.column(name) for name in ("doc_id", "source", "tenant", "uri")},
