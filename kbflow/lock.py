@@ -101,15 +101,16 @@ def global_lock(config: KbflowConfig, timeout_s: float | None = None) -> Iterato
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
 
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
     name = concurrency_limit_name(config)
     with get_client(sync_client=True) as client:
         # Create-if-missing, never update: an operator may have raised or paused the limit on purpose.
-        from prefect.exceptions import ObjectNotFound
-
         try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass
     acquired = False
     try:
         with concurrency(name, occupy=1, timeout_seconds=timeout_s, lease_duration=LEASE_S, strict=True):
