@@ -100,7 +100,8 @@ class ChunkingConfig(_Section):
     )
     overlap_tokens: int = Field(32, ge=0)
     min_section_tokens: int = Field(
-        32, ge=0, description="a smaller section is carried into the next one's chunk (0: every section alone)"
+        128, ge=0, description="a smaller section is carried into the next one's chunk, up to half of max_tokens "
+        "(0: every section alone)"
     )
     # Boilerplate: a line found in at least this share of a source's documents, and in at
     # least boilerplate_min_documents of them, is removed before chunking (> 1 turns it off).

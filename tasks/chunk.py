@@ -8,10 +8,11 @@ sentence boundary in its last half; consecutive windows overlap, and the next
 window starts at a word (a sentence or line where the overlap has one), never
 inside a word.
 
-A section too small to stand alone (under `min_section_tokens`: a "Synopsis" line, a
-one-line "See Also") is carried into the next section's chunk, heading line and all,
-and a small last section joins the chunk before it: a tiny chunk says too little to
-be found, and matches too many queries by accident. A section whose heading only
+A section too small to stand alone (under `min_section_tokens`, at most half a chunk:
+a "Synopsis" line, a one-line "See Also", a short option) is carried into the next
+section's chunk, heading line and all, and a small last section joins the chunk
+before it: a small chunk says too little to be found, matches too many queries by
+accident, and crowds its page's other chunks out of the top hits. A section whose heading only
 gives structure ("Description", "Examples") is placed under the document's title, so
 its chunks say whose description they are.
 """
@@ -29,7 +30,7 @@ from kbflow.schemas import CHUNKED
 from kbflow.tasks.questions import REFERENCE_SECTIONS, SEPARATOR, STRUCTURAL, strip_numbering
 
 MAX_HEADING_CHARS = 200
-MIN_SECTION_TOKENS = 32
+MIN_SECTION_TOKENS = 128  # measured on the PostgreSQL manual and the Python docs: bench/README.md
 
 
 def sha256_text(text: str) -> str:
@@ -138,8 +139,13 @@ def _rooted(heading: str, title: str) -> str:
 def chunk_documents(
     documents: pa.Table, tokenizer: Tokenizer, max_tokens: int, overlap: int, min_section_tokens: int = MIN_SECTION_TOKENS
 ) -> pa.Table:
-    """`CHUNKED` rows for every section of every document, numbered per document."""
+    """`CHUNKED` rows for every section of every document, numbered per document.
+
+    A section under `min_section_tokens` (never more than half of `max_tokens`, so
+    that sections still start chunks) is carried into the next one.
+    """
     rows = []
+    min_section_tokens = min(min_section_tokens, max_tokens // 2)
     for document in documents.to_pylist():
         ordinal = 0
         for heading, body in document_sections(document, tokenizer, min_section_tokens):

@@ -80,6 +80,17 @@ def test_small_sections_are_carried_into_the_next_and_a_small_last_one_joins_the
     assert alone.num_rows == 3  # 0: every section alone, as before
 
 
+def test_the_carrying_threshold_is_at_most_half_a_chunk():
+    body = " ".join(f"word{i}" for i in range(40))  # ~ 60 tokens: over half of a 64-token chunk
+    text = f"{body}\n\n{body}"
+    sections = [("Page > One", 0), ("Page > Two", len(body) + 2)]
+    table = pa.Table.from_pylist([document(text, sections)], schema=PARSED)
+    headings = chunk_documents(table, TOKENIZER, 64, 4, min_section_tokens=128).column("heading").to_pylist()
+    assert headings[0] == "Page > One" and headings[-1] == "Page > Two"  # each section starts its own chunks
+    merged = chunk_documents(table, TOKENIZER, 512, 4, min_section_tokens=128).column("heading").to_pylist()
+    assert merged == ["Page > Two"]  # a 512-token chunk carries a 60-token section
+
+
 def test_a_structural_heading_is_placed_under_the_document_title():
     text = "DROP ROLE removes a database role. " * 10
     table = pa.Table.from_pylist([{**document(text, [("Description", 0)]), "title": "DROP ROLE"}], schema=PARSED)
