@@ -44,7 +44,7 @@ validation_share = 0.02  # validation only reports a loss; the labeled questions
 test_share = 0.05        # the finetune flow's own base-vs-tuned table on held-out pairs
 
 [finetune]
-epochs = 1
+epochs = {epochs}
 {max_steps}batch_size = {batch_size}
 learning_rate = {learning_rate}
 max_seq_length = {max_seq_length}
@@ -80,7 +80,7 @@ def cached(path: Path, step) -> dict:
 def write_config(path: Path, store: str, args, model: Path | None = None) -> Path:
     embedding = f'\n[embedding]\nmodel = "{model}"\n' if model else ""
     path.write_text(CONFIG.format(
-        store=store, embedding=embedding, negatives=args.negatives, generators=json.dumps(args.generators),
+        store=store, embedding=embedding, negatives=args.negatives, generators=json.dumps(args.generators), epochs=args.epochs,
         max_steps=f"max_steps = {args.max_steps}\n" if args.max_steps else "",
         batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
         corpus=args.corpus, include=json.dumps(args.include),
@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--index-from", type=Path, help="a work folder of retrieval_bench.py to copy the base store from")
     parser.add_argument("--negatives", type=int, default=1)
     parser.add_argument("--generators", nargs="+", default=["heading", "ict"], help="offline generators only")
-    parser.add_argument("--max-steps", type=int, default=128, help="0: one whole epoch")
+    parser.add_argument("--max-steps", type=int, default=128, help="0: every step of --epochs")
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-seq-length", type=int, default=128, help="training length (128 ≈ half the step time of 256)")
@@ -132,7 +133,7 @@ def main() -> None:
 
     result = {
         "corpus": str(args.corpus), "questions": questions,
-        "settings": {key: getattr(args, key) for key in ("generators", "negatives", "max_steps", "batch_size", "learning_rate",
+        "settings": {key: getattr(args, key) for key in ("generators", "negatives", "epochs", "max_steps", "batch_size", "learning_rate",
                                                          "max_seq_length")},
         "chunks": {"base": base_ingest["chunks"]["total"], "tuned": tuned_ingest["chunks"]["total"]},
         "dataset_rows": built["rows"], "dataset_dropped": built.get("dropped"),
