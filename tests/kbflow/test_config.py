@@ -95,6 +95,19 @@ def test_a_sql_source_has_no_path_and_hides_its_url(tmp_path):
     assert "s3cret" not in repr(source) and "s3cret" not in str(source.model_dump())
 
 
+@pytest.mark.parametrize(("url", "expected"), [
+    ("sqlite:///data/tickets.db", "sqlite:///{root}/data/tickets.db"),  # relative: from the config's folder
+    ("sqlite+pysqlite:///t.db?timeout=5", "sqlite+pysqlite:///{root}/t.db?timeout=5"),
+    ("sqlite:////abs/t.db", "sqlite:////abs/t.db"),
+    ("sqlite://", "sqlite://"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("postgresql+psycopg://kb@db/kb", "postgresql+psycopg://kb@db/kb"),
+])
+def test_a_relative_sqlite_file_is_found_from_the_config_folder_not_the_working_directory(tmp_path, url, expected):
+    config = load_config(write_config(tmp_path, SQL_SOURCE + f'url = "{url}"\ntable = "tickets"\n'))
+    assert config.sources[0].url.get_secret_value() == expected.format(root=tmp_path.resolve())
+
+
 @pytest.mark.parametrize("body, message", [
     ('table = "tickets"\n', "needs url or url_env"),
     ('url_env = "KB_DB_URL"\nurl = "sqlite://"\ntable = "t"\n', "needs url or url_env"),
