@@ -525,7 +525,8 @@ class Store:
 
 def _add_missing_columns(table, schema: pa.Schema):
     """A table written by an older kbflow lacks the newer (nullable, string) columns: add them."""
-    missing = [name for name in schema.names if name not in table.schema.names]
+    present = set(table.schema.names)  # `table.schema` asks the table each time: once, not once per column
+    missing = [name for name in schema.names if name not in present]
     if missing:
         table.add_columns({name: "CAST(NULL AS STRING)" for name in missing})
     return table

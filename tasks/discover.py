@@ -181,8 +181,13 @@ def read_records(path: Path, source: SourceConfig) -> tuple[list[dict], list[tup
     return table.select(wanted).to_pylist(), []
 
 
+# What json.dumps(row, sort_keys=True, default=str) builds on every call: built once (same text).
+_RECORD_JSON = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def record_hash(row: dict) -> str:
-    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+    """sha256 of the row as JSON with sorted keys (values JSON cannot hold as their str())."""
+    return hashlib.sha256(_RECORD_JSON.encode(row).encode()).hexdigest()
 
 
 def discover_records(source: SourceConfig) -> Discovery:
@@ -266,37 +271,34 @@ def diff_against_documents(discovery: Discovery, documents: pa.Table) -> ChangeS
 
     `documents` holds the `documents` rows of the sources that were discovered.
     Documents whose file could not be read this time are neither changed nor deleted.
+    Column-wise: a run over many unchanged items loops over none of them in Python.
     """
     items = discovery.items
-    known_hash = dict(zip(documents.column("doc_id").to_pylist(), documents.column("content_hash").to_pylist()))
-    known_token = dict(zip(documents.column("doc_id").to_pylist(), documents.column("change_token").to_pylist()))
-    changes = [
-        "new" if doc_id not in known_hash else ("unchanged" if known_hash[doc_id] == content_hash else "changed")
-        for doc_id, content_hash in zip(items.column("doc_id").to_pylist(), items.column("content_hash").to_pylist())
-    ]
-    with_change = items.append_column("change", pa.array(changes, pa.string()))
-    to_parse = with_change.filter(pc.field("change") != "unchanged")
+    known_at = pc.index_in(items.column("doc_id"), value_set=documents.column("doc_id"))  # its documents row
+    is_new = pc.is_null(known_at)
+    item_hash, known_hash = items.column("content_hash"), documents.column("content_hash").take(known_at)
+    # Two null hashes are the same (as None == None is): only a null next to a hash is a change.
+    same_hash = pc.coalesce(pc.equal(item_hash, known_hash), pc.and_(pc.is_null(item_hash), pc.is_null(known_hash)))
+    unchanged = pc.and_(pc.invert(is_new), same_hash)
+    change = pc.if_else(is_new, "new", pc.if_else(unchanged, "unchanged", "changed"))
+    to_parse = items.append_column("change", change).filter(pc.invert(unchanged))
 
-    present = set(items.column("doc_id").to_pylist())
+    gone = documents.filter(pc.invert(pc.is_in(documents.column("doc_id"), value_set=items.column("doc_id"))))
 
-    def is_deleted(doc_id: str, source: str, uri: str) -> bool:
-        kept = (source, uri) in discovery.unreadable or (source, uri.split("#", 1)[0]) in discovery.unreadable
-        return doc_id not in present and not kept
+    def kept(source: str, uri: str) -> bool:
+        return (source, uri) in discovery.unreadable or (source, uri.split("#", 1)[0]) in discovery.unreadable
 
-    deleted_mask = [
-        is_deleted(*row)
-        for row in zip(*(documents.column(name).to_pylist() for name in ("doc_id", "source", "uri")))
-    ]
-    moved_tokens = {
-        doc_id: token
-        for doc_id, token, change in zip(items.column("doc_id").to_pylist(), items.column("change_token").to_pylist(), changes)
-        if change == "unchanged" and token is not None and token != known_token[doc_id]
-    }
+    if discovery.unreadable:  # only the documents gone from the listing are looked at
+        sources_uris = zip(gone.column("source").to_pylist(), gone.column("uri").to_pylist())
+        gone = gone.filter(pa.array([not kept(*row) for row in sources_uris], pa.bool_()))
+    # A token of its own that differs from the stored one (or is new to it): the same bytes moved.
+    token, known_token = items.column("change_token"), documents.column("change_token").take(known_at)
+    moved = items.filter(pc.and_(unchanged, pc.coalesce(pc.not_equal(token, known_token), pc.is_valid(token))))
     return ChangeSet(
         to_parse=to_parse,
-        unchanged=changes.count("unchanged"),
-        deleted=documents.filter(pa.array(deleted_mask, pa.bool_())),
-        moved_tokens=moved_tokens,
+        unchanged=pc.sum(unchanged).as_py() or 0,
+        deleted=gone,
+        moved_tokens=dict(zip(moved.column("doc_id").to_pylist(), moved.column("change_token").to_pylist())),
     )
 
 
@@ -306,7 +308,7 @@ def empty_sources(sources: list[SourceConfig], discovery: Discovery) -> list[str
     An empty folder, a wrong `path` or an `include` that matches nothing would otherwise look like
     a run with no change.
     """
-    seen = set(discovery.items.column("source").to_pylist())
+    seen = set(pc.unique(discovery.items.column("source")).to_pylist())
     seen |= {q.source for q in discovery.quarantined} | {source for source, _ in discovery.unreadable}
     return [
         f"source {source.name!r} yields no documents: its {f'table {source.table}' if source.table else 'query'} "
