@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -307,7 +308,9 @@ def validate_frame(
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
         expectation_parameters=parameters,
-        run_id=RunIdentifier(run_name=run_id) if run_id else None,
+        # With a run time given, GX does not parse the run name as a date (dateutil reads a run id
+        # like "…Z-3194ad" as UTC+32:34, and storing the result then raises).
+        run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)) if run_id else None,
     )
     (validation,) = result.run_results.values()
     # GX reports kwargs with parameters already resolved: take the [quality] key names from the suite itself.

@@ -24,10 +24,10 @@ from kbflow.quarantine import Quarantined
 from kbflow.schemas import CHUNKED, DISCOVERED, DOCUMENTS, PARSED
 
 
-def gate(tmp_path=None, quarantined=(), **settings) -> QualityGate:
+def gate(tmp_path=None, quarantined=(), run_id="run-1", **settings) -> QualityGate:
     """A gate for one fake run; with tmp_path it keeps results in a GX file context there."""
     config = QualityConfig(results_dir=tmp_path / "quality" if tmp_path else None, **settings)
-    run = SimpleNamespace(run_id="run-1", stage_durations={}, quality_results=None, dq_success=True,
+    run = SimpleNamespace(run_id=run_id, stage_durations={}, quality_results=None, dq_success=True,
                           quarantined=list(quarantined))
     return QualityGate(config, run)
 
@@ -54,6 +54,14 @@ def test_failing_rows_are_quarantined_and_the_rest_pass():
     assert "replacement_char_ratio" in reasons["garbled"] and "control_char_ratio" in reasons["controls"]
     assert all(q.stage == "quality:documents" for q in quarantined)
     assert json.loads(next(q.detail for q in quarantined if q.doc_id == "stub")) == {"n_chars": 4}
+
+
+def test_a_run_id_that_reads_as_a_date_with_an_impossible_offset_still_validates(tmp_path):
+    # GX parses a run name given no run time with dateutil: "...Z-3194ad" reads as UTC+32:34, and
+    # storing the result then raised ValueError, failing every check of that (randomly named) run.
+    checked = gate(tmp_path, run_id="20261130T191303Z-3194ad")
+    kept, quarantined = check_table(checked, "documents", documents({"good": "Real content for a real document."}))
+    assert kept.num_rows == 1 and not quarantined
 
 
 def test_text_to_bytes_applies_to_plain_text_only():
