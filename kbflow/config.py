@@ -548,7 +548,7 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
         if source.path is not None and not source.is_object_storage:
             source.path = (root / source.path.expanduser()).resolve()
         if source.url is not None:
-            source.url = SecretStr(resolve_sqlite_url(root, source.url.get_secret_value()))
+            source.url = SecretStr(_resolve_sqlite_url(root, source.url.get_secret_value()))
     store_dir = Path(config.store.uri) if config.store.is_local else None
     config.datasets.out_dir = _resolve_output(root, config.datasets.out_dir, store_dir, "datasets")
     config.evaluation.results_dir = _resolve_output(root, config.evaluation.results_dir, store_dir, "eval")
@@ -570,12 +570,12 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
     return config
 
 
-def resolve_sqlite_url(root: Path, url: str) -> str:
+def _resolve_sqlite_url(root: Path, url: str) -> str:
     """A sqlite URL's relative database file taken from `root` (the config's folder), as every path is.
 
-    >>> resolve_sqlite_url(Path("/srv/kb"), "sqlite:///data/tickets.db")
+    >>> _resolve_sqlite_url(Path("/srv/kb"), "sqlite:///data/tickets.db")
     'sqlite:////srv/kb/data/tickets.db'
-    >>> resolve_sqlite_url(Path("/srv/kb"), "postgresql+psycopg://kb@db/kb")
+    >>> _resolve_sqlite_url(Path("/srv/kb"), "postgresql+psycopg://kb@db/kb")
     'postgresql+psycopg://kb@db/kb'
     """
     scheme, separator, rest = url.partition(":///")
