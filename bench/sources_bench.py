@@ -304,7 +304,7 @@ def main() -> None:
     if "rows" in args.parts.split(","):
         sizes = [int(size) for size in args.rows.split(",")]
         measured = [bench_rows(size, args.repeats) for size in sizes]
-        results["rows"] = measured[0] if len(measured) == 1 else measured
+        results["rows"] = measured  # one entry a table size
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.out:

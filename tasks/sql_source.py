@@ -364,28 +364,58 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
 def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, documents: pa.Table) -> list[Any]:
     """The key-only scan of a cursor run: the index's rows still present become items as the
     `documents` table has them (the cursor says they did not change); returns the keys the index
-    does not know. Built column-wise: a no-change run costs little more than the scan itself."""
-    fresh, key_of = found.seen, {}
-    prefix = found.uri("")  # a key's uri is this prefix and the key (found.uri, without a call per key)
-    keys = sa.select(_rows_from(source).c[source.id_field])
-    for rows in stream_keys(connection, keys, source.batch_rows):
-        for key in rows:
-            uri = f"{prefix}{key}"
-            # A row without an id is set aside when it is read in full; a row past the cursor was.
-            if key is None or uri == prefix or uri in fresh:
-                continue
-            if uri in key_of:
-                found.set_aside(uri, "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
-                continue
-            key_of[uri] = key
-    mine = documents.filter(pc.field("source") == source.name)
-    known = mine.filter(pc.is_in(mine.column("uri"), value_set=pa.array(list(key_of), pa.string())))
-    uris = known.column("uri").to_pylist()
-    found.known = _sql_items(source.name, known.column("doc_id"), known.column("tenant"), known.column("uri"),
-                            [key_json(key_of[uri]) for uri in uris], known.column("content_hash"),
-                            known.column("size"))
-    found.seen |= set(uris)  # the unknown ones are seen when they are read
-    return [key for uri, key in key_of.items() if uri not in found.seen]
+    does not know. Column-wise: a no-change run costs little more than the scan itself."""
+    statement = sa.select(_rows_from(source).c[source.id_field])
+    keys = [key for batch in stream_keys(connection, statement, source.batch_rows) for key in batch]
+    texts, kind = _key_texts(keys)
+    uris = pc.binary_join_element_wise(found.uri(""), texts, "")  # as found.uri builds them
+    # A row without an id is set aside when it is read in full; a row past the cursor was.
+    scanned = pc.and_(pc.and_(pc.is_valid(texts), pc.not_equal(texts, "")),
+                      pc.invert(pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))))
+    positions = pc.indices_nonzero(scanned)  # into `keys`
+    texts, uris = texts.filter(scanned), uris.filter(scanned)
+    first = pc.equal(pc.index_in(uris, value_set=uris), pa.array(range(len(uris)), pa.int32()))
+    for at in pc.indices_nonzero(pc.invert(first)).to_pylist():  # each repetition, as a full read sets aside
+        key = keys[positions[at].as_py()]
+        found.set_aside(uris[at].as_py(), "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+
+    mine = documents.filter(pc.equal(documents.column("source"), source.name)).select(
+        ["doc_id", "tenant", "uri", "content_hash", "size"])  # what its items take (fewer columns: a faster take)
+    row = pc.index_in(uris, value_set=mine.column("uri"))  # each scanned key's `documents` row (null: none)
+    known = pc.and_(first, pc.is_valid(row))
+    rows, at = mine.take(row.filter(known)), pc.indices_nonzero(known)
+    found.known = _sql_items(source.name, rows.column("doc_id"), rows.column("tenant"), rows.column("uri"),
+                             _keys_json(keys, kind, positions.take(at), texts.take(at)),
+                             rows.column("content_hash"), rows.column("size"))
+    unknown = pc.and_(first, pc.is_null(row))
+    return [keys[position] for position in positions.filter(unknown).to_pylist()]
+
+
+# Text that JSON encodes as itself in quotes: printable ASCII without `"` and `\`.
+_PLAIN_JSON_TEXT = r"^[ !#-\[\]-~]*$"
+
+
+def _key_texts(keys: list[Any]) -> tuple[pa.Array, str]:
+    """Each key as its uri shows it (str(key); null for None), and the keys' kind: "int" or "str"
+    (built column-wise), or "other" (UUIDs, dates, …: one by one)."""
+    try:
+        array = pa.array(keys)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        array = None
+    if array is not None and (pa.types.is_integer(array.type) or pa.types.is_null(array.type)):
+        return array.cast(pa.string()), "int"
+    if array is not None and pa.types.is_string(array.type):
+        return array, "str"
+    return pa.array([None if key is None else str(key) for key in keys], pa.string()), "other"
+
+
+def _keys_json(keys: list[Any], kind: str, positions: pa.Array, texts: pa.Array) -> pa.Array:
+    """key_json of the keys at `positions` (whose uri texts are `texts`), column-wise where it is that text."""
+    if kind == "int":
+        return texts
+    if kind == "str" and pc.all(pc.match_substring_regex(texts, _PLAIN_JSON_TEXT)).as_py() is not False:
+        return pc.binary_join_element_wise('"', texts, '"', "")
+    return pa.array([key_json(keys[position]) for position in positions.to_pylist()], pa.string())
 
 
 def stream_keys(connection: sa.Connection, statement: sa.Executable, batch_rows: int) -> Iterator[list[Any]]:

@@ -149,6 +149,33 @@ def test_a_cursor_run_reads_only_rows_past_the_cursor_and_the_keys(database, tmp
     assert "WHERE tickets.id IN" in selects[2] and len(selects) == 3  # the row the index did not know
 
 
+@pytest.mark.parametrize("ids", [[10, 20, 30], ["a", 'a "quoted" id', "caf\u00e9", "back\\slash"]])
+def test_a_cursor_run_finds_the_items_and_repeats_a_full_read_finds(tmp_path, ids):
+    # The key scan builds items column-wise from the `documents` rows: they must be what reading
+    # every row gives, for integer keys and for text keys that JSON escapes.
+    database = tmp_path / "notes.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE notes (id, body TEXT, updated_at TEXT)")
+        db.executemany("INSERT INTO notes VALUES (?, ?, '2026-11-01')", [(i, f"note {i!r}") for i in ids])
+    fields = {"name": "notes", "kind": "sql", "url": f"sqlite:///{database}", "table": "notes", "id_field": "id",
+              "text_field": "body"}
+    store = Store.from_uri(str(tmp_path / "store"))
+    first = discover_source(SourceConfig(**fields, cursor_field="updated_at"), 50_000_000, store=store)
+    published(store, first.items)
+    save_cursors(store, first.cursors, "run-1")
+    # Neither row is past the cursor: only the key scan sees them.
+    execute(database, "INSERT INTO notes VALUES (?, 'the same id again', '2026-10-01')", ids[0])
+    execute(database, "INSERT INTO notes VALUES (?, 'a new id, an old cursor', '2026-10-01')", ids[0] * 5)
+
+    by_cursor = discover_source(SourceConfig(**fields, cursor_field="updated_at"), 50_000_000, store=store)
+    every_row = discover_source(SourceConfig(**fields), 50_000_000)
+    assert by_cursor.items.sort_by("uri").to_pylist() == every_row.items.sort_by("uri").to_pylist()
+    assert by_cursor.items.num_rows == len(ids) + 1
+    assert [(q.uri, q.reason, q.detail) for q in by_cursor.quarantined] == [
+        (q.uri, q.reason, q.detail) for q in every_row.quarantined] == [
+        (f"notes#{ids[0]}", "duplicate_id", f"id {ids[0]!r} repeats in notes")]
+
+
 def published(store: Store, items: pa.Table) -> None:
     """The `documents` rows a publish of these items writes (what the next discovery diffs against)."""
     rows = [{**row, "title": None, "status": "active", "n_chunks": 1, "first_run_id": "run-1",
