@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from kbflow.cli import app
@@ -90,6 +92,30 @@ def test_errors_are_clear_and_exit_1(tmp_path):
     (tmp_path / "kbflow.toml").write_text('[store]\nuri = ".kbflow"\n')
     result = kbflow("search", "anything", "--config", str(tmp_path / "kbflow.toml"))
     assert result.exit_code == 1 and "run `kbflow ingest` first" in result.stderr
+
+
+def test_a_library_error_says_where_it_was_raised_and_kbflow_debug_shows_its_traceback(monkeypatch, capsys):
+    from kbflow.cli.common import reports_errors
+    from kbflow.tasks.sql_source import decode_cursor
+
+    @reports_errors
+    def library_error() -> None:
+        json.loads("{")  # a ValueError raised inside the json module: maybe a defect, not the input
+
+    @reports_errors
+    def kbflow_error() -> None:
+        decode_cursor("{}")  # a LookupError raised by kbflow's own code: its message is the story
+
+    for command in (library_error, kbflow_error):
+        with pytest.raises(typer.Exit):
+            command()
+    library_message, kbflow_message = capsys.readouterr().err.strip().splitlines()
+    assert library_message.startswith("error: Expecting property name enclosed in double quotes")
+    assert re.search(r"\(raised in json\.decoder, line \d+; KBFLOW_DEBUG=1 shows the traceback\)$", library_message)
+    assert kbflow_message == "error: 'type'"
+    monkeypatch.setenv("KBFLOW_DEBUG", "1")
+    with pytest.raises(json.JSONDecodeError):
+        library_error()
 
 
 @pytest.mark.parametrize("command", [["search", "hello"], ["status"], ["quality"], ["quarantine"],

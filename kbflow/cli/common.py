@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +71,10 @@ def known_errors() -> tuple[type[Exception], ...]:
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
+# KBFLOW_DEBUG=1: a known error ends with its traceback instead of the one-line message.
+DEBUG = "KBFLOW_DEBUG"
+
+
 def reports_errors(command: Command) -> Command:
     """A command whose known errors (bad config, missing store, wrong input) end as `error: …`, exit 1."""
 
@@ -80,11 +85,26 @@ def reports_errors(command: Command) -> Command:
         except typer.Exit:
             raise
         except Exception as error:
-            if isinstance(error, known_errors()):
-                raise fail(str(error)) from None
+            if isinstance(error, known_errors()) and os.environ.get(DEBUG) != "1":
+                raise fail(str(error) + raised_outside_kbflow(error)) from None
             raise
 
     return run  # type: ignore[return-value]
+
+
+def raised_outside_kbflow(error: BaseException) -> str:
+    """Where a library raised `error`, for its one-line message ("" when kbflow raised it).
+
+    A ValueError or LookupError from a library is printed as a message too, and may be a defect,
+    not the user's input: the line says where it came from and how to see the whole traceback.
+    """
+    frame = None
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        pass
+    module = frame.f_globals.get("__name__", "") if frame is not None else "kbflow"
+    if module == "kbflow" or module.startswith("kbflow."):
+        return ""
+    return f" (raised in {module}, line {frame.f_lineno}; {DEBUG}=1 shows the traceback)"
 
 
 # `--progress` (any command; taken off the command line by kbflow.cli.main): progress on stderr even
