@@ -273,7 +273,9 @@ class _Rows:
 
     source: SourceConfig
     max_bytes: int
-    items: list[tuple] = field(default_factory=list)  # (doc_id, tenant, uri, path, content_hash, size)
+    # The items' columns doc_id, tenant, uri, path, content_hash, size: six lists, not a tuple a row,
+    # so a large table leaves no container per row for the garbage collector to walk (half the time).
+    columns: tuple[list, ...] = field(default_factory=lambda: ([], [], [], [], [], []))
     quarantined: list[Quarantined] = field(default_factory=list)
     unreadable: set[tuple[str, str]] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
@@ -314,12 +316,12 @@ class _Rows:
                 self.set_aside(uri, bad.reason, bad.detail, keep=True)
                 continue
             content_hash = record_hash({name: row.get(name) for name in hashed})
-            self.items.append((make_doc_id(source.name, uri), tenant, uri, key_json(key), content_hash,
-                               len(text.encode("utf-8"))))
+            for column, value in zip(self.columns, (make_doc_id(source.name, uri), tenant, uri, key_json(key),
+                                                    content_hash, len(text.encode("utf-8")))):
+                column.append(value)
 
     def discovery(self, cursors: dict[str, str]) -> Discovery:
-        doc_id, tenant, uri, path, content_hash, size = zip(*self.items) if self.items else [()] * 6
-        items = _sql_items(self.source.name, doc_id, tenant, uri, path, content_hash, size)
+        items = _sql_items(self.source.name, *self.columns)
         return Discovery(pa.concat_tables([items, self.known]), self.quarantined, self.unreadable, cursors)
 
 
