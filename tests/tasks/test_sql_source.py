@@ -124,6 +124,25 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_kept(database):
     assert documents.column("text").to_pylist() == ["café"]
 
 
+def test_a_repeated_id_publishes_the_kept_row_under_its_own_tenant(database):
+    # Parsing reads by key, which returns both rows of a repeated id: the set-aside one's text must
+    # not be published under the kept row's tenant (globex's ticket in acme's search).
+    execute(database, "INSERT INTO tickets VALUES (1, 'Pricing', 'Globex pricing sheet.', 'globex', '2026-11-06')")
+    discovery = discover_source(tickets(database), 50_000_000)
+    assert [(q.uri, q.reason) for q in discovery.quarantined] == [("tickets#1", "duplicate_id")]
+    documents, bad = parse_documents(discovery.items, [tickets(database)])
+    first = next(row for row in documents.to_pylist() if row["uri"] == "tickets#1")
+    assert bad == [] and (first["tenant"], first["text"], first["title"]) == ("acme", ROWS[0][2], ROWS[0][1])
+
+
+def test_a_row_whose_tenant_changes_before_its_batch_is_parsed_is_quarantined(database):
+    source = tickets(database)
+    items = discover_source(source, 50_000_000).items
+    execute(database, "UPDATE tickets SET team = 'globex', body = 'Now globex' WHERE id = 2")
+    documents, bad = parse_documents(items, [source])
+    assert [(q.uri, q.reason) for q in bad] == [("tickets#2", "record_changed")] and documents.num_rows == 4
+
+
 def test_a_cursor_run_reads_only_rows_past_the_cursor_and_the_keys(database, tmp_path, statements):
     source = tickets(database, cursor_field="updated_at")
     store = Store.from_uri(str(tmp_path / "store"))
@@ -174,6 +193,23 @@ def test_a_cursor_run_finds_the_items_and_repeats_a_full_read_finds(tmp_path, id
     assert [(q.uri, q.reason, q.detail) for q in by_cursor.quarantined] == [
         (q.uri, q.reason, q.detail) for q in every_row.quarantined] == [
         (f"notes#{ids[0]}", "duplicate_id", f"id {ids[0]!r} repeats in notes")]
+
+
+def test_a_cursor_run_sets_aside_a_repeated_id_whose_new_row_is_past_the_cursor(database, tmp_path):
+    # The row past the cursor is read in full; its older twin only shows in the key scan.
+    source = tickets(database, cursor_field="updated_at")
+    store = Store.from_uri(str(tmp_path / "store"))
+    first = discover_source(source, 50_000_000, store=store)
+    published(store, first.items)
+    save_cursors(store, first.cursors, "run-1")
+    execute(database, "INSERT INTO tickets VALUES (2, 'Again', 'A second row 2.', 'acme', '2026-11-07')")
+    execute(database, "INSERT INTO tickets VALUES (3, 'Twice', 'A third row 3.', 'globex', '2026-11-08')")
+    execute(database, "INSERT INTO tickets VALUES (3, 'Thrice', 'A fourth row 3.', 'globex', '2026-11-09')")
+    second = discover_source(source, 50_000_000, store=store)
+    assert sorted((q.uri, q.reason, q.detail) for q in second.quarantined) == [
+        ("tickets#2", "duplicate_id", "id 2 repeats in tickets"),
+        ("tickets#3", "duplicate_id", "id 3 repeats in tickets"), ("tickets#3", "duplicate_id", "id 3 repeats in tickets")]
+    assert sorted(second.items.column("uri").to_pylist()) == [f"tickets#{row[0]}" for row in ROWS]
 
 
 def published(store: Store, items: pa.Table) -> None:
