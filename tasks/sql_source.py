@@ -164,11 +164,17 @@ def stream(connection: sa.Connection, statement: sa.Executable, batch_rows: int)
         yield [dict(zip(columns, row)) for row in partition]  # twice as fast as dict(row._mapping)
 
 
+# Keys bound in one `WHERE id IN (…)`: PostgreSQL's protocol takes at most 65,535 parameters a
+# statement (SQLite 32,766 unless built with more), and a batch may hold more keys than that.
+KEYS_PER_QUERY = 10_000
+
+
 def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list[Any]) -> list[dict]:
-    """The rows with these ids, in one `WHERE id IN (…)`."""
+    """The rows with these ids, in one `WHERE id IN (…)` (one per KEYS_PER_QUERY keys)."""
     statement = _select_rows(source)
-    return [dict(row) for row in connection.execute(
-        statement.where(statement.selected_columns[source.id_field].in_(keys))).mappings()]
+    column = statement.selected_columns[source.id_field]
+    return [dict(row) for start in range(0, len(keys), KEYS_PER_QUERY)
+            for row in connection.execute(statement.where(column.in_(keys[start : start + KEYS_PER_QUERY]))).mappings()]
 
 
 def key_json(key: Any) -> str:

@@ -229,6 +229,22 @@ def test_parsing_a_batch_reads_its_rows_by_key_in_one_query(database, statements
     assert "WHERE tickets.id IN" in select
 
 
+def test_a_batch_of_more_keys_than_a_statement_may_bind_is_read_in_several_queries(tmp_path, statements):
+    # PostgreSQL refuses a statement with more than 65,535 parameters ("number of parameters must be
+    # between 0 and 65535"): a batch_documents of 100,000 failed the parse as "cannot read table".
+    database = tmp_path / "many.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE notes (id INTEGER, body TEXT)")
+        db.executemany("INSERT INTO notes VALUES (?, ?)", [(n, f"note {n}") for n in range(25_000)])
+    source = SourceConfig(name="notes", kind="sql", url=f"sqlite:///{database}", table="notes", id_field="id",
+                          text_field="body")
+    items = discover_source(source, 50_000_000).items
+    statements.clear()
+    documents, bad = parse_documents(items, [source])
+    assert bad == [] and documents.num_rows == 25_000
+    assert [select.count("?") for select in statements] == [10_000, 10_000, 5_000]
+
+
 def test_a_row_deleted_before_its_batch_is_parsed_is_quarantined(database):
     source = tickets(database)
     items = discover_source(source, 50_000_000).items
