@@ -170,11 +170,16 @@ KEYS_PER_QUERY = 10_000
 
 
 def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list[Any]) -> list[dict]:
-    """The rows with these ids, in one `WHERE id IN (…)` (one per KEYS_PER_QUERY keys)."""
+    """The rows with these ids, in one `WHERE id IN (…)` (one per KEYS_PER_QUERY keys).
+
+    A key other than an integer comes back from its item's JSON as text (a uuid, a numeric, a
+    date): it is bound untyped, so the database reads it as the column's type (bound as text,
+    PostgreSQL refuses `uuid = character varying`)."""
     statement = _select_rows(source)
     column = statement.selected_columns[source.id_field]
     return [dict(row) for start in range(0, len(keys), KEYS_PER_QUERY)
-            for row in connection.execute(statement.where(column.in_(keys[start : start + KEYS_PER_QUERY]))).mappings()]
+            for row in connection.execute(statement.where(column.in_(sa.bindparam(
+                "keys", keys[start : start + KEYS_PER_QUERY], expanding=True, type_=sa.types.NullType())))).mappings()]
 
 
 def key_json(key: Any) -> str:
