@@ -112,6 +112,7 @@ def _keep_undecodable_text(connection: Any, _record: Any) -> None:
 def connected(source: SourceConfig) -> Iterator[sa.Connection]:
     """A connection to the source's database; any database error in the block becomes SourceUnreachable."""
     url = source_url(source)
+    _require_sqlite_file(source, url)
     try:
         with _engine(url).connect() as connection:
             yield connection
@@ -121,6 +122,17 @@ def connected(source: SourceConfig) -> Iterator[sa.Connection]:
         raise SourceUnreachable(
             f"source {source.name!r}: cannot read {reading} from {shown_url(url)}: {_driver_message(error, url)}"
         ) from None
+
+
+def _require_sqlite_file(source: SourceConfig, url: sa.URL) -> None:
+    """A sqlite database file that is not there: SourceUnreachable. sqlite3 would create an empty
+    file at a mistyped path and then report `no such table`, leaving the stray file behind."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not os.path.isfile(database):
+        raise SourceUnreachable(f"source {source.name!r}: cannot read {shown_url(url)}: there is no file {database} "
+                                "(a relative sqlite path is taken from the config file's folder)")
 
 
 def _driver_message(error: sa.exc.DBAPIError, url: sa.URL) -> str:

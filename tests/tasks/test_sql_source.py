@@ -269,11 +269,20 @@ def test_an_unset_url_variable_is_named(database, monkeypatch):
 
 @pytest.mark.parametrize("fields, problem", [
     ({"table": "tikets"}, "no such table: tikets"),
-    ({"url": "sqlite:////nonexistent/folder/tickets.db"}, "unable to open database file"),
+    ({"url": "sqlite:////nonexistent/folder/tickets.db"}, "there is no file /nonexistent/folder/tickets.db"),
 ])
 def test_a_source_that_cannot_be_read_fails_naming_it(database, fields, problem):
     with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*{problem}"):
         discover_source(tickets(database, **fields), 50_000_000)
+
+
+def test_a_missing_sqlite_file_fails_naming_it_and_is_not_created(tmp_path):
+    missing = tmp_path / "tickest.db"  # a typo
+    source = SourceConfig(name="tickets", kind="sql", url=f"sqlite:///{missing}", table="tickets", id_field="id",
+                          text_field="body")
+    with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*there is no file {missing}"):
+        discover_source(source, 50_000_000)
+    assert not missing.exists()
 
 
 @pytest.mark.parametrize("cursor_field", [None, "updated_at"])
