@@ -112,6 +112,7 @@ def _keep_undecodable_text(connection: Any, _record: Any) -> None:
 def connected(source: SourceConfig) -> Iterator[sa.Connection]:
     """A connection to the source's database; any database error in the block becomes SourceUnreachable."""
     url = source_url(source)
+    _require_sqlite_file(source, url)
     try:
         with _engine(url).connect() as connection:
             yield connection
@@ -123,6 +124,17 @@ def connected(source: SourceConfig) -> Iterator[sa.Connection]:
         ) from None
 
 
+def _require_sqlite_file(source: SourceConfig, url: sa.URL) -> None:
+    """A sqlite database file that is not there: SourceUnreachable. sqlite3 would create an empty
+    file at a mistyped path and then report `no such table`, leaving the stray file behind."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not os.path.isfile(database):
+        raise SourceUnreachable(f"source {source.name!r}: cannot read {shown_url(url)}: there is no file {database} "
+                                "(a relative sqlite path is taken from the config file's folder)")
+
+
 def _driver_message(error: sa.exc.DBAPIError, url: sa.URL) -> str:
     """The driver's own words, on one line, without the password should a driver repeat it."""
     message = " ".join(str(error.orig).split())[:500]
@@ -130,6 +142,11 @@ def _driver_message(error: sa.exc.DBAPIError, url: sa.URL) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------
+
+
+def _row_hash(row: dict, fields: list[str]) -> str:
+    """The row's content hash over `fields`, as a records file's row is hashed."""
+    return record_hash({name: row.get(name) for name in fields})
 
 
 def content_fields(source: SourceConfig) -> list[str]:
@@ -159,11 +176,22 @@ def stream(connection: sa.Connection, statement: sa.Executable, batch_rows: int)
         yield [dict(zip(columns, row)) for row in partition]  # twice as fast as dict(row._mapping)
 
 
+# Keys bound in one `WHERE id IN (…)`: PostgreSQL's protocol takes at most 65,535 parameters a
+# statement (SQLite 32,766 unless built with more), and a batch may hold more keys than that.
+KEYS_PER_QUERY = 10_000
+
+
 def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list[Any]) -> list[dict]:
-    """The rows with these ids, in one `WHERE id IN (…)`."""
+    """The rows with these ids, in one `WHERE id IN (…)` (one per KEYS_PER_QUERY keys).
+
+    A key other than an integer comes back from its item's JSON as text (a uuid, a numeric, a
+    date): it is bound untyped, so the database reads it as the column's type (bound as text,
+    PostgreSQL refuses `uuid = character varying`)."""
     statement = _select_rows(source)
-    return [dict(row) for row in connection.execute(
-        statement.where(statement.selected_columns[source.id_field].in_(keys))).mappings()]
+    column = statement.selected_columns[source.id_field]
+    return [dict(row) for start in range(0, len(keys), KEYS_PER_QUERY)
+            for row in connection.execute(statement.where(column.in_(sa.bindparam(
+                "keys", keys[start : start + KEYS_PER_QUERY], expanding=True, type_=sa.types.NullType())))).mappings()]
 
 
 def key_json(key: Any) -> str:
@@ -315,7 +343,7 @@ class _Rows:
             except BadRow as bad:
                 self.set_aside(uri, bad.reason, bad.detail, keep=True)
                 continue
-            content_hash = record_hash({name: row.get(name) for name in hashed})
+            content_hash = _row_hash(row, hashed)
             for column, value in zip(self.columns, (make_doc_id(source.name, uri), tenant, uri, key_json(key),
                                                     content_hash, len(text.encode("utf-8")))):
                 column.append(value)
@@ -372,8 +400,10 @@ def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, do
     texts, kind = _key_texts(keys)
     uris = pc.binary_join_element_wise(found.uri(""), texts, "")  # as found.uri builds them
     # A row without an id is set aside when it is read in full; a row past the cursor was.
-    scanned = pc.and_(pc.and_(pc.is_valid(texts), pc.not_equal(texts, "")),
-                      pc.invert(pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))))
+    present = pc.and_(pc.is_valid(texts), pc.not_equal(texts, ""))
+    read = pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))
+    _set_aside_repeats_of_read_rows(source, found, keys, uris, pc.and_(present, read))
+    scanned = pc.and_(present, pc.invert(read))
     positions = pc.indices_nonzero(scanned)  # into `keys`
     texts, uris = texts.filter(scanned), uris.filter(scanned)
     first = pc.equal(pc.index_in(uris, value_set=uris), pa.array(range(len(uris)), pa.int32()))
@@ -391,6 +421,21 @@ def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, do
                              rows.column("content_hash"), rows.column("size"))
     unknown = pc.and_(first, pc.is_null(row))
     return [keys[position] for position in positions.filter(unknown).to_pylist()]
+
+
+def _set_aside_repeats_of_read_rows(source: SourceConfig, found: _Rows, keys: list[Any], uris: pa.Array,
+                                    read: pa.Array) -> None:
+    """A row read past the cursor whose id the key scan finds more than once repeats an id (its
+    twin may be older than the cursor): each repetition not set aside yet is, as a full read does."""
+    left = {uri: -1 for uri in uris.filter(read).to_pylist()}  # the row read in full is kept
+    for q in found.quarantined:
+        if q.reason == "duplicate_id" and q.uri in left:
+            left[q.uri] -= 1
+    for position in pc.indices_nonzero(read).to_pylist():
+        uri = uris[position].as_py()
+        left[uri] += 1
+        if left[uri] > 0:
+            found.set_aside(uri, "duplicate_id", f"{source.id_field} {keys[position]!r} repeats in {rows_name(source)}")
 
 
 # Text that JSON encodes as itself in quotes: printable ASCII without `"` and `\`.
@@ -447,13 +492,13 @@ def parse_sql_items(items: list[dict], source: SourceConfig) -> tuple[list[dict]
     keys = [json.loads(item["path"]) for item in items]
     with connected(source) as connection:
         rows = read_rows_by_key(connection, source, keys)
-    by_id = {str(row[source.id_field]): row for row in rows}
+    by_id: dict[str, list[dict]] = {}
+    for row in rows:
+        by_id.setdefault(str(row[source.id_field]), []).append(row)
     documents, quarantined = [], []
     for item in items:
-        row = by_id.get(item["uri"].split("#", 1)[1])
         try:
-            if row is None:
-                raise BadRow("record_vanished", "deleted while the run read it")
+            row = _discovered_row(by_id.get(item["uri"].split("#", 1)[1], []), item, source)
             text = row_text(row.get(source.text_field), source.text_field) if source.text_field else ""
         except BadRow as bad:
             quarantined.append(Quarantined(item["source"], item["uri"], "parse", bad.reason, bad.detail,
@@ -461,6 +506,19 @@ def parse_sql_items(items: list[dict], source: SourceConfig) -> tuple[list[dict]
             continue
         documents.append(record_document(item, {**row, source.text_field: text}, source))
     return documents, quarantined
+
+
+def _discovered_row(rows: list[dict], item: dict, source: SourceConfig) -> dict:
+    """Of the rows read by the item's key, the one discovery hashed. A repeated id reads several:
+    the others were set aside as `duplicate_id`, and taking one of them would publish its text
+    under the kept row's tenant. A row edited since discovery is taken only if its tenant is the same."""
+    fields = content_fields(source)
+    row = next((row for row in rows if _row_hash(row, fields) == item["content_hash"]), rows[0] if rows else None)
+    if row is None:
+        raise BadRow("record_vanished", "deleted while the run read it")
+    if row_tenant(row, source) != item["tenant"]:
+        raise BadRow("record_changed", f"{source.tenant_field} changed while the run read it")
+    return row
 
 
 # -- watch -------------------------------------------------------------------------------------
@@ -478,6 +536,6 @@ def sql_fingerprint(source: SourceConfig) -> tuple:
         hashed, digest, count = content_fields(source), 0, 0
         for batch in stream(connection, _select_rows(source), source.batch_rows):
             for row in batch:  # a sum: the same whatever order the database returns rows in
-                digest = (digest + int(record_hash({name: row.get(name) for name in hashed}), 16)) % (1 << 256)
+                digest = (digest + int(_row_hash(row, hashed), 16)) % (1 << 256)
                 count += 1
         return ("rows", count, digest)

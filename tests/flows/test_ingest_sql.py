@@ -207,6 +207,19 @@ def test_each_row_lands_in_its_tenant(tmp_path, database, hash_embedder):
     assert hits[0]["uri"] == "tickets#2" and hits[0]["tenant"] == "globex"
 
 
+@pytest.mark.parametrize("key_type, key", [("uuid", "gen_random_uuid()"), ("numeric", "n * 1.5"),
+                                            ("date", "date '2026-01-01' + n")])
+def test_rows_keyed_by_a_uuid_numeric_or_date_are_read_back_by_key(tmp_path, database, hash_embedder, key_type, key):
+    # An item carries its key as JSON text; bound as varchar, PostgreSQL refused `uuid = character varying`.
+    execute(database, f"CREATE TABLE notes (id {key_type}, subject text, body text, team text)")
+    execute(database, f"INSERT INTO notes SELECT {key}, 'Note', 'Note number ' || n || ' about backups.', 'acme' "
+                      "FROM generate_series(1, 3) n")
+    config_path = config_of(tmp_path, table="notes")
+    assert ingest(config_path=config_path)["documents"] == {"new": 3, "changed": 0, "unchanged": 0, "deleted": 0,
+                                                            "quarantined": 0}
+    assert sorted(chunk_texts(config_path).values()) == [f"Note number {n} about backups." for n in (1, 2, 3)]
+
+
 @pytest.mark.model
 def test_dask_workers_read_their_batches_rows_from_the_database(tmp_path, database):
     # A 2-process LocalCluster: a batch carries row keys only (DISCOVERED has no text column),

@@ -124,6 +124,17 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_kept(database):
     assert documents.column("text").to_pylist() == ["café"]
 
 
+def test_a_repeated_id_publishes_the_kept_row_under_its_own_tenant(database):
+    # Parsing reads by key, which returns both rows of a repeated id: the set-aside one's text must
+    # not be published under the kept row's tenant (globex's ticket in acme's search).
+    execute(database, "INSERT INTO tickets VALUES (1, 'Pricing', 'Globex pricing sheet.', 'globex', '2026-11-06')")
+    discovery = discover_source(tickets(database), 50_000_000)
+    assert [(q.uri, q.reason) for q in discovery.quarantined] == [("tickets#1", "duplicate_id")]
+    documents, bad = parse_documents(discovery.items, [tickets(database)])
+    first = next(row for row in documents.to_pylist() if row["uri"] == "tickets#1")
+    assert bad == [] and (first["tenant"], first["text"], first["title"]) == ("acme", ROWS[0][2], ROWS[0][1])
+
+
 def test_a_cursor_run_reads_only_rows_past_the_cursor_and_the_keys(database, tmp_path, statements):
     source = tickets(database, cursor_field="updated_at")
     store = Store.from_uri(str(tmp_path / "store"))
@@ -176,6 +187,23 @@ def test_a_cursor_run_finds_the_items_and_repeats_a_full_read_finds(tmp_path, id
         (f"notes#{ids[0]}", "duplicate_id", f"id {ids[0]!r} repeats in notes")]
 
 
+def test_a_cursor_run_sets_aside_a_repeated_id_whose_new_row_is_past_the_cursor(database, tmp_path):
+    # The row past the cursor is read in full; its older twin only shows in the key scan.
+    source = tickets(database, cursor_field="updated_at")
+    store = Store.from_uri(str(tmp_path / "store"))
+    first = discover_source(source, 50_000_000, store=store)
+    published(store, first.items)
+    save_cursors(store, first.cursors, "run-1")
+    execute(database, "INSERT INTO tickets VALUES (2, 'Again', 'A second row 2.', 'acme', '2026-11-07')")
+    execute(database, "INSERT INTO tickets VALUES (3, 'Twice', 'A third row 3.', 'globex', '2026-11-08')")
+    execute(database, "INSERT INTO tickets VALUES (3, 'Thrice', 'A fourth row 3.', 'globex', '2026-11-09')")
+    second = discover_source(source, 50_000_000, store=store)
+    assert sorted((q.uri, q.reason, q.detail) for q in second.quarantined) == [
+        ("tickets#2", "duplicate_id", "id 2 repeats in tickets"),
+        ("tickets#3", "duplicate_id", "id 3 repeats in tickets"), ("tickets#3", "duplicate_id", "id 3 repeats in tickets")]
+    assert sorted(second.items.column("uri").to_pylist()) == [f"tickets#{row[0]}" for row in ROWS]
+
+
 def published(store: Store, items: pa.Table) -> None:
     """The `documents` rows a publish of these items writes (what the next discovery diffs against)."""
     rows = [{**row, "title": None, "status": "active", "n_chunks": 1, "first_run_id": "run-1",
@@ -193,12 +221,33 @@ def test_parsing_a_batch_reads_its_rows_by_key_in_one_query(database, statements
     assert "WHERE tickets.id IN" in select
 
 
-def test_a_row_deleted_before_its_batch_is_parsed_is_quarantined(database):
+def test_a_batch_of_more_keys_than_a_statement_may_bind_is_read_in_several_queries(tmp_path, statements):
+    # PostgreSQL refuses a statement with more than 65,535 parameters ("number of parameters must be
+    # between 0 and 65535"): a batch_documents of 100,000 failed the parse as "cannot read table".
+    database = tmp_path / "many.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE notes (id INTEGER, body TEXT)")
+        db.executemany("INSERT INTO notes VALUES (?, ?)", [(n, f"note {n}") for n in range(25_000)])
+    source = SourceConfig(name="notes", kind="sql", url=f"sqlite:///{database}", table="notes", id_field="id",
+                          text_field="body")
+    items = discover_source(source, 50_000_000).items
+    statements.clear()
+    documents, bad = parse_documents(items, [source])
+    assert bad == [] and documents.num_rows == 25_000
+    assert [select.count("?") for select in statements] == [10_000, 10_000, 5_000]
+
+
+@pytest.mark.parametrize("statement, reason", [
+    ("DELETE FROM tickets WHERE id = 3", "record_vanished"),
+    ("UPDATE tickets SET team = 'acme', body = 'Now acme''s' WHERE id = 3", "record_changed"),  # not under globex
+])
+def test_a_row_deleted_or_moved_to_another_tenant_before_its_batch_is_parsed_is_quarantined(database, statement,
+                                                                                              reason):
     source = tickets(database)
     items = discover_source(source, 50_000_000).items
-    execute(database, "DELETE FROM tickets WHERE id = 3")
+    execute(database, statement)
     documents, bad = parse_documents(items, [source])
-    assert [(q.uri, q.reason) for q in bad] == [("tickets#3", "record_vanished")] and documents.num_rows == 4
+    assert [(q.uri, q.reason) for q in bad] == [("tickets#3", reason)] and documents.num_rows == 4
 
 
 def test_cursors_keep_their_type():
@@ -217,11 +266,20 @@ def test_an_unset_url_variable_is_named(database, monkeypatch):
 
 @pytest.mark.parametrize("fields, problem", [
     ({"table": "tikets"}, "no such table: tikets"),
-    ({"url": "sqlite:////nonexistent/folder/tickets.db"}, "unable to open database file"),
+    ({"url": "sqlite:////nonexistent/folder/tickets.db"}, "there is no file /nonexistent/folder/tickets.db"),
 ])
 def test_a_source_that_cannot_be_read_fails_naming_it(database, fields, problem):
     with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*{problem}"):
         discover_source(tickets(database, **fields), 50_000_000)
+
+
+def test_a_missing_sqlite_file_fails_naming_it_and_is_not_created(tmp_path):
+    missing = tmp_path / "tickest.db"  # a typo
+    source = SourceConfig(name="tickets", kind="sql", url=f"sqlite:///{missing}", table="tickets", id_field="id",
+                          text_field="body")
+    with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*there is no file {missing}"):
+        discover_source(source, 50_000_000)
+    assert not missing.exists()
 
 
 @pytest.mark.parametrize("cursor_field", [None, "updated_at"])
