@@ -188,10 +188,10 @@ def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list
     date): it is bound untyped, so the database reads it as the column's type (bound as text,
     PostgreSQL refuses `uuid = character varying`)."""
     statement = _select_rows(source)
-    column = statement.selected_columns[source.id_field]
+    untyped_keys = sa.bindparam("keys", expanding=True, type_=sa.types.NullType())
+    by_key = statement.where(statement.selected_columns[source.id_field].in_(untyped_keys))
     return [dict(row) for start in range(0, len(keys), KEYS_PER_QUERY)
-            for row in connection.execute(statement.where(column.in_(sa.bindparam(
-                "keys", keys[start : start + KEYS_PER_QUERY], expanding=True, type_=sa.types.NullType())))).mappings()]
+            for row in connection.execute(by_key, {"keys": keys[start : start + KEYS_PER_QUERY]}).mappings()]
 
 
 def key_json(key: Any) -> str:
@@ -495,10 +495,10 @@ def parse_sql_items(items: list[dict], source: SourceConfig) -> tuple[list[dict]
     by_id: dict[str, list[dict]] = {}
     for row in rows:
         by_id.setdefault(str(row[source.id_field]), []).append(row)
-    documents, quarantined = [], []
+    documents, quarantined, hashed = [], [], content_fields(source)
     for item in items:
         try:
-            row = _discovered_row(by_id.get(item["uri"].split("#", 1)[1], []), item, source)
+            row = _discovered_row(by_id.get(item["uri"].split("#", 1)[1], []), item, source, hashed)
             text = row_text(row.get(source.text_field), source.text_field) if source.text_field else ""
         except BadRow as bad:
             quarantined.append(Quarantined(item["source"], item["uri"], "parse", bad.reason, bad.detail,
@@ -508,11 +508,10 @@ def parse_sql_items(items: list[dict], source: SourceConfig) -> tuple[list[dict]
     return documents, quarantined
 
 
-def _discovered_row(rows: list[dict], item: dict, source: SourceConfig) -> dict:
-    """Of the rows read by the item's key, the one discovery hashed. A repeated id reads several:
-    the others were set aside as `duplicate_id`, and taking one of them would publish its text
+def _discovered_row(rows: list[dict], item: dict, source: SourceConfig, fields: list[str]) -> dict:
+    """Of the rows read by the item's key, the one discovery hashed (over `fields`). A repeated id reads
+    several: the others were set aside as `duplicate_id`, and taking one of them would publish its text
     under the kept row's tenant. A row edited since discovery is taken only if its tenant is the same."""
-    fields = content_fields(source)
     row = next((row for row in rows if _row_hash(row, fields) == item["content_hash"]), rows[0] if rows else None)
     if row is None:
         raise BadRow("record_vanished", "deleted while the run read it")
