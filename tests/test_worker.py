@@ -159,3 +159,37 @@ def test_stop_ends_the_worker_and_a_stale_socket_falls_back(warm_server):
     fallback = kbflow("search", "restore a snapshot", "--k", "2", "--json", cwd=root)
     assert fallback.returncode == 0 and fallback.stdout == expected.stdout
     assert "did not answer" in fallback.stderr and "running in this process" in fallback.stderr
+
+
+class WatchedEnviron(dict):
+    """An environment that records, after every change, whether the variable all sides share is set."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.shared_seen: list[bool] = []
+
+    def __setitem__(self, name: str, value: str) -> None:
+        super().__setitem__(name, value)
+        self.shared_seen.append("PREFECT_API_URL" in self)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self.shared_seen.append("PREFECT_API_URL" in self)
+
+    def clear(self) -> None:
+        super().clear()
+        self.shared_seen.append(False)
+
+
+def test_the_worker_swaps_in_the_clients_environment_without_an_instant_of_no_api_url():
+    """Prefect's threads read PREFECT_API_URL while a command runs: it must never be missing."""
+    from kbflow.cli.worker_process import become
+
+    worker_env = {"PREFECT_API_URL": "http://127.0.0.1:4200/api", "HOME": "/worker", "WORKER_ONLY": "1"}
+    client_env = {"PREFECT_API_URL": "http://127.0.0.1:4200/api", "HOME": "/client", "CLIENT_ONLY": "1"}
+    environ = WatchedEnviron(worker_env)
+    become(environ, client_env)
+    assert dict(environ) == client_env
+    become(environ, worker_env)
+    assert dict(environ) == worker_env
+    assert environ.shared_seen and all(environ.shared_seen)

@@ -2,7 +2,7 @@
 
 Started by `kbflow server start` (`python -m kbflow.cli.worker CONFIG`); see kbflow.cli.worker
 for what it is for and what the client sends. One command runs at a time (a lock); while it
-runs, os.environ, the working folder, sys.argv, sys.stdout/stderr and the CLI's Rich consoles
+runs, os.environ (swapped without a gap: see `become`), the working folder, sys.argv, sys.stdout/stderr and the CLI's Rich consoles
 are the client's, and are put back afterwards. Status requests are answered meanwhile.
 """
 
@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +190,7 @@ class Worker:
             env["COLUMNS"], env["LINES"] = map(str, request["size"])
         saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
         try:
-            os.environ.clear()
-            os.environ.update(env)
+            become(os.environ, env)
             os.chdir(request["cwd"])
             sys.argv = ["kbflow", *request["argv"]]
             with client_consoles(out, err), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -200,10 +199,22 @@ class Worker:
         except BaseException:  # noqa: BLE001 - an interrupt that landed outside the command: it ended
             return 1
         finally:
-            os.environ.clear()
-            os.environ.update(saved_env)
+            become(os.environ, saved_env)
             os.chdir(saved_cwd)
             sys.argv = saved_argv
+
+
+def become(environ: MutableMapping[str, str], wanted: dict[str, str]) -> None:
+    """Make `environ` equal `wanted`, never passing through a state without a variable both have.
+
+    Prefect's background threads (events, API logs) read settings such as PREFECT_API_URL from
+    the environment at any moment; clearing it first would let them see no API URL at all.
+    """
+    for name in [name for name in environ if name not in wanted]:
+        del environ[name]
+    for name, value in wanted.items():
+        if environ.get(name) != value:
+            environ[name] = value
 
 
 def run_app(argv: list[str], worker: Worker) -> int:
