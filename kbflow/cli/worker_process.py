@@ -2,8 +2,9 @@
 
 Started by `kbflow server start` (`python -m kbflow.cli.worker CONFIG`); see kbflow.cli.worker
 for what it is for and what the client sends. One command runs at a time (a lock); while it
-runs, os.environ (swapped without a gap: see `become`), the working folder, sys.argv, sys.stdout/stderr and the CLI's Rich consoles
-are the client's, and are put back afterwards. Status requests are answered meanwhile.
+runs, os.environ (swapped without a gap: see `become`), the working folder, sys.argv,
+sys.stdout/stderr and the CLI's Rich consoles are the client's, and are put back afterwards.
+Status requests are answered meanwhile.
 """
 
 from __future__ import annotations
