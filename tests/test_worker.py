@@ -193,3 +193,39 @@ def test_the_worker_swaps_in_the_clients_environment_without_an_instant_of_no_ap
     become(environ, worker_env)
     assert dict(environ) == worker_env
     assert environ.shared_seen and all(environ.shared_seen)
+
+
+def test_a_flow_the_worker_runs_in_its_request_thread_sends_no_heartbeats(
+        small_corpus, prefect_harness, hash_embedder, monkeypatch):
+    """kbflow turns heartbeats off for its flow runs; a settings context is per thread, so the
+    worker's request threads need their own (else each run waits up to a second at its end)."""
+    import threading
+
+    from prefect.flow_engine import BaseFlowRunEngine
+
+    from kbflow.cli.worker_process import Channel, Worker
+
+    import prefect.context
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    # A thread without its own settings context reads Prefect's process-wide one. In the worker that
+    # is the one Prefect built at import, with its default heartbeats (the test harness installs the
+    # main thread's instead, heartbeats already off: put the import-time default back).
+    harness = prefect.context.GLOBAL_SETTINGS_CONTEXT
+    at_import = harness.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180})
+    monkeypatch.setattr(prefect.context, "GLOBAL_SETTINGS_CONTEXT",
+                        prefect.context.SettingsContext(profile=harness.profile, settings=at_import))
+    beats = []
+    monkeypatch.setattr(BaseFlowRunEngine, "_emit_flow_run_heartbeat", lambda self, *args: beats.append(self))
+    client, worker_end = socket.socketpair()
+    output: list[bytes] = []
+    threading.Thread(target=lambda: output.extend(iter(lambda: client.recv(65536), b"")), daemon=True).start()
+    request = {"argv": ["ingest", "--json", "--config", str(small_corpus)], "cwd": str(small_corpus.parent),
+               "env": dict(os.environ), "tty": {"stdout": False, "stderr": False}, "size": None}
+    codes = []
+    command = threading.Thread(target=lambda: codes.append(Worker(small_corpus).execute(Channel(worker_end), request)))
+    command.start()
+    command.join(300)
+    worker_end.close()
+    assert codes == [0], b"".join(output).decode(errors="replace")[-2000:]
+    assert beats == []

@@ -221,11 +221,13 @@ def become(environ: MutableMapping[str, str], wanted: dict[str, str]) -> None:
 def run_app(argv: list[str], worker: Worker) -> int:
     """The Typer app on `argv`; the exit code a `kbflow` process would end with (traceback on stderr)."""
     from kbflow.cli import app
+    from kbflow.prefect_api import flow_heartbeats_off
 
     with contextlib.suppress(Exception):  # a config the command itself will report
         worker.refresh_model(load_config(named_config(argv)))
     try:
-        app(args=argv, prog_name="kbflow")
+        with flow_heartbeats_off():  # the process's own setting holds in its main thread only
+            app(args=argv, prog_name="kbflow")
     except SystemExit as done:
         if done.code is None or isinstance(done.code, int):
             return done.code or 0
