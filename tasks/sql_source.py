@@ -309,6 +309,9 @@ class _Rows:
     seen: set[str] = field(default_factory=set)
     cursor: Any = None
     known: pa.Table = field(default_factory=DISCOVERED.empty_table)  # a cursor run's unchanged rows
+    # A cursor run: its key scan sees every row's id and sets aside each repeat once (_scan_keys),
+    # so a row read in full whose id was seen is only skipped here.
+    repeats_from_key_scan: bool = False
 
     def uri(self, key: Any) -> str:
         return f"{rows_name(self.source)}#{key}"
@@ -320,6 +323,10 @@ class _Rows:
         if keep:
             self.unreadable.add((self.source.name, uri))
 
+    def set_aside_repeat(self, uri: str, key: Any) -> None:
+        """Quarantine a row whose id an earlier row has (that row is the one kept)."""
+        self.set_aside(uri, "duplicate_id", f"{self.source.id_field} {key!r} repeats in {rows_name(self.source)}")
+
     def add(self, rows: list[dict]) -> None:
         """Sort full rows into items and quarantine records; follow the cursor's maximum."""
         source, hashed = self.source, content_fields(self.source)
@@ -330,8 +337,9 @@ class _Rows:
                                f"row without {source.id_field!r}: {str(row)[:PREVIEW_CHARS]}")
                 continue
             uri = self.uri(key)
-            if uri in self.seen:
-                self.set_aside(uri, "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+            if uri in self.seen:  # the first row read is kept
+                if not self.repeats_from_key_scan:
+                    self.set_aside_repeat(uri, key)
                 continue
             self.seen.add(uri)
             cursor = row.get(source.cursor_field) if source.cursor_field else None
@@ -371,8 +379,8 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
     """Every row of a sql source as a hashed item: all rows, or (with a cursor_field and a stored
     cursor in `store`) the rows past the cursor, the index's rows still present, and unknown rows.
     `known_documents`: the `documents` rows the caller has read already (else read from `store`)."""
-    found = _Rows(source, max_file_bytes)
     last = stored_cursor(store, source.name) if source.cursor_field and store is not None else None
+    found = _Rows(source, max_file_bytes, repeats_from_key_scan=last is not None)
     statement = _select_rows(source)
     with connected(source) as connection:
         if last is None:
@@ -392,50 +400,34 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
 
 
 def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, documents: pa.Table) -> list[Any]:
-    """The key-only scan of a cursor run: the index's rows still present become items as the
-    `documents` table has them (the cursor says they did not change); returns the keys the index
-    does not know. Column-wise: a no-change run costs little more than the scan itself."""
+    """The key-only scan of a cursor run: every repeat of an id is set aside (the copy kept is the
+    row read past the cursor, else the first the scan finds), the index's rows still present become
+    items as the `documents` table has them (the cursor says they did not change); returns the keys
+    the index does not know. Column-wise: a no-change run costs little more than the scan itself."""
     statement = sa.select(_rows_from(source).c[source.id_field])
     keys = [key for batch in stream_keys(connection, statement, source.batch_rows) for key in batch]
     texts, kind = _key_texts(keys)
-    uris = pc.binary_join_element_wise(found.uri(""), texts, "")  # as found.uri builds them
     # A row without an id is set aside when it is read in full; a row past the cursor was.
     present = pc.and_(pc.is_valid(texts), pc.not_equal(texts, ""))
-    read = pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))
-    _set_aside_repeats_of_read_rows(source, found, keys, uris, pc.and_(present, read))
-    scanned = pc.and_(present, pc.invert(read))
-    positions = pc.indices_nonzero(scanned)  # into `keys`
-    texts, uris = texts.filter(scanned), uris.filter(scanned)
+    positions = pc.indices_nonzero(present)  # into `keys`
+    texts = texts.filter(present)
+    uris = pc.binary_join_element_wise(found.uri(""), texts, "")  # as found.uri builds them
     first = pc.equal(pc.index_in(uris, value_set=uris), pa.array(range(len(uris)), pa.int32()))
-    for at in pc.indices_nonzero(pc.invert(first)).to_pylist():  # each repetition, as a full read sets aside
-        key = keys[positions[at].as_py()]
-        found.set_aside(uris[at].as_py(), "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+    for at in pc.indices_nonzero(pc.invert(first)).to_pylist():  # each repeat, once
+        found.set_aside_repeat(uris[at].as_py(), keys[positions[at].as_py()])
+    read = pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))  # past the cursor: items already
+    scanned = pc.and_(first, pc.invert(read))
 
     mine = documents.filter(pc.equal(documents.column("source"), source.name)).select(
         ["doc_id", "tenant", "uri", "content_hash", "size"])  # what its items take (fewer columns: a faster take)
     row = pc.index_in(uris, value_set=mine.column("uri"))  # each scanned key's `documents` row (null: none)
-    known = pc.and_(first, pc.is_valid(row))
+    known = pc.and_(scanned, pc.is_valid(row))
     rows, at = mine.take(row.filter(known)), pc.indices_nonzero(known)
     found.known = _sql_items(source.name, rows.column("doc_id"), rows.column("tenant"), rows.column("uri"),
                              _keys_json(keys, kind, positions.take(at), texts.take(at)),
                              rows.column("content_hash"), rows.column("size"))
-    unknown = pc.and_(first, pc.is_null(row))
+    unknown = pc.and_(scanned, pc.is_null(row))
     return [keys[position] for position in positions.filter(unknown).to_pylist()]
-
-
-def _set_aside_repeats_of_read_rows(source: SourceConfig, found: _Rows, keys: list[Any], uris: pa.Array,
-                                    read: pa.Array) -> None:
-    """A row read past the cursor whose id the key scan finds more than once repeats an id (its
-    twin may be older than the cursor): each repetition not set aside yet is, as a full read does."""
-    left = {uri: -1 for uri in uris.filter(read).to_pylist()}  # the row read in full is kept
-    for q in found.quarantined:
-        if q.reason == "duplicate_id" and q.uri in left:
-            left[q.uri] -= 1
-    for position in pc.indices_nonzero(read).to_pylist():
-        uri = uris[position].as_py()
-        left[uri] += 1
-        if left[uri] > 0:
-            found.set_aside(uri, "duplicate_id", f"{source.id_field} {keys[position]!r} repeats in {rows_name(source)}")
 
 
 # Text that JSON encodes as itself in quotes: printable ASCII without `"` and `\`.

@@ -174,17 +174,20 @@ def test_a_cursor_run_finds_the_items_and_repeats_a_full_read_finds(tmp_path, id
     first = discover_source(SourceConfig(**fields, cursor_field="updated_at"), 50_000_000, store=store)
     published(store, first.items)
     save_cursors(store, first.cursors, "run-1")
-    # Neither row is past the cursor: only the key scan sees them.
+    # None of these rows is past the cursor: only the key scan sees them. The new id comes twice:
+    # read by key, both its rows come back, and its repeat was set aside twice (scan and read).
     execute(database, "INSERT INTO notes VALUES (?, 'the same id again', '2026-10-01')", ids[0])
     execute(database, "INSERT INTO notes VALUES (?, 'a new id, an old cursor', '2026-10-01')", ids[0] * 5)
+    execute(database, "INSERT INTO notes VALUES (?, 'the new id again', '2026-10-01')", ids[0] * 5)
 
     by_cursor = discover_source(SourceConfig(**fields, cursor_field="updated_at"), 50_000_000, store=store)
     every_row = discover_source(SourceConfig(**fields), 50_000_000)
     assert by_cursor.items.sort_by("uri").to_pylist() == every_row.items.sort_by("uri").to_pylist()
     assert by_cursor.items.num_rows == len(ids) + 1
-    assert [(q.uri, q.reason, q.detail) for q in by_cursor.quarantined] == [
-        (q.uri, q.reason, q.detail) for q in every_row.quarantined] == [
-        (f"notes#{ids[0]}", "duplicate_id", f"id {ids[0]!r} repeats in notes")]
+    assert sorted((q.uri, q.reason, q.detail) for q in by_cursor.quarantined) == sorted(
+        (q.uri, q.reason, q.detail) for q in every_row.quarantined) == sorted([
+        (f"notes#{ids[0]}", "duplicate_id", f"id {ids[0]!r} repeats in notes"),
+        (f"notes#{ids[0] * 5}", "duplicate_id", f"id {ids[0] * 5!r} repeats in notes")])
 
 
 def test_a_cursor_run_sets_aside_a_repeated_id_whose_new_row_is_past_the_cursor(database, tmp_path):
