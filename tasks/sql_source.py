@@ -11,10 +11,8 @@ How incrementally:
   against `documents` sorts rows into new, changed, unchanged and deleted;
 - with `cursor_field` only rows whose cursor is past the last successful run's high-water mark are
   read in full, plus one key-only scan (`SELECT id`) that finds deleted rows, and rows the index
-  does not know whose cursor is not past the mark (read by key). The mark is kept in the store's
-  `source_cursors` table and written only after the run that read it published (or found nothing
-  to publish), so a blocked, failed or killed run never advances it; a rollback drops it, and the
-  next run reads every row once.
+  does not know whose cursor is not past the mark (read by key). The mark is kept, and written only
+  after the run that read it published, by kbflow.tasks.sql_cursor.
 
 Discovery keeps hashes, not rows: a batch's rows are read again by key, one `WHERE id IN (…)`
 per batch, where the batch is parsed — with `--runner dask|ray` on the worker, from the database.
@@ -34,8 +32,6 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -45,12 +41,12 @@ import sqlalchemy as sa
 from kbflow.config import ConfigError, SourceConfig
 from kbflow.errors import SourceUnreachable
 from kbflow.quarantine import Quarantined
-from kbflow.schemas import DISCOVERED, SOURCE_CURSORS
+from kbflow.schemas import DISCOVERED
 from kbflow.store import Store
 from kbflow.tasks.discover import Discovery, make_doc_id, record_fields, record_hash
 from kbflow.tasks.parse import record_document
+from kbflow.tasks.sql_cursor import encode_cursor, stored_cursor
 
-CURSORS_TABLE = "source_cursors"
 SQL_FORMAT = "sql"  # the `format` of a sql row's document
 QUERY_URI = "query"  # the uri prefix of a `query` source's rows (a table source's is the table)
 PREVIEW_CHARS = 200  # of a row without an id, in its quarantine detail
@@ -236,60 +232,6 @@ def row_tenant(row: dict, source: SourceConfig) -> str:
     if tenant is None or str(tenant) == "":
         raise BadRow("missing_tenant", f"{source.tenant_field} is empty: the row belongs to no tenant")
     return str(tenant)
-
-
-# -- incremental state -------------------------------------------------------------------------
-
-
-def encode_cursor(value: Any) -> str:
-    """A cursor value as JSON that decodes to the same Python value (and so binds with the same type)."""
-    if isinstance(value, datetime):
-        return json.dumps({"type": "datetime", "value": value.isoformat()})
-    if isinstance(value, date):
-        return json.dumps({"type": "date", "value": value.isoformat()})
-    if isinstance(value, Decimal):
-        return json.dumps({"type": "decimal", "value": str(value)})
-    return json.dumps({"type": "json", "value": value})
-
-
-def decode_cursor(text: str) -> Any:
-    cursor = json.loads(text)
-    decode = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "decimal": Decimal}
-    return decode.get(cursor["type"], lambda value: value)(cursor["value"])
-
-
-def stored_cursors(store: Store) -> pa.Table:
-    """Every sql source's stored cursor: one small row a source, read whole (a filtered scan costs more)."""
-    if not store.has(CURSORS_TABLE):
-        return SOURCE_CURSORS.empty_table()
-    return store.db.open_table(CURSORS_TABLE).to_arrow().cast(SOURCE_CURSORS)
-
-
-def stored_cursor(store: Store, source: str) -> Any | None:
-    """The cursor the last successful run of `source` read up to (None: none yet)."""
-    cursors = stored_cursors(store).filter(pc.field("source") == source).column("cursor").to_pylist()
-    return decode_cursor(cursors[0]) if cursors else None
-
-
-def save_cursors(store: Store, cursors: dict[str, str], run_id: str) -> None:
-    """Record the cursors a run read up to (after its publish: a blocked or failed run never gets here)."""
-    if not cursors:
-        return
-    rows = pa.Table.from_pylist([{"source": name, "cursor": cursor, "run_id": run_id}
-                                 for name, cursor in sorted(cursors.items())], schema=SOURCE_CURSORS)
-    stored = stored_cursors(store)
-    others = pc.invert(pc.is_in(stored.column("source"), value_set=rows.column("source")))
-    rows = pa.concat_tables([stored.filter(others), rows])
-    table = store.db.create_table(CURSORS_TABLE, data=rows, mode="overwrite")
-    # Only the newest state is ever read: old versions' files would pile up, one per run.
-    table.optimize(cleanup_older_than=timedelta(seconds=1))
-
-
-def forget_cursors(store: Store) -> None:
-    """Drop every cursor: the next ingest reads each sql source in full (after a rollback the
-    restored `documents` are older than the cursors)."""
-    if store.has(CURSORS_TABLE):
-        store.db.drop_table(CURSORS_TABLE)
 
 
 # -- discover ----------------------------------------------------------------------------------
