@@ -85,14 +85,29 @@ def rows_name(source: SourceConfig) -> str:
     return source.table or QUERY_URI
 
 
+def _engine_of(source: SourceConfig, url: sa.URL) -> sa.Engine:
+    """The engine of the source's database; ConfigError naming the source and what to install
+    when SQLAlchemy has no dialect for the URL's scheme or the driver is not installed."""
+    try:
+        return _engine(url)
+    except sa.exc.NoSuchModuleError:  # an ArgumentError: the text may hold the URL, never repeated
+        raise ConfigError(f"sources: {source.name!r}: SQLAlchemy has no dialect {url.drivername!r}; install the "
+                          "package that provides it, or check the URL's scheme (dialect+driver://…)") from None
+    except ImportError as error:
+        if url.get_backend_name() == "postgresql":
+            fix = "pip install 'kbflow[postgres]' (psycopg 3)"
+            if url.get_driver_name() != "psycopg":
+                fix += f" and write the URL as postgresql+psycopg://…, or install {error.name} (the driver it names)"
+        else:
+            fix = f"install the package that provides the module {error.name} (often: pip install {error.name})"
+        raise ConfigError(f"sources: {source.name!r}: no driver for {url.drivername} ({error.name} is not "
+                          f"installed); {fix}") from None
+
+
 @functools.lru_cache(maxsize=16)
 def _engine(url: sa.URL) -> sa.Engine:
     """One engine (one connection pool) per database and process: a worker reuses its connections."""
-    try:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    except ImportError as error:
-        raise ConfigError(f"no driver for {url.drivername} ({error.name} is not installed); "
-                          "for PostgreSQL: pip install 'kbflow[postgres]'") from None
+    engine = sa.create_engine(url, pool_pre_ping=True)
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _keep_undecodable_text)
     return engine
@@ -110,7 +125,7 @@ def connected(source: SourceConfig) -> Iterator[sa.Connection]:
     url = source_url(source)
     _require_sqlite_file(source, url)
     try:
-        with _engine(url).connect() as connection:
+        with _engine_of(source, url).connect() as connection:
             yield connection
     except sa.exc.DBAPIError as error:
         reading = f"table {source.table}" if source.table else "its query"
@@ -132,8 +147,17 @@ def _require_sqlite_file(source: SourceConfig, url: sa.URL) -> None:
 
 
 def _driver_message(error: sa.exc.DBAPIError, url: sa.URL) -> str:
-    """The driver's own words, on one line, without the password should a driver repeat it."""
-    message = " ".join(str(error.orig).split())[:500]
+    """The driver's own words, on one line, without the password should a driver repeat it.
+
+    Its lines stay sentences: libpq's `Connection refused` and `Is the server running …?` are two
+    lines, which joined with a space read as one. PostgreSQL's caret line under a query is dropped."""
+    lines = [" ".join(line.split()) for line in str(error.orig).splitlines()]
+    message = ""
+    for line in (line for line in lines if line.strip("^ ")):
+        if message:
+            message += " " if message.endswith((".", "?", "!", ":", ";")) else ". "
+        message += line
+    message = message[:500]
     return message.replace(url.password, "***") if url.password else message
 
 

@@ -6,6 +6,7 @@ The same code against a real PostgreSQL, through real ingest flow runs: tests/fl
 from __future__ import annotations
 
 import sqlite3
+import sys
 
 import pyarrow as pa
 import pytest
@@ -261,6 +262,32 @@ def test_an_unset_url_variable_is_named(database, monkeypatch):
 def test_a_source_that_cannot_be_read_fails_naming_it(database, fields, problem):
     with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*{problem}"):
         discover_source(tickets(database, **fields), 50_000_000)
+
+
+def test_a_refused_connection_reads_as_the_drivers_two_sentences():
+    # libpq says "Connection refused\n\tIs the server running …?": joined by a space it read as one sentence.
+    from pg_server import free_port
+
+    source = SourceConfig(name="tickets", kind="sql", url=f"postgresql+psycopg://kb:secret@127.0.0.1:{free_port()}/kb",
+                          table="tickets", id_field="id", text_field="body")
+    with pytest.raises(SourceUnreachable) as failure:
+        discover_source(source, 50_000_000)
+    assert "failed: Connection refused. Is the server running on that host" in str(failure.value)
+
+
+@pytest.mark.parametrize("url, module, fix", [
+    ("mysql+pymysql://kb:secret@db/kb", "pymysql", "install the package that provides the module pymysql"),
+    ("postgresql+psycopg://kb:secret@db/kb", "psycopg", "pip install 'kbflow[postgres]'"),
+    ("nosuchdb://kb:secret@db/kb", None, "SQLAlchemy has no dialect 'nosuchdb'; install the package"),
+])
+def test_a_missing_driver_names_the_source_and_what_to_install(monkeypatch, url, module, fix):
+    if module:
+        monkeypatch.setitem(sys.modules, module, None)  # `import module` fails, as where it is not installed
+    source = SourceConfig(name="tickets", kind="sql", url=url, table="tickets", id_field="id", text_field="body")
+    with pytest.raises(ConfigError) as failure:
+        discover_source(source, 50_000_000)
+    message = str(failure.value)
+    assert message.startswith("sources: 'tickets': ") and fix in message and "secret" not in message
 
 
 def test_a_missing_sqlite_file_fails_naming_it_and_is_not_created(tmp_path):
