@@ -104,6 +104,7 @@ def ingest(
             set_aside = run.quarantine(unparsed)
             documents, bad_documents = check_quality(gate, "documents", documents)
             set_aside |= run.quarantine(bad_documents)
+            run.set_aside_whole(items, set_aside)
             run.lap("parse")
 
             chunks = yield chunk, {"documents": documents, "tokenizer": model.tokenizer,
