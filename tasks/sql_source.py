@@ -366,10 +366,11 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
 
 
 def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, documents: pa.Table) -> list[Any]:
-    """The key-only scan of a cursor run: every repeat of an id is set aside (the copy kept is the
-    row read past the cursor, else the first the scan finds), the index's rows still present become
-    items as the `documents` table has them (the cursor says they did not change); returns the keys
-    the index does not know. Column-wise: a no-change run costs little more than the scan itself."""
+    """The key-only scan of a cursor run: every repeat of an id is set aside once (the copy kept is
+    the row read past the cursor, else the one the index has, else the first read by key); the
+    index's rows still present become items as the `documents` table has them (the cursor says they
+    did not change); returns the keys the index does not know. Column-wise: a no-change run costs
+    little more than the scan itself."""
     statement = sa.select(_rows_from(source).c[source.id_field])
     keys = [key for batch in stream_keys(connection, statement, source.batch_rows) for key in batch]
     texts, kind = _key_texts(keys)
