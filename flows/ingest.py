@@ -42,7 +42,7 @@ from kbflow.tasks.parse import parse
 from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
 from kbflow.tasks.profiles import ChunkTally, run_profile
 from kbflow.tasks.quality import QualityGate, check_quality, check_run
-from kbflow.tasks.sql_source import save_cursors
+from kbflow.tasks.sql_cursor import save_cursors
 
 
 @flow(name="ingest")
@@ -104,6 +104,7 @@ def ingest(
             set_aside = run.quarantine(unparsed)
             documents, bad_documents = check_quality(gate, "documents", documents)
             set_aside |= run.quarantine(bad_documents)
+            run.set_aside_whole(items, set_aside)
             run.lap("parse")
 
             chunks = yield chunk, {"documents": documents, "tokenizer": model.tokenizer,

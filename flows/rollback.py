@@ -20,7 +20,7 @@ from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store
 from kbflow.tasks.boilerplate import forget_line_hashes
-from kbflow.tasks.sql_source import forget_cursors
+from kbflow.tasks.sql_cursor import forget_cursors
 
 
 @flow(name="rollback")

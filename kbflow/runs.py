@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from kbflow import __version__
 from kbflow.errors import QualityGateFailed, RunRefused
 from kbflow.quarantine import Quarantined, quarantine_table
@@ -57,6 +60,15 @@ class RunRecord:
         """Keep records for the run; return the doc_ids they name."""
         self.quarantined.extend(records)
         return {record.doc_id for record in records if record.doc_id}
+
+    def set_aside_whole(self, items: pa.Table, doc_ids: set[str]) -> None:
+        """Of `items` (to parse, with their `change`), those of `doc_ids` were set aside whole: they
+        count in `quarantined` only, not as `new` or `changed`, as an item set aside by discovery
+        (a sql row without text, a file over the size limit) never counted there."""
+        set_aside = pc.is_in(items.column("doc_id"), value_set=pa.array(sorted(doc_ids), pa.string()))
+        for change in items.column("change").filter(set_aside).to_pylist():
+            if change in ("new", "changed"):  # not "boilerplate": an unchanged document parsed again
+                self.documents[change] -= 1
 
     @property
     def duration_s(self) -> float:

@@ -212,7 +212,7 @@ LINE_HASHES = pa.schema(
     ]
 )
 
-# Incremental state of sql sources with a cursor_field (kbflow.tasks.sql_source): the cursor
+# Incremental state of sql sources with a cursor_field (kbflow.tasks.sql_cursor): the cursor
 # value up to which the last successful run read each source.
 SOURCE_CURSORS = pa.schema(
     [

@@ -11,10 +11,8 @@ How incrementally:
   against `documents` sorts rows into new, changed, unchanged and deleted;
 - with `cursor_field` only rows whose cursor is past the last successful run's high-water mark are
   read in full, plus one key-only scan (`SELECT id`) that finds deleted rows, and rows the index
-  does not know whose cursor is not past the mark (read by key). The mark is kept in the store's
-  `source_cursors` table and written only after the run that read it published (or found nothing
-  to publish), so a blocked, failed or killed run never advances it; a rollback drops it, and the
-  next run reads every row once.
+  does not know whose cursor is not past the mark (read by key). The mark is kept, and written only
+  after the run that read it published, by kbflow.tasks.sql_cursor.
 
 Discovery keeps hashes, not rows: a batch's rows are read again by key, one `WHERE id IN (…)`
 per batch, where the batch is parsed — with `--runner dask|ray` on the worker, from the database.
@@ -34,8 +32,6 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -45,12 +41,12 @@ import sqlalchemy as sa
 from kbflow.config import ConfigError, SourceConfig
 from kbflow.errors import SourceUnreachable
 from kbflow.quarantine import Quarantined
-from kbflow.schemas import DISCOVERED, SOURCE_CURSORS
+from kbflow.schemas import DISCOVERED
 from kbflow.store import Store
 from kbflow.tasks.discover import Discovery, make_doc_id, record_fields, record_hash
 from kbflow.tasks.parse import record_document
+from kbflow.tasks.sql_cursor import encode_cursor, stored_cursor
 
-CURSORS_TABLE = "source_cursors"
 SQL_FORMAT = "sql"  # the `format` of a sql row's document
 QUERY_URI = "query"  # the uri prefix of a `query` source's rows (a table source's is the table)
 PREVIEW_CHARS = 200  # of a row without an id, in its quarantine detail
@@ -89,14 +85,29 @@ def rows_name(source: SourceConfig) -> str:
     return source.table or QUERY_URI
 
 
+def _engine_of(source: SourceConfig, url: sa.URL) -> sa.Engine:
+    """The engine of the source's database; ConfigError naming the source and what to install
+    when SQLAlchemy has no dialect for the URL's scheme or the driver is not installed."""
+    try:
+        return _engine(url)
+    except sa.exc.NoSuchModuleError:  # an ArgumentError: the text may hold the URL, never repeated
+        raise ConfigError(f"sources: {source.name!r}: SQLAlchemy has no dialect {url.drivername!r}; install the "
+                          "package that provides it, or check the URL's scheme (dialect+driver://…)") from None
+    except ImportError as error:
+        if url.get_backend_name() == "postgresql":
+            fix = "pip install 'kbflow[postgres]' (psycopg 3)"
+            if url.get_driver_name() != "psycopg":
+                fix += f" and write the URL as postgresql+psycopg://…, or install {error.name} (the driver it names)"
+        else:
+            fix = f"install the package that provides the module {error.name} (often: pip install {error.name})"
+        raise ConfigError(f"sources: {source.name!r}: no driver for {url.drivername} ({error.name} is not "
+                          f"installed); {fix}") from None
+
+
 @functools.lru_cache(maxsize=16)
 def _engine(url: sa.URL) -> sa.Engine:
     """One engine (one connection pool) per database and process: a worker reuses its connections."""
-    try:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    except ImportError as error:
-        raise ConfigError(f"no driver for {url.drivername} ({error.name} is not installed); "
-                          "for PostgreSQL: pip install 'kbflow[postgres]'") from None
+    engine = sa.create_engine(url, pool_pre_ping=True)
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _keep_undecodable_text)
     return engine
@@ -114,7 +125,7 @@ def connected(source: SourceConfig) -> Iterator[sa.Connection]:
     url = source_url(source)
     _require_sqlite_file(source, url)
     try:
-        with _engine(url).connect() as connection:
+        with _engine_of(source, url).connect() as connection:
             yield connection
     except sa.exc.DBAPIError as error:
         reading = f"table {source.table}" if source.table else "its query"
@@ -136,8 +147,17 @@ def _require_sqlite_file(source: SourceConfig, url: sa.URL) -> None:
 
 
 def _driver_message(error: sa.exc.DBAPIError, url: sa.URL) -> str:
-    """The driver's own words, on one line, without the password should a driver repeat it."""
-    message = " ".join(str(error.orig).split())[:500]
+    """The driver's own words, on one line, without the password should a driver repeat it.
+
+    Its lines stay sentences: libpq's `Connection refused` and `Is the server running …?` are two
+    lines, which joined with a space read as one. PostgreSQL's caret line under a query is dropped."""
+    lines = [" ".join(line.split()) for line in str(error.orig).splitlines()]
+    message = ""
+    for line in (line for line in lines if line.strip("^ ")):
+        if message:
+            message += " " if message.endswith((".", "?", "!", ":", ";")) else ". "
+        message += line
+    message = message[:500]
     return message.replace(url.password, "***") if url.password else message
 
 
@@ -238,60 +258,6 @@ def row_tenant(row: dict, source: SourceConfig) -> str:
     return str(tenant)
 
 
-# -- incremental state -------------------------------------------------------------------------
-
-
-def encode_cursor(value: Any) -> str:
-    """A cursor value as JSON that decodes to the same Python value (and so binds with the same type)."""
-    if isinstance(value, datetime):
-        return json.dumps({"type": "datetime", "value": value.isoformat()})
-    if isinstance(value, date):
-        return json.dumps({"type": "date", "value": value.isoformat()})
-    if isinstance(value, Decimal):
-        return json.dumps({"type": "decimal", "value": str(value)})
-    return json.dumps({"type": "json", "value": value})
-
-
-def decode_cursor(text: str) -> Any:
-    cursor = json.loads(text)
-    decode = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "decimal": Decimal}
-    return decode.get(cursor["type"], lambda value: value)(cursor["value"])
-
-
-def stored_cursors(store: Store) -> pa.Table:
-    """Every sql source's stored cursor: one small row a source, read whole (a filtered scan costs more)."""
-    if not store.has(CURSORS_TABLE):
-        return SOURCE_CURSORS.empty_table()
-    return store.db.open_table(CURSORS_TABLE).to_arrow().cast(SOURCE_CURSORS)
-
-
-def stored_cursor(store: Store, source: str) -> Any | None:
-    """The cursor the last successful run of `source` read up to (None: none yet)."""
-    cursors = stored_cursors(store).filter(pc.field("source") == source).column("cursor").to_pylist()
-    return decode_cursor(cursors[0]) if cursors else None
-
-
-def save_cursors(store: Store, cursors: dict[str, str], run_id: str) -> None:
-    """Record the cursors a run read up to (after its publish: a blocked or failed run never gets here)."""
-    if not cursors:
-        return
-    rows = pa.Table.from_pylist([{"source": name, "cursor": cursor, "run_id": run_id}
-                                 for name, cursor in sorted(cursors.items())], schema=SOURCE_CURSORS)
-    stored = stored_cursors(store)
-    others = pc.invert(pc.is_in(stored.column("source"), value_set=rows.column("source")))
-    rows = pa.concat_tables([stored.filter(others), rows])
-    table = store.db.create_table(CURSORS_TABLE, data=rows, mode="overwrite")
-    # Only the newest state is ever read: old versions' files would pile up, one per run.
-    table.optimize(cleanup_older_than=timedelta(seconds=1))
-
-
-def forget_cursors(store: Store) -> None:
-    """Drop every cursor: the next ingest reads each sql source in full (after a rollback the
-    restored `documents` are older than the cursors)."""
-    if store.has(CURSORS_TABLE):
-        store.db.drop_table(CURSORS_TABLE)
-
-
 # -- discover ----------------------------------------------------------------------------------
 
 
@@ -309,6 +275,9 @@ class _Rows:
     seen: set[str] = field(default_factory=set)
     cursor: Any = None
     known: pa.Table = field(default_factory=DISCOVERED.empty_table)  # a cursor run's unchanged rows
+    # A cursor run: its key scan sees every row's id and sets aside each repeat once (_scan_keys),
+    # so a row read in full whose id was seen is only skipped here.
+    repeats_from_key_scan: bool = False
 
     def uri(self, key: Any) -> str:
         return f"{rows_name(self.source)}#{key}"
@@ -320,6 +289,10 @@ class _Rows:
         if keep:
             self.unreadable.add((self.source.name, uri))
 
+    def set_aside_repeat(self, uri: str, key: Any) -> None:
+        """Quarantine a row whose id an earlier row has (that row is the one kept)."""
+        self.set_aside(uri, "duplicate_id", f"{self.source.id_field} {key!r} repeats in {rows_name(self.source)}")
+
     def add(self, rows: list[dict]) -> None:
         """Sort full rows into items and quarantine records; follow the cursor's maximum."""
         source, hashed = self.source, content_fields(self.source)
@@ -330,8 +303,9 @@ class _Rows:
                                f"row without {source.id_field!r}: {str(row)[:PREVIEW_CHARS]}")
                 continue
             uri = self.uri(key)
-            if uri in self.seen:
-                self.set_aside(uri, "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+            if uri in self.seen:  # the first row read is kept
+                if not self.repeats_from_key_scan:
+                    self.set_aside_repeat(uri, key)
                 continue
             self.seen.add(uri)
             cursor = row.get(source.cursor_field) if source.cursor_field else None
@@ -371,8 +345,8 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
     """Every row of a sql source as a hashed item: all rows, or (with a cursor_field and a stored
     cursor in `store`) the rows past the cursor, the index's rows still present, and unknown rows.
     `known_documents`: the `documents` rows the caller has read already (else read from `store`)."""
-    found = _Rows(source, max_file_bytes)
     last = stored_cursor(store, source.name) if source.cursor_field and store is not None else None
+    found = _Rows(source, max_file_bytes, repeats_from_key_scan=last is not None)
     statement = _select_rows(source)
     with connected(source) as connection:
         if last is None:
@@ -392,50 +366,35 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
 
 
 def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, documents: pa.Table) -> list[Any]:
-    """The key-only scan of a cursor run: the index's rows still present become items as the
-    `documents` table has them (the cursor says they did not change); returns the keys the index
-    does not know. Column-wise: a no-change run costs little more than the scan itself."""
+    """The key-only scan of a cursor run: every repeat of an id is set aside once (the copy kept is
+    the row read past the cursor, else the one the index has, else the first read by key); the
+    index's rows still present become items as the `documents` table has them (the cursor says they
+    did not change); returns the keys the index does not know. Column-wise: a no-change run costs
+    little more than the scan itself."""
     statement = sa.select(_rows_from(source).c[source.id_field])
     keys = [key for batch in stream_keys(connection, statement, source.batch_rows) for key in batch]
     texts, kind = _key_texts(keys)
-    uris = pc.binary_join_element_wise(found.uri(""), texts, "")  # as found.uri builds them
     # A row without an id is set aside when it is read in full; a row past the cursor was.
     present = pc.and_(pc.is_valid(texts), pc.not_equal(texts, ""))
-    read = pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))
-    _set_aside_repeats_of_read_rows(source, found, keys, uris, pc.and_(present, read))
-    scanned = pc.and_(present, pc.invert(read))
-    positions = pc.indices_nonzero(scanned)  # into `keys`
-    texts, uris = texts.filter(scanned), uris.filter(scanned)
+    positions = pc.indices_nonzero(present)  # into `keys`
+    texts = texts.filter(present)
+    uris = pc.binary_join_element_wise(found.uri(""), texts, "")  # as found.uri builds them
     first = pc.equal(pc.index_in(uris, value_set=uris), pa.array(range(len(uris)), pa.int32()))
-    for at in pc.indices_nonzero(pc.invert(first)).to_pylist():  # each repetition, as a full read sets aside
-        key = keys[positions[at].as_py()]
-        found.set_aside(uris[at].as_py(), "duplicate_id", f"{source.id_field} {key!r} repeats in {rows_name(source)}")
+    for at in pc.indices_nonzero(pc.invert(first)).to_pylist():  # each repeat, once
+        found.set_aside_repeat(uris[at].as_py(), keys[positions[at].as_py()])
+    read = pc.is_in(uris, value_set=pa.array(list(found.seen), pa.string()))  # past the cursor: items already
+    scanned = pc.and_(first, pc.invert(read))
 
     mine = documents.filter(pc.equal(documents.column("source"), source.name)).select(
         ["doc_id", "tenant", "uri", "content_hash", "size"])  # what its items take (fewer columns: a faster take)
     row = pc.index_in(uris, value_set=mine.column("uri"))  # each scanned key's `documents` row (null: none)
-    known = pc.and_(first, pc.is_valid(row))
+    known = pc.and_(scanned, pc.is_valid(row))
     rows, at = mine.take(row.filter(known)), pc.indices_nonzero(known)
     found.known = _sql_items(source.name, rows.column("doc_id"), rows.column("tenant"), rows.column("uri"),
                              _keys_json(keys, kind, positions.take(at), texts.take(at)),
                              rows.column("content_hash"), rows.column("size"))
-    unknown = pc.and_(first, pc.is_null(row))
+    unknown = pc.and_(scanned, pc.is_null(row))
     return [keys[position] for position in positions.filter(unknown).to_pylist()]
-
-
-def _set_aside_repeats_of_read_rows(source: SourceConfig, found: _Rows, keys: list[Any], uris: pa.Array,
-                                    read: pa.Array) -> None:
-    """A row read past the cursor whose id the key scan finds more than once repeats an id (its
-    twin may be older than the cursor): each repetition not set aside yet is, as a full read does."""
-    left = {uri: -1 for uri in uris.filter(read).to_pylist()}  # the row read in full is kept
-    for q in found.quarantined:
-        if q.reason == "duplicate_id" and q.uri in left:
-            left[q.uri] -= 1
-    for position in pc.indices_nonzero(read).to_pylist():
-        uri = uris[position].as_py()
-        left[uri] += 1
-        if left[uri] > 0:
-            found.set_aside(uri, "duplicate_id", f"{source.id_field} {keys[position]!r} repeats in {rows_name(source)}")
 
 
 # Text that JSON encodes as itself in quotes: printable ASCII without `"` and `\`.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 
 import lancedb
 import pytest
@@ -152,6 +153,30 @@ def test_bad_inputs_are_quarantined_and_the_rest_is_indexed(small_corpus, hash_e
     # The symlink is set aside again by the rerun, and the rerun's own view shows it.
     assert rerun["documents"]["quarantined"] == 1
     assert [row["uri"] for row in store.quarantine(rerun["run_id"])] == ["escape.txt"]
+
+
+def test_an_item_set_aside_counts_as_quarantined_not_new_whether_a_file_or_a_sql_row(tmp_path, hash_embedder):
+    # A binary file is set aside by parse, a row without text by discovery: each counted as new
+    # and quarantined (the file) or quarantined only (the row) until the rule was one for both.
+    write(tmp_path, {"docs/ports.md": "# Ports\n\nThe server listens on port 8420 by default.\n",
+                     "docs/blob.txt": bytes(range(256)) * 8})
+    with sqlite3.connect(tmp_path / "tickets.db") as db:
+        db.execute("CREATE TABLE tickets (id INTEGER, body TEXT)")
+        db.executemany("INSERT INTO tickets VALUES (?, ?)", [(1, "Refunds take five business days."), (2, None)])
+    config_path = write_config(tmp_path, DOCS_SOURCE + """
+        [[sources]]
+        name = "tickets"
+        kind = "sql"
+        url = "sqlite:///tickets.db"
+        table = "tickets"
+        id_field = "id"
+        text_field = "body"
+        """, "[quality]\nmax_quarantined_share = 0.6\n")
+    report = run(config_path)
+    assert report["status"] == "published" and set(chunks_by_uri(config_path)) == {"ports.md", "tickets#1"}
+    assert report["documents"] == {"new": 2, "changed": 0, "unchanged": 0, "deleted": 0, "quarantined": 2}
+    # The file is remembered with its hash (not retried until it changes); the row is read, and set aside, again.
+    assert run(config_path)["documents"] == {"new": 0, "changed": 0, "unchanged": 3, "deleted": 0, "quarantined": 1}
 
 
 def test_tenant_filter_applies_before_ranking(tmp_path, hash_embedder):

@@ -173,7 +173,8 @@ def test_wrong_credentials_or_port_fail_the_run_clearly_and_leave_the_index(tmp_
         ingest(config_path=config_path)
     message = str(failure.value)
     assert message.startswith("source 'tickets': cannot read table tickets from postgresql+psycopg://kbflow:***@127.0.0.1:")
-    assert ("password authentication failed" if wrong == "password" else "Connection refused") in message
+    assert ("password authentication failed" if wrong == "password" else
+            "Connection refused. Is the server running on that host") in message  # libpq's two lines, two sentences
     assert {name: store.version(name) for name in ("chunks", "documents")} == versions
     (failed, *_) = store.runs()
     assert failed["status"] == "failed" and "cannot read table tickets" in failed["error"]

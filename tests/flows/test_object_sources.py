@@ -113,6 +113,8 @@ def test_bad_objects_are_quarantined_with_reasons_while_the_rest_publishes(tmp_p
                                 "[quality]\nmax_file_bytes = 4000\nmax_quarantined_share = 0.6\n")
     report = ingest(config_path=config_path)
     assert report["status"] == "published"
+    # Set aside by discovery (huge.md) or by parse (the other two): quarantined, not new, alike.
+    assert (report["documents"]["new"], report["documents"]["quarantined"]) == (3, 3)
     store = Store(load_config(config_path).store)
     active = {row["uri"] for row in store.documents().to_pylist() if row["status"] == "active"}
     assert active == {"install.md", "backup.md", "billing.txt"}

@@ -98,7 +98,7 @@ def test_a_reindex_that_fails_its_checks_leaves_the_index_alone(small_corpus, ha
     # The blocked reindex is recorded with what its staging run set aside and the index's totals.
     report, store = blocked.value.report, Store(load_config(small_corpus).store)
     assert report["status"] == "blocked" and report["documents"]["quarantined"] == 1
-    assert report["documents"]["new"] == 4 and report["chunks"]["total"] == table.count_rows() > 0
+    assert report["documents"]["new"] == 3 and report["chunks"]["total"] == table.count_rows() > 0
     assert [r["uri"] for r in store.quarantine(report["run_id"])] == ["stub.txt"]
 
 
