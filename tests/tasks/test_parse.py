@@ -213,3 +213,36 @@ def test_markdown_admonitions_mkdocs_and_github_are_labelled_text():
     assert "Warning: Back up first." in parsed.text
     assert "Faster builds: Use the cache." in parsed.text and "Note: Collapsed." in parsed.text
     assert "[!WARNING]" not in parsed.text and "!!! note" in parsed.text  # code fences stay as written
+
+
+def test_code_keeps_its_indentation_in_every_markup():
+    # Python without its indentation is another program (or none): doctests, literal blocks,
+    # <pre> (with inline markup inside) and fenced code kept every line's leading spaces
+    # stripped and runs of spaces collapsed, while prose around them is still normalized.
+    rst = (
+        "T\n=\n\nSome   prose\n\n>>> for value in data:\n...     if value:\n...         print(value)\n\n"
+        "Code::\n\n    def f():\n        return  1\n"
+    )
+    text = parse_bytes(rst.encode(), "rst").text
+    assert "Some prose" in text
+    assert ">>> for value in data:\n...     if value:\n...         print(value)" in text
+    assert "def f():\n    return  1" in text
+
+    html = (
+        "<html><body><h1>T</h1><p>Some\n      prose</p><pre class=\"synopsis\">CREATE ROLE <em>name</em>\n"
+        "      SUPERUSER\n    | LOGIN</pre><p>After.</p></body></html>"
+    )
+    text = parse_bytes(html.encode(), "html").text
+    assert "Some\nprose" in text
+    assert "CREATE ROLE name\n      SUPERUSER\n    | LOGIN\n" in text
+
+    md = "# T\n\nSome   prose\n\n```python\ndef f():\n\treturn  1\n```\n\n    indented:\n        deeper\n"
+    text = parse_bytes(md.encode(), "md").text
+    assert "Some prose" in text
+    assert "def f():\n    return  1\n```" in text
+    assert "    indented:\n        deeper" in text
+
+
+def test_our_preformatted_markers_in_the_input_are_not_trusted():
+    text = parse_bytes("T\n=\n\na\ufdd0   b\ufdd1 \ufdd0c\n".encode(), "rst").text
+    assert text == "a b c"
