@@ -141,7 +141,7 @@ def heading_question(heading_path: str, title: str = "") -> str | None:
     if first.lower().endswith("ing") and len(first) > 5 and rest and rest.split()[0].lower() not in NOUN_GERUND_FOLLOWERS:
         return f"How do I {_verb(first.lower())} {_phrase(rest)}?"
     if len(topic.split()) == 1 and subject and subject.lower() != topic.lower():
-        return f"What is {_phrase(topic)} in {_phrase(subject)}?"
+        return f"What {'are' if _plural(topic) else 'is'} {_phrase(topic)} in {_phrase(subject)}?"
     return f"What {'are' if _plural(topic) else 'is'} {_phrase(topic)}?"
 
 

@@ -25,6 +25,7 @@ from kbflow.tasks.questions import heading_question, is_informative_sentence, st
     ("38.2. The PostgreSQL Type System", "", "What is the PostgreSQL type system?"),
     ("17.7. Platform-Specific Notes", "", "What are platform-specific notes?"),
     ("11.2. Index Types > 11.2.6. BRIN", "", "What is BRIN in index types?"),  # the parent as a phrase
+    ("Data Structures > Dictionaries", "", "What are dictionaries in data structures?"),  # was "What is"
     ("Why doesn't closing sys.stdout really close it?", "", "Why doesn't closing sys.stdout really close it?"),
 ])
 def test_headings_become_questions_by_their_shape(heading, title, expected):
