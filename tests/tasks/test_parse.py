@@ -215,32 +215,33 @@ def test_markdown_admonitions_mkdocs_and_github_are_labelled_text():
     assert "[!WARNING]" not in parsed.text and "!!! note" in parsed.text  # code fences stay as written
 
 
-def test_code_keeps_its_indentation_in_every_markup():
-    # Python without its indentation is another program (or none): doctests, literal blocks,
-    # <pre> (with inline markup inside) and fenced code kept every line's leading spaces
-    # stripped and runs of spaces collapsed, while prose around them is still normalized.
-    rst = (
+CODE_IN_MARKUP = {
+    "rst": (
         "T\n=\n\nSome   prose\n\n>>> for value in data:\n...     if value:\n...         print(value)\n\n"
-        "Code::\n\n    def f():\n        return  1\n"
-    )
-    text = parse_bytes(rst.encode(), "rst").text
-    assert "Some prose" in text
-    assert ">>> for value in data:\n...     if value:\n...         print(value)" in text
-    assert "def f():\n    return  1" in text
-
-    html = (
+        "Code::\n\n    def f():\n        return  1\n",
+        ["Some prose", ">>> for value in data:\n...     if value:\n...         print(value)", "def f():\n    return  1"],
+    ),
+    "html": (
         "<html><body><h1>T</h1><p>Some\n      prose</p><pre class=\"synopsis\">CREATE ROLE <em>name</em>\n"
-        "      SUPERUSER\n    | LOGIN</pre><p>After.</p></body></html>"
-    )
-    text = parse_bytes(html.encode(), "html").text
-    assert "Some\nprose" in text
-    assert "CREATE ROLE name\n      SUPERUSER\n    | LOGIN\n" in text
+        "      SUPERUSER\n    | LOGIN</pre><p>After.</p></body></html>",
+        ["Some\nprose", "CREATE ROLE name\n      SUPERUSER\n    | LOGIN\n"],
+    ),
+    "md": (
+        "# T\n\nSome   prose\n\n```python\ndef f():\n\treturn  1\n```\n\n    indented:\n        deeper\n",
+        ["Some prose", "def f():\n    return  1\n```", "    indented:\n        deeper"],
+    ),
+}
 
-    md = "# T\n\nSome   prose\n\n```python\ndef f():\n\treturn  1\n```\n\n    indented:\n        deeper\n"
-    text = parse_bytes(md.encode(), "md").text
-    assert "Some prose" in text
-    assert "def f():\n    return  1\n```" in text
-    assert "    indented:\n        deeper" in text
+
+@pytest.mark.parametrize("format", CODE_IN_MARKUP)
+def test_code_keeps_its_indentation_in_every_markup(format):
+    # Python without its indentation is another program (or none). Doctests, literal blocks,
+    # <pre> (with inline markup inside) and fenced code used to lose every line's leading
+    # spaces and have runs of spaces collapsed; prose around them is still normalized.
+    source, expected = CODE_IN_MARKUP[format]
+    text = parse_bytes(source.encode(), format).text
+    for snippet in expected:
+        assert snippet in text
 
 
 def test_our_preformatted_markers_in_the_input_are_not_trusted():
