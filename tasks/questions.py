@@ -214,5 +214,7 @@ def is_informative_sentence(sentence: str, min_words: int = 6) -> bool:
         return False
     if CODE_MARKS.search(sentence) or CROSS_REFERENCE.match(sentence):
         return False
+    if sentence.count("(") != sentence.count(")"):  # a piece of a parenthesis: "…otherwise.)"
+        return False
     alphabetic = sum(bool(re.fullmatch(r"[A-Za-z][a-z'-]*[.,;:!?)\"]*", w)) for w in words)
     return alphabetic / len(words) >= 0.7

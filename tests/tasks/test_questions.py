@@ -62,6 +62,7 @@ def test_section_numbers_are_stripped_but_words_are_kept():
     ("For more information on the options, see the psql reference page.", False),
     ("Prev Up Home Next", False),
     ("max_wal_size = 1GB, min_wal_size = 80MB, wal_level = replica.", False),
+    ("However, we use the term method only for methods of class instances, unless stated otherwise.)", False),
 ])
 def test_only_whole_informative_prose_sentences_are_queries(sentence, informative):
     assert is_informative_sentence(sentence) is informative
