@@ -55,7 +55,7 @@ class ParsedText:
     _length: int = 0
 
     def add(self, heading: str, body: str) -> None:
-        body = normalize_whitespace(body)
+        body, heading = normalize_whitespace(body), " ".join(heading.split())  # "Arithmetic:  Issues" as one space
         if not body and not heading:
             return
         if self.parts:
@@ -329,7 +329,7 @@ def _document_row(item: dict, parsed: ParsedText, metadata: dict | None = None) 
     fallback_title = parsed.sections[0][0] if parsed.sections and parsed.sections[0][0] else Path(item["uri"]).stem
     return {
         **{name: item[name] for name in ("doc_id", "source", "tenant", "uri", "format", "content_hash", "size")},
-        "title": parsed.title or fallback_title,
+        "title": " ".join(parsed.title.split()) or fallback_title,
         "text": parsed.text,
         "sections": [{"heading": heading, "start": start} for heading, start in parsed.sections],
         "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),

@@ -244,6 +244,16 @@ def test_code_keeps_its_indentation_in_every_markup(format):
         assert snippet in text
 
 
+def test_titles_and_headings_have_their_spaces_collapsed(tmp_path):
+    # The Python tutorial's "Floating Point Arithmetic:  Issues and Limitations" kept both spaces.
+    (tmp_path / "f.rst").write_text("Floating Point:  Issues\n=======================\n\nA  body.\n")
+    items = [{"doc_id": "d", "source": "s", "tenant": "t", "uri": "f.rst", "format": "rst", "content_hash": "c",
+              "size": 1, "path": str(tmp_path / "f.rst")}]
+    (document,), _ = parse_file_items(items)
+    assert document["title"] == "Floating Point: Issues"
+    assert [s["heading"] for s in document["sections"]] == ["Floating Point: Issues"]
+
+
 def test_our_preformatted_markers_in_the_input_are_not_trusted():
     text = parse_bytes("T\n=\n\na\ufdd0   b\ufdd1 \ufdd0c\n".encode(), "rst").text
     assert text == "a b c"
