@@ -27,3 +27,18 @@ def test_deprecated_removed_names_both_versions():
     text = "T\n=\n\n.. deprecated-removed:: 3.11 3.13\n   The aifc module is deprecated.\n"
     parsed = parse_bytes(text.encode(), "rst")
     assert "Deprecated since version 3.11, will be removed in version 3.13: The aifc module is deprecated." in parsed.text
+
+
+def test_a_sphinx_class_keeps_its_signature_and_description_plain_rst_keeps_docutils_class():
+    # docutils' own `class` directive (an HTML class for what follows) took Sphinx's
+    # `.. class:: MIMEBase(...)`: the signature and, for most classes, the description were lost.
+    sphinx = (
+        "email.mime\n==========\n\nSee :mod:`email`.\n\n"
+        ".. class:: MIMEBase(_maintype, _subtype)\n\n   This is the base class for all MIME subclasses.\n"
+    )
+    text = parse_bytes(sphinx.encode(), "rst").text
+    assert "MIMEBase(_maintype, _subtype)" in text
+    assert "This is the base class for all MIME subclasses." in text
+    # In plain reStructuredText (parsed after a Sphinx text in the same process) `class` is docutils'.
+    plain = "T\n=\n\n.. class:: special\n\nA paragraph.\n"
+    assert parse_bytes(plain.encode(), "rst").text == "A paragraph."
