@@ -200,7 +200,8 @@ def parse_markdown(text: str) -> ParsedText:
     for token in tokens:  # code blocks keep their indentation
         if token.type in {"fence", "code_block"} and token.map:
             start, end = token.map
-            lines[start], lines[end - 1] = PRE_START + lines[start], lines[end - 1] + PRE_END
+            lines[start] = PRE_START + lines[start]
+            lines[end - 1] += PRE_END  # the same line for a one-line block
     parsed, stack = ParsedText(), HeadingStack()
     first_heading_line = headings[0][2][0] if headings else len(lines)
     parsed.add("", "\n".join(lines[:first_heading_line]))
