@@ -227,8 +227,9 @@ CODE_IN_MARKUP = {
         ["Some\nprose", "CREATE ROLE name\n      SUPERUSER\n    | LOGIN\n"],
     ),
     "md": (
-        "# T\n\nSome   prose\n\n```python\ndef f():\n\treturn  1\n```\n\n    indented:\n        deeper\n",
-        ["Some prose", "def f():\n    return  1\n```", "    indented:\n        deeper"],
+        "# T\n\nSome   prose\n\n```python\ndef f():\n\treturn  1\n```\n\n    indented:\n        deeper\n\n"
+        "One line:\n\n    x  =  1\n",
+        ["Some prose", "def f():\n    return  1\n```", "    indented:\n        deeper", "    x  =  1"],
     ),
 }
 
