@@ -150,4 +150,5 @@ def quality_summary(run: dict[str, Any]) -> dict[str, Any]:
     path = run.get("quality_results")
     if not path or not Path(path).is_file():
         return {"run_id": run["run_id"], "success": run.get("dq_success"), "suites": []}
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    # A reindex keeps its staging ingest's results file: they are this run's checks, shown under its id.
+    return {**json.loads(Path(path).read_text(encoding="utf-8")), "run_id": run["run_id"]}

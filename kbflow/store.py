@@ -475,11 +475,15 @@ class Store:
         """Switch `chunks`, then `documents`, to staging's: one overwrite commit each, tagged `run_id`.
 
         The overwrite keeps the tables' history, so the replaced index stays reachable
-        by `restore` (rollback) until old versions are cleaned up.
+        by `restore` (rollback) until old versions are cleaned up. Rows that name a run of
+        the staging store (its nested ingest, whose record goes with it) name `run_id`
+        instead, so `kbflow trace` finds the run that wrote a chunk and its table version.
         """
+        staged_runs = [run["run_id"] for run in staging.runs()]
         versions = {}
         for name in (CHUNKS, DOCUMENTS_TABLE):
-            self.db.create_table(name, data=staging.table(name).to_arrow(), mode="overwrite")
+            rows = _runs_renamed(staging.table(name).to_arrow(), staged_runs, run_id)
+            self.db.create_table(name, data=rows, mode="overwrite")
             versions[name] = self._switched(name, run_id)
         return versions
 
@@ -521,6 +525,17 @@ class Store:
             self.db.open_table(name).add(rows)
         else:
             self.db.create_table(name, data=rows)
+
+
+def _runs_renamed(rows: pa.Table, old_run_ids: list[str], run_id: str) -> pa.Table:
+    """`rows` with `run_id` wherever a run column (run_id, first_run_id, last_run_id) names one of `old_run_ids`."""
+    for column in ("run_id", "first_run_id", "last_run_id"):
+        if column in rows.column_names and old_run_ids:
+            values = rows.column(column)
+            renamed = pc.if_else(pc.is_in(values, value_set=pa.array(old_run_ids, values.type)),
+                                 pa.scalar(run_id, values.type), values)
+            rows = rows.set_column(rows.schema.get_field_index(column), column, renamed)
+    return rows
 
 
 def _add_missing_columns(table, schema: pa.Schema):

@@ -54,7 +54,12 @@ class QueryGenerator(Protocol):
 
 # A sentence ends at . ! ? before whitespace, at a blank line, or before a line that starts
 # a list item, table row, heading or code fence (hard-wrapped prose runs on over newlines).
-SENTENCE = re.compile(r"\S.*?(?:[.!?](?=\s)|(?=\n\s*\n)|(?=\n\s*(?:[-*+•|#>]|\d+[.)]\s|```))|\Z)", re.S)
+# "e.g." / "i.e." / "cf." / "vs." end no sentence ("If the expression is a tuple (e.g." was a query).
+SENTENCE = re.compile(
+    r"\S.*?(?:[.!?](?<![eE]\.g\.)(?<![iI]\.e\.)(?<!\bcf\.)(?<!\bvs\.)(?=\s)|(?=\n\s*\n)"
+    r"|(?=\n\s*(?:[-*+•|#>]|\d+[.)]\s|```))|\Z)",
+    re.S,
+)
 LIST_MARKER = re.compile(r"^(?:[-*+•>#]+|\d+[.)])\s+")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from kbflow.tasks.parse import HeadingStack, ParsedText
+from kbflow.tasks.parse import HeadingStack, ParsedText, preformatted
 
 # Admonition labels: a heading or title with one of these texts is the label of the
 # paragraph it opens ("Note: …"), never a section heading.
@@ -90,6 +90,7 @@ class _HtmlText(HTMLParser):
         self.label_parts: list[str] = []
         self.pending_label = ""
         self.articles = 0
+        self.pre_depth = 0  # inside <pre>: text kept as written
 
     def handle_starttag(self, tag: str, attrs) -> None:
         for region in (self.main, self.chrome, self.admonition, self.label):
@@ -109,6 +110,8 @@ class _HtmlText(HTMLParser):
             self.chrome = _Region(tag)
         if tag in {"article", "main", "section"}:
             self.articles += 1
+        if tag == "pre":
+            self.pre_depth += 1
         if self._hidden:
             return
         if self.admonition is None and names & ADMONITION_CLASSES and tag not in self.HEADINGS:
@@ -144,6 +147,8 @@ class _HtmlText(HTMLParser):
             return
         if tag in {"article", "main", "section"}:
             self.articles = max(0, self.articles - 1)
+        if tag == "pre":
+            self.pre_depth = max(0, self.pre_depth - 1)
         hidden = self._hidden
         if self.label is not None and self.label.end(tag):
             self.label = None
@@ -184,7 +189,7 @@ class _HtmlText(HTMLParser):
                 self.body_parts.append(self.pending_label)
                 self.pending_label = ""
                 data = data.lstrip()
-            self.body_parts.append(data)
+            self.body_parts.append(preformatted(data) if self.pre_depth else data)
 
     def _flush(self) -> None:
         self.parsed.add(self.heading, "".join(self.body_parts))

@@ -55,7 +55,7 @@ class ParsedText:
     _length: int = 0
 
     def add(self, heading: str, body: str) -> None:
-        body = normalize_whitespace(body)
+        body, heading = normalize_whitespace(body), " ".join(heading.split())  # "Arithmetic:  Issues" as one space
         if not body and not heading:
             return
         if self.parts:
@@ -70,11 +70,38 @@ class ParsedText:
         return "".join(self.parts)
 
 
-def normalize_whitespace(text: str) -> str:
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+# Parsers wrap preformatted text (code blocks, <pre>, doctests) in these two Unicode
+# noncharacters, which exist for a program's internal use: normalize_whitespace keeps
+# what lies between them as written (indentation is meaning in Python, YAML, a synopsis).
+PRE_START, PRE_END = "\ufdd0", "\ufdd1"
+_PREFORMATTED = re.compile(f"{PRE_START}(.*?){PRE_END}", re.DOTALL)
+
+
+def preformatted(text: str) -> str:
+    """Mark `text` as preformatted: normalize_whitespace keeps its spaces and line breaks."""
+    return f"{PRE_START}{text}{PRE_END}" if text else text
+
+
+def _normalize_prose(text: str) -> str:
     text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
-    text = re.sub(r" *\n *", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return re.sub(r" *\n *", "\n", text)
+
+
+def _normalize_code(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.expandtabs(4).split("\n"))
+
+
+def normalize_whitespace(text: str) -> str:
+    """Collapse runs of spaces and blank lines, except inside preformatted() text."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.replace(PRE_END + PRE_START, "")  # one block, marked piece by piece (<pre> with <span>s)
+    pieces = _PREFORMATTED.split(text)  # prose, code, prose, code, …, prose
+    pieces[0] = pieces[0].lstrip()
+    text = "".join(
+        _normalize_code(piece) if index % 2 else _normalize_prose(piece)
+        for index, piece in enumerate(pieces)
+    ).replace(PRE_START, "").replace(PRE_END, "")  # an unpaired marker
+    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n").rstrip()
 
 
 def decode_text(data: bytes) -> str:
@@ -170,6 +197,11 @@ def parse_markdown(text: str) -> ParsedText:
         for i, token in enumerate(tokens)
         if token.type == "heading_open" and token.map
     ]
+    for token in tokens:  # code blocks keep their indentation
+        if token.type in {"fence", "code_block"} and token.map:
+            start, end = token.map
+            lines[start] = PRE_START + lines[start]
+            lines[end - 1] += PRE_END  # the same line for a one-line block
     parsed, stack = ParsedText(), HeadingStack()
     first_heading_line = headings[0][2][0] if headings else len(lines)
     parsed.add("", "\n".join(lines[:first_heading_line]))
@@ -195,6 +227,8 @@ def parse_rst(text: str) -> ParsedText:
     register_sphinx_names(text)
     document = publish_doctree(text, settings_overrides=settings)
     clean_doctree(document)
+    for block in list(document.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.doctest_block)))):
+        block.children = [nodes.Text(preformatted(block.astext()))]
     parsed = ParsedText()
 
     def body_of(node) -> str:
@@ -287,7 +321,8 @@ def parse_bytes(data: bytes, format: str) -> ParsedText:
     if format in BINARY_PARSERS:
         return BINARY_PARSERS[format](data)
     if format in TEXT_PARSERS:
-        return TEXT_PARSERS[format](decode_text(data))
+        text = decode_text(data).replace(PRE_START, "").replace(PRE_END, "")  # ours alone
+        return TEXT_PARSERS[format](text)
     raise ParseError("unsupported_format", f"no parser for .{format} files")
 
 
@@ -295,7 +330,7 @@ def _document_row(item: dict, parsed: ParsedText, metadata: dict | None = None) 
     fallback_title = parsed.sections[0][0] if parsed.sections and parsed.sections[0][0] else Path(item["uri"]).stem
     return {
         **{name: item[name] for name in ("doc_id", "source", "tenant", "uri", "format", "content_hash", "size")},
-        "title": parsed.title or fallback_title,
+        "title": " ".join(parsed.title.split()) or fallback_title,
         "text": parsed.text,
         "sections": [{"heading": heading, "start": start} for heading, start in parsed.sections],
         "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),

@@ -86,7 +86,11 @@ _IBAN = re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w])")
 _CN_ID = re.compile(r"(?<![\w])\d{17}[\dXx](?![\w])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 # A dotted number named as something else: "version 1.2.3.4", "section 12.3.4.5".
-_VERSION_BEFORE = re.compile(r"(?i)\b(?:version|release|build|section|chapter|step|rule|v)\s*$|§\s*$")
+# Also a package's version: a requirement ("novas==3.0.0.1", "lib>=1.2.3.4") or a file name
+# ("novas-3.0.0.1.tar.gz").
+_VERSION_BEFORE = re.compile(
+    r"(?i)\b(?:version|release|build|section|chapter|step|rule|v)\s*$|§\s*$|(?:[=<>!~]=|[a-z]-)$"
+)
 _PREFIX_AFTER = re.compile(r"/(\d{1,3})(?!\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 

@@ -141,7 +141,7 @@ def heading_question(heading_path: str, title: str = "") -> str | None:
     if first.lower().endswith("ing") and len(first) > 5 and rest and rest.split()[0].lower() not in NOUN_GERUND_FOLLOWERS:
         return f"How do I {_verb(first.lower())} {_phrase(rest)}?"
     if len(topic.split()) == 1 and subject and subject.lower() != topic.lower():
-        return f"What is {_phrase(topic)} in {_phrase(subject)}?"
+        return f"What {'are' if _plural(topic) else 'is'} {_phrase(topic)} in {_phrase(subject)}?"
     return f"What {'are' if _plural(topic) else 'is'} {_phrase(topic)}?"
 
 
@@ -213,6 +213,8 @@ def is_informative_sentence(sentence: str, min_words: int = 6) -> bool:
     if len(words) < min_words or not STARTS_LIKE_PROSE.match(sentence) or not ENDS_LIKE_PROSE.search(sentence):
         return False
     if CODE_MARKS.search(sentence) or CROSS_REFERENCE.match(sentence):
+        return False
+    if sentence.count("(") != sentence.count(")"):  # a piece of a parenthesis: "…otherwise.)"
         return False
     alphabetic = sum(bool(re.fullmatch(r"[A-Za-z][a-z'-]*[.,;:!?)\"]*", w)) for w in words)
     return alphabetic / len(words) >= 0.7

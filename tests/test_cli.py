@@ -50,6 +50,18 @@ def test_ingest_search_status_json_contracts(small_corpus, hash_embedder):
     assert status["last_run"]["run_id"] == report["run_id"]
 
 
+def test_a_tenant_the_index_does_not_hold_is_named_on_stderr(small_corpus, hash_embedder):
+    # A misspelt --tenant used to answer an empty list with exit 0 and no word why.
+    kbflow("ingest", "--config", str(small_corpus), "--json")
+    result = kbflow("search", "backups", "--config", str(small_corpus), "--tenant", "pubilc", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    assert "no chunk has tenant 'pubilc'; the index holds public" in result.stderr
+
+    result = kbflow("search", "backups", "--config", str(small_corpus), "--tenant", "public", "--json")
+    assert json.loads(result.stdout) and "warning" not in result.stderr
+
+
 def test_batch_queries_answer_in_input_order(small_corpus, hash_embedder, tmp_path):
     kbflow("ingest", "--config", str(small_corpus), "--json")
     queries = tmp_path / "queries.jsonl"

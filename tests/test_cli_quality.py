@@ -47,6 +47,9 @@ def test_quality_reports_every_expectation_with_failures_first(small_corpus, has
 
     human = kbflow("quality", "--config", str(small_corpus))
     assert human.exit_code == 0 and "stub.txt" in human.stdout
+    # Two checks of one column (n_chars >= 1, n_chars >= min_document_chars) used to read the same.
+    columns = list(next(c for c in quality_table(documents).columns if c.header == "column").cells)
+    assert "n_chars\n≥ 10 (min_document_chars)" in columns and "n_chars\n≥ 1" in columns
     # Issue 15 #12: an observed value (a run-level share) is in "observed", never in the "examples" column.
     run_suite = summary["suites"][-1]
     cells = {column.header: list(column.cells) for column in quality_table(run_suite).columns}

@@ -102,7 +102,10 @@ def search(
     if query is not None and not query.strip():
         raise fail("the QUERY is empty; give the text to search for", EXIT_USAGE)
     texts = [query] if query is not None else [q.query for q in read_queries(queries, require_relevant=False)]
-    results = search_index(load_config(config), texts, k=k, tenant=tenant, mode=mode)
+    settings = load_config(config)
+    results = search_index(settings, texts, k=k, tenant=tenant, mode=mode)
+    if tenant is not None and not any(results):
+        warn_unknown_tenant(settings, tenant)
     if queries is None and as_json:
         print_json(results[0])
         return
@@ -111,6 +114,21 @@ def search(
             print_json({"query": text, "hits": hits})
         else:
             print_hits(text, hits)
+
+
+def warn_unknown_tenant(settings: Any, tenant: str) -> None:
+    """No hit for a tenant the index does not hold is most often a typo: say so on stderr."""
+    from kbflow.store import Store, sql_string
+
+    store = Store.existing(settings.store)
+    if store.count("chunks", f"tenant = {sql_string(tenant)}"):
+        return
+    known = sorted({t for t in store.chunks(["tenant"]).column("tenant").to_pylist() if t is not None})
+    stderr.print(
+        f"[yellow]warning:[/] no chunk has tenant {escape(repr(tenant))}; "
+        f"the index holds {escape(', '.join(known)) or 'no tenants'}",
+        highlight=False, soft_wrap=True,
+    )
 
 
 @app.command()

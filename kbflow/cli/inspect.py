@@ -81,9 +81,21 @@ def quality_table(suite: dict[str, Any]) -> Table:
     for e in suite["expectations"]:
         examples = "; ".join(f"{x.get('uri') or x.get('id')}: {x.get('value')}" for x in e["examples"][:3])
         observed = str(e["observed"]) if e["observed"] is not None else f"{e['unexpected_count']} rows"
-        table.add_row("✅" if e["success"] else "❌", e["type"].removeprefix("expect_"), e["column"] or "",
+        table.add_row("✅" if e["success"] else "❌", e["type"].removeprefix("expect_"),
+                      "\n".join(filter(None, [e["column"] or "", bounds_text(e.get("thresholds") or [])])),
                       e.get("on_failure", ""), observed, examples)
     return table
+
+
+def bounds_text(thresholds: list[dict[str, Any]]) -> str:
+    """An expectation's bounds as a reader wants them: `≥ 10 (min_document_chars)`, `≤ 256 (max_tokens)`.
+
+    Without them two checks of one column (n_chars ≥ 1 and ≥ min_document_chars) read the same.
+    """
+    return ", ".join(
+        f"{'≥' if t['side'] == 'min' else '≤'} {t['value']}" + (f" ({t['parameter']})" if t.get("parameter") else "")
+        for t in thresholds
+    )
 
 
 @app.command()

@@ -40,6 +40,22 @@ def test_publish_replaces_a_documents_chunks_in_one_tagged_commit(tmp_path):
     assert store.count("documents") == 1
 
 
+def test_a_switch_to_staging_names_the_switching_run_not_the_staging_one(tmp_path):
+    # After `kbflow reindex` every chunk named the staging store's ingest run, deleted with it:
+    # `kbflow trace` showed no run and no table version for any chunk.
+    staging = Store(StoreConfig(uri=str(tmp_path / "staging")))
+    staged = new_run_id()
+    staging.publish(staged, chunk_rows("a", ["one", "two"], staged), document_rows(["a"], staged), ["a"])
+    staging.add_run({"run_id": staged, "flow": "ingest", "status": "published"})
+    store = Store(StoreConfig(uri=str(tmp_path / "db")))
+    switch = new_run_id()
+    versions = store.replace_with(staging, switch)
+    assert set(store.chunks(["run_id"]).column("run_id").to_pylist()) == {switch}
+    (document,) = store.documents().to_pylist()
+    assert (document["first_run_id"], document["last_run_id"]) == (switch, switch)
+    assert store.tags("chunks")[switch]["version"] == versions["chunks"]
+
+
 def test_embedding_cache_is_keyed_by_model_and_text_hash(tmp_path):
     store = Store(StoreConfig(uri=str(tmp_path / "db")))
     run_id = new_run_id()

@@ -62,6 +62,15 @@ def test_ict_queries_are_whole_informative_sentences_never_code_or_fragments(see
     assert [pair.query for pair in pairs] == ["The archive command copies each finished WAL segment to the archive."]
 
 
+def test_ict_sentences_run_on_past_e_g_and_i_e():
+    # The Python tutorial gave "If the expression is a tuple (e.g." as a query.
+    text = ("If the expression is a tuple (e.g. the one a comma makes), the result is a tuple as well.\n"
+            "Two or more string literals (i.e. the ones next to each other) are joined automatically.")
+    queries = {IctGenerator(0.0, 3).generate([passage(text)], random.Random(seed))[0].query for seed in range(6)}
+    assert queries == {"If the expression is a tuple (e.g. the one a comma makes), the result is a tuple as well.",
+                       "Two or more string literals (i.e. the ones next to each other) are joined automatically."}
+
+
 def test_ict_joins_hard_wrapped_lines_into_one_query():
     text = "The server listens on port\n8420 by default for clients. Change it with the port flag please."
     pair = IctGenerator(0.0, 3).generate([passage(text)], random.Random(3))[0]

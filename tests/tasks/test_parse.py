@@ -213,3 +213,48 @@ def test_markdown_admonitions_mkdocs_and_github_are_labelled_text():
     assert "Warning: Back up first." in parsed.text
     assert "Faster builds: Use the cache." in parsed.text and "Note: Collapsed." in parsed.text
     assert "[!WARNING]" not in parsed.text and "!!! note" in parsed.text  # code fences stay as written
+
+
+CODE_IN_MARKUP = {
+    "rst": (
+        "T\n=\n\nSome   prose\n\n>>> for value in data:\n...     if value:\n...         print(value)\n\n"
+        "Code::\n\n    def f():\n        return  1\n",
+        ["Some prose", ">>> for value in data:\n...     if value:\n...         print(value)", "def f():\n    return  1"],
+    ),
+    "html": (
+        "<html><body><h1>T</h1><p>Some\n      prose</p><pre class=\"synopsis\">CREATE ROLE <em>name</em>\n"
+        "      SUPERUSER\n    | LOGIN</pre><p>After.</p></body></html>",
+        ["Some\nprose", "CREATE ROLE name\n      SUPERUSER\n    | LOGIN\n"],
+    ),
+    "md": (
+        "# T\n\nSome   prose\n\n```python\ndef f():\n\treturn  1\n```\n\n    indented:\n        deeper\n\n"
+        "One line:\n\n    x  =  1\n",
+        ["Some prose", "def f():\n    return  1\n```", "    indented:\n        deeper", "    x  =  1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("format", CODE_IN_MARKUP)
+def test_code_keeps_its_indentation_in_every_markup(format):
+    # Python without its indentation is another program (or none). Doctests, literal blocks,
+    # <pre> (with inline markup inside) and fenced code used to lose every line's leading
+    # spaces and have runs of spaces collapsed; prose around them is still normalized.
+    source, expected = CODE_IN_MARKUP[format]
+    text = parse_bytes(source.encode(), format).text
+    for snippet in expected:
+        assert snippet in text
+
+
+def test_titles_and_headings_have_their_spaces_collapsed(tmp_path):
+    # The Python tutorial's "Floating Point Arithmetic:  Issues and Limitations" kept both spaces.
+    (tmp_path / "f.rst").write_text("Floating Point:  Issues\n=======================\n\nA  body.\n")
+    items = [{"doc_id": "d", "source": "s", "tenant": "t", "uri": "f.rst", "format": "rst", "content_hash": "c",
+              "size": 1, "path": str(tmp_path / "f.rst")}]
+    (document,), _ = parse_file_items(items)
+    assert document["title"] == "Floating Point: Issues"
+    assert [s["heading"] for s in document["sections"]] == ["Floating Point: Issues"]
+
+
+def test_our_preformatted_markers_in_the_input_are_not_trusted():
+    text = parse_bytes("T\n=\n\na\ufdd0   b\ufdd1 \ufdd0c\n".encode(), "rst").text
+    assert text == "a b c"

@@ -120,6 +120,8 @@ TECHNICAL = {
     "0.0.0.0, ::, ff02::1:ff00:1234, 239.255.255.250, fd12:3456:789a::1, ::ffff:10.4.3.2",
     "netmasks": "netmask 255.255.255.0, hostmask 0.0.0.255",
     "version strings": "Upgrade to version 1.2.3.4 (build 10.0.19041.1234); release 01.02.03.04.05",
+    # pip's output in the Python tutorial: "novas==3.0.0.1" was redacted as an IP address
+    "package versions": "pip install novas==3.0.0.1 'lib>=4.1.0.2' Downloading novas-3.0.0.1.tar.gz",
     "ports": "listen_addresses = 'localhost', port = 5432, ssh -L 63333:localhost:5432, :65535",
     "mac addresses": "'08:00:2b:01:02:03:04:05' '08-00-2b-01-02-03-04-05' 12:34:56:78:90:ab:cd:ef",
     "fractional times": "to_timestamp('15:12:02.020.001230', 'HH24:MI:SS.MS.US')",

@@ -25,6 +25,7 @@ from kbflow.tasks.questions import heading_question, is_informative_sentence, st
     ("38.2. The PostgreSQL Type System", "", "What is the PostgreSQL type system?"),
     ("17.7. Platform-Specific Notes", "", "What are platform-specific notes?"),
     ("11.2. Index Types > 11.2.6. BRIN", "", "What is BRIN in index types?"),  # the parent as a phrase
+    ("Data Structures > Dictionaries", "", "What are dictionaries in data structures?"),  # was "What is"
     ("Why doesn't closing sys.stdout really close it?", "", "Why doesn't closing sys.stdout really close it?"),
 ])
 def test_headings_become_questions_by_their_shape(heading, title, expected):
@@ -61,6 +62,7 @@ def test_section_numbers_are_stripped_but_words_are_kept():
     ("For more information on the options, see the psql reference page.", False),
     ("Prev Up Home Next", False),
     ("max_wal_size = 1GB, min_wal_size = 80MB, wal_level = replica.", False),
+    ("However, we use the term method only for methods of class instances, unless stated otherwise.)", False),
 ])
 def test_only_whole_informative_prose_sentences_are_queries(sentence, informative):
     assert is_informative_sentence(sentence) is informative
