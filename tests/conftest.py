@@ -93,6 +93,18 @@ def s3_endpoint():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A GCS JSON-API emulator on 127.0.0.1 with the bucket `kbflow-gcs` (tests/gcs_server.py)."""
+    pytest.importorskip("gcp_storage_emulator")
+    pytest.importorskip("gcsfs")
+    from gcs_server import GcsEmulator
+
+    emulator = GcsEmulator()
+    yield emulator
+    emulator.stop()
+
+
 @pytest.fixture
 def s3_proxy(s3_endpoint):
     """A proxy in front of the session's moto that counts requests and can fail some (tests/s3_servers.py)."""
