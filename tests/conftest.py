@@ -16,6 +16,10 @@ import lancedb
 import numpy as np
 import pytest
 
+# gcsfs >= 2026.10 asks GCS's gRPC storage-control API for each bucket's layout first; a GCS emulator
+# does not answer it and every ask waits 60 s. Off for the tests (set before anything loads gcsfs).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
 import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
 import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
 import kbflow.search  # noqa: F401
@@ -87,6 +91,18 @@ def s3_endpoint():
     s3_client(endpoint).create_bucket(Bucket="kbflow-test")
     yield endpoint
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A GCS JSON-API emulator on 127.0.0.1 with the bucket `kbflow-gcs` (tests/gcs_server.py)."""
+    pytest.importorskip("gcp_storage_emulator")
+    pytest.importorskip("gcsfs")
+    from gcs_server import GcsEmulator
+
+    emulator = GcsEmulator()
+    yield emulator
+    emulator.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Ingest from an S3 bucket (moto on loopback, behind a counting proxy) through real Prefect flow runs:
 changes detected exactly, no body read when nothing changed, bad objects quarantined, a source that
-cannot be listed fails the run and leaves the index as it was, with no credential in any record."""
+cannot be listed fails the run and leaves the index as it was, with no credential in any record; and the
+change cycle on GCS (gcp-storage-emulator on loopback, counting body reads at the emulator)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,38 @@ def test_new_changed_unchanged_deleted_from_a_bucket_and_no_body_read_without_a_
     assert token.endswith("-1\"") or token.endswith("-1")  # the multipart ETag is stored
     s3_proxy.clear()
     assert ingest(config_path=config_path)["status"] == "no_change" and s3_proxy.body_reads(BUCKET) == {}
+
+
+def test_a_gs_bucket_source_ingests_changes_exactly_and_reads_no_body_without_a_change(
+    tmp_path, gcs_emulator, hash_embedder
+):
+    """The same cycle on GCS (gcp-storage-emulator, tests/gcs_server.py), counted at the emulator."""
+    from gcs_server import GCS_BUCKET
+
+    root = f"gs://{GCS_BUCKET}/kb-{uuid.uuid4().hex[:8]}"
+    gcs_emulator.put(root, corpus())
+    config_path = str(write_config(tmp_path, (
+        f'[[sources]]\nname = "kb"\nkind = "files"\npath = "{root}"\ntenant = "public"\n'
+        f'[sources.storage_options]\nendpoint_url = "{gcs_emulator.endpoint}"\ntoken = "anon"\n')))
+    assert ingest(config_path=config_path)["documents"]["new"] == 3
+
+    gcs_emulator.log.lines.clear()
+    again = ingest(config_path=config_path)
+    assert again["status"] == "no_change" and again["documents"]["unchanged"] == 3
+    assert gcs_emulator.log.lines and gcs_emulator.log.media_reads() == {}  # listed, never read
+
+    gcs_emulator.put(root, {"install.md": corpus()["install.md"].replace("port 8420", "port 9000"),
+                            "sync.md": "# Sync\n\nClients sync every ten seconds over HTTPS.\n"})
+    gcs_emulator.fs.rm_file(f"{root}/billing.txt")
+    gcs_emulator.log.lines.clear()
+    changed = ingest(config_path=config_path)
+    assert {k: changed["documents"][k] for k in ("new", "changed", "unchanged", "deleted")} == {
+        "new": 1, "changed": 1, "unchanged": 1, "deleted": 1}
+    prefix = root.split("/", 3)[3]
+    assert gcs_emulator.log.media_reads() == {f"{prefix}/install.md": 3, f"{prefix}/sync.md": 3}  # hash, boilerplate, parse
+    store = Store(load_config(config_path).store)
+    assert {row["uri"] for row in store.documents().to_pylist()} == {"install.md", "backup.md", "sync.md"}
+    assert all(row["change_token"].startswith("version:") for row in store.documents().to_pylist())
 
 
 def corrupt_pdf() -> bytes:

@@ -217,3 +217,18 @@ def test_a_file_url_is_listed_and_read_through_fsspec_with_size_and_mtime_as_its
     assert [(r["uri"], r["format"]) for r in rows] == [("a.md", "md"), ("sub/b.rst", "rst")]
     assert rows[0]["path"] == f"file://{tmp_path}/kb/a.md" and rows[0]["change_token"].startswith("size:10:mtime:")
     assert read_object(source, rows[1]["path"]) == b"B\n=\n\nbeta"
+
+
+@pytest.mark.parametrize("scheme", ["az", "abfs"])
+def test_an_azure_source_s_storage_options_reach_adlfs(scheme):
+    """No Azure Blob server can be started here (Azurite is an npm package): the options are checked
+    at adlfs's constructor, which makes no request."""
+    pytest.importorskip("adlfs")
+    from kbflow.tasks.object_source import open_filesystem
+
+    source = SourceConfig(name="az", kind="files", path=f"{scheme}://docs/kb", storage_options={
+        "azure_storage_account_name": "kbflowacct", "azure_storage_account_key": "a2V5LXZhbHVl"})
+    fs = open_filesystem(source)
+    assert type(fs).__name__ == "AzureBlobFileSystem"
+    assert (fs.account_name, fs.account_key) == ("kbflowacct", "a2V5LXZhbHVl")
+    assert fs.account_url == "https://kbflowacct.blob.core.windows.net"
