@@ -145,8 +145,16 @@ def open_filesystem(source: SourceConfig):
     import fsspec
 
     protocol = protocol_of(source)
+    options = fsspec_options(protocol, source.storage_options)
     try:
-        return fsspec.filesystem(protocol, **fsspec_options(protocol, source.storage_options))
+        if _backend(protocol) == "gcs" and options.get("endpoint_url"):
+            # gcsfs >= 2026.10's default class first asks Google's gRPC storage-control API about each
+            # bucket; an emulator or other non-Google endpoint never answers, and each ask waits 60 s.
+            # The plain class speaks only the JSON API, which is all such an endpoint serves.
+            from gcsfs.core import GCSFileSystem
+
+            return GCSFileSystem(**options)
+        return fsspec.filesystem(protocol, **options)
     except ImportError as error:
         extra = EXTRAS.get(protocol)
         hint = f"pip install 'kbflow[{extra}]'" if extra else "install the fsspec backend for it"

@@ -16,9 +16,6 @@ import lancedb
 import numpy as np
 import pytest
 
-# gcsfs >= 2026.10 asks GCS's gRPC storage-control API for each bucket's layout first; a GCS emulator
-# does not answer it and every ask waits 60 s. Off for the tests (set before anything loads gcsfs).
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
 import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader

@@ -2,9 +2,9 @@
 in memory, with a log of the requests it serves, so a test can count object bodies read
 (`GET …?alt=media`, gcsfs's download URL) on the server side.
 
-gcsfs >= 2026.10 first asks GCS's gRPC storage-control API for a bucket's layout; the emulator does
-not speak it, and each ask waits 60 s. tests/conftest.py sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false
-before gcsfs loads, which keeps the plain JSON-API filesystem.
+gcsfs >= 2026.10's default filesystem first asks GCS's gRPC storage-control API for a bucket's
+layout; the emulator does not speak it, and each ask waits 60 s. kbflow (open_filesystem) and this
+helper use gcsfs's plain JSON-API filesystem for an endpoint of their own, as a user's emulator needs.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class GcsEmulator:
     """The emulator on 127.0.0.1 (a free port) with the bucket GCS_BUCKET; `endpoint`, `log`, `fs` (gcsfs)."""
 
     def __init__(self) -> None:
-        import fsspec
         from gcp_storage_emulator.server import create_server
+        from gcsfs.core import GCSFileSystem
 
         self.server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=GCS_BUCKET)
         self.server.start()
@@ -50,7 +50,7 @@ class GcsEmulator:
         self._logger = logging.getLogger("gcp_storage_emulator.server")
         self._logger.addHandler(self.log)
         self._logger.setLevel(logging.INFO)
-        self.fs = fsspec.filesystem("gs", endpoint_url=self.endpoint, token="anon", skip_instance_cache=True)
+        self.fs = GCSFileSystem(endpoint_url=self.endpoint, token="anon", skip_instance_cache=True)
 
     def put(self, root: str, files: dict[str, str | bytes]) -> None:
         """Upload `files` ({key: body}) under `root` (`gs://bucket/prefix`)."""

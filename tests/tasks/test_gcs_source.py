@@ -53,3 +53,16 @@ def test_a_gs_source_detects_new_changed_unchanged_deleted_and_reads_no_body_wit
     assert changes.counts == {"new": 1, "changed": 1, "unchanged": 2, "deleted": 1}
     c_doc = next(r for r in later.items.to_pylist() if r["uri"] == "c.md")
     assert changes.moved_tokens == {c_doc["doc_id"]: c_doc["change_token"]}  # same bytes: only the token moves
+
+
+def test_a_gs_source_with_its_own_endpoint_is_read_with_gcsfs_plain_json_api_filesystem():
+    """gcsfs's default class asks Google's gRPC storage-control API about each bucket first: an
+    emulator never answers, 60 s a bucket. An endpoint of one's own gets the JSON-API class."""
+    from gcsfs.core import GCSFileSystem
+
+    from kbflow.tasks.object_source import open_filesystem
+
+    own = gcs_source("http://127.0.0.1:9")
+    assert type(open_filesystem(own)) is GCSFileSystem
+    google = SourceConfig(name="google", kind="files", path=f"gs://{GCS_BUCKET}/kb", storage_options={"token": "anon"})
+    assert isinstance(open_filesystem(google), GCSFileSystem)  # gcsfs's own choice, whichever class it is
