@@ -16,7 +16,6 @@ import lancedb
 import numpy as np
 import pytest
 
-
 import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
 import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
 import kbflow.search  # noqa: F401

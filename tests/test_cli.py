@@ -61,6 +61,10 @@ def test_a_tenant_the_index_does_not_hold_is_named_on_stderr(small_corpus, hash_
     result = kbflow("search", "backups", "--config", str(small_corpus), "--tenant", "public", "--json")
     assert json.loads(result.stdout) and "warning" not in result.stderr
 
+    # a tenant the index holds, with nothing matching: an empty answer, and no warning
+    result = kbflow("search", "zyxwvut", "--config", str(small_corpus), "--tenant", "public", "--mode", "fts", "--json")
+    assert json.loads(result.stdout) == [] and "warning" not in result.stderr
+
 
 def test_batch_queries_answer_in_input_order(small_corpus, hash_embedder, tmp_path):
     kbflow("ingest", "--config", str(small_corpus), "--json")

@@ -118,12 +118,12 @@ def search(
 
 def warn_unknown_tenant(settings: Any, tenant: str) -> None:
     """No hit for a tenant the index does not hold is most often a typo: say so on stderr."""
-    from kbflow.store import Store, sql_string
+    from kbflow.store import Store
 
-    store = Store.existing(settings.store)
-    if store.count("chunks", f"tenant = {sql_string(tenant)}"):
-        return
-    known = sorted({t for t in store.chunks(["tenant"]).column("tenant").to_pylist() if t is not None})
+    known = sorted({t for t in Store.existing(settings.store).chunks(["tenant"]).column("tenant").to_pylist()
+                    if t is not None})
+    if tenant in known:
+        return  # a real tenant with nothing matching (an fts query without its terms)
     stderr.print(
         f"[yellow]warning:[/] no chunk has tenant {escape(repr(tenant))}; "
         f"the index holds {escape(', '.join(known)) or 'no tenants'}",
