@@ -15,7 +15,7 @@ Printed figures:
   Important): admonitions are content, never headings;
 - the share of parsed characters removed as boilerplate, and the lines removed;
 - SAMPLES random chunks (seeded), to read.
-`--compare-ref REF` also runs the parser of tasks/parse.py at git REF (e.g. `main`,
+`--compare-ref REF` also runs the parser of tasks/formats/parse.py at git REF (e.g. `main`,
 the parser before main-content extraction) on the same files and prints its figures
 beside: as it was ("before"), and with only the corpus boilerplate pass applied to its
 text ("before_plus_boilerplate": what line frequency finds without structure rules).
@@ -40,12 +40,12 @@ import kbflow  # noqa: F401  - offline / no-analytics defaults first
 from kbflow.config import ChunkingConfig, SourceConfig
 from kbflow.models import HuggingFaceTokenizer, resolve_model_path
 from kbflow.schemas import DOCUMENTS, LINE_HASHES
-from kbflow.tasks.boilerplate import (
+from kbflow.tasks.index.boilerplate import (
     boilerplate_lines, document_line_hashes, find_boilerplate, line_hash, remove_boilerplate,
 )
-from kbflow.tasks.chunk import chunk_documents
-from kbflow.tasks.discover import diff_against_documents, discover_source
-from kbflow.tasks.parse import HEADING_SEPARATOR, parse_documents
+from kbflow.tasks.index.chunk import chunk_documents
+from kbflow.tasks.sources.discover import diff_against_documents, discover_source
+from kbflow.tasks.formats.parse import HEADING_SEPARATOR, parse_documents
 
 DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
 MODEL = "all-MiniLM-L6-v2"
@@ -67,9 +67,9 @@ def ends_in_admonition(heading: str) -> bool:
 
 
 def load_parser_at(ref: str):
-    """tasks/parse.py as it is at git `ref`, imported as its own module."""
+    """tasks/formats/parse.py as it is at git `ref`, imported as its own module."""
     root = Path(__file__).resolve().parent.parent
-    source = subprocess.run(["git", "show", f"{ref}:tasks/parse.py"], cwd=root, check=True,
+    source = subprocess.run(["git", "show", f"{ref}:tasks/formats/parse.py"], cwd=root, check=True,
                             capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "parse_at_ref.py"
     path.write_text(source)
@@ -99,7 +99,7 @@ def figures(documents, chunks, parse_seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--compare-ref", help="also run tasks/parse.py of this git ref (e.g. main)")
+    parser.add_argument("--compare-ref", help="also run tasks/formats/parse.py of this git ref (e.g. main)")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from kbflow.tasks.content_rules import is_navigation_only
-from kbflow.tasks.negatives import contains_anchor
-from kbflow.tasks.questions import is_informative_sentence
+from kbflow.tasks.quality.content import is_navigation_only
+from kbflow.tasks.datasets.negatives import contains_anchor
+from kbflow.tasks.datasets.questions import is_informative_sentence
 
 
 def main() -> None:

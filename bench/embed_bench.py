@@ -10,7 +10,7 @@ repeat and their median is reported, with the spread.
 
 (a) distinct text: the first N chunks (all distinct texts) of the PostgreSQL manual
     (Debian `postgresql-doc-15`, pages in name order, chunked by kbflow);
-    kbflow = `kbflow.tasks.embed.embed_chunks` (distinct texts once, sorted by length,
+    kbflow = `kbflow.tasks.index.embed.embed_chunks` (distinct texts once, sorted by length,
     <= 16 encode calls for progress). Target: naive time / kbflow time >= 0.95.
 (b) repeated boilerplate, per source chunk: the Debian copyright files of this
     machine (/usr/share/doc/*/copyright), whole files in package-name order until
@@ -47,9 +47,9 @@ BOILERPLATE_CORPUS = Path("/usr/share/doc")  # */copyright: Debian's per-package
 
 def corpus_chunks(source, paths, tokenizer, max_tokens: int, overlap: int, limit: int) -> pa.Table:
     """kbflow's own discover -> parse -> chunk of `paths` (in the order given), whole files until `limit` chunks."""
-    from kbflow.tasks.chunk import chunk_documents
-    from kbflow.tasks.discover import discover_files
-    from kbflow.tasks.parse import parse_documents
+    from kbflow.tasks.index.chunk import chunk_documents
+    from kbflow.tasks.sources.discover import discover_files
+    from kbflow.tasks.formats.parse import parse_documents
 
     items = discover_files(source, 10**9).items
     by_uri = {uri: i for i, uri in enumerate(items.column("uri").to_pylist())}
@@ -105,8 +105,8 @@ def eval_set(table: pa.Table) -> tuple[list[str], list[list[str]]]:
     chunk -> that chunk (the corpus keeps the sentence: a lexical-overlap task, easy in
     absolute terms; what is compared is the same task under each backend).
     """
-    from kbflow.tasks.generators import HeadingGenerator, IctGenerator
-    from kbflow.tasks.generators import Passage
+    from kbflow.tasks.datasets.generators import HeadingGenerator, IctGenerator
+    from kbflow.tasks.datasets.pairs import Passage
 
     rows = table.select(["chunk_id", "doc_id", "source", "heading", "text"]).to_pylist()
     passages = [Passage(r["chunk_id"], r["doc_id"], r["source"], r["heading"], r["text"]) for r in rows]
@@ -155,7 +155,7 @@ def main() -> None:
 
     from kbflow.config import ChunkingConfig, EmbeddingConfig, SourceConfig
     from kbflow.models import load_embedder
-    from kbflow.tasks.embed import embed_chunks
+    from kbflow.tasks.index.embed import embed_chunks
 
     torch_embedder, load_s = timed(lambda: load_embedder(EmbeddingConfig(device="cpu")))
     model = torch_embedder._model

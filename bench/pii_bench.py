@@ -8,7 +8,7 @@ findings with their labels. Recall: the planted corpus of tests/tasks/test_pii.p
 values of tests/flows/test_build_dataset.py, each found with its type and exact text, or missed.
 Technical text: the issue's examples (tests/tasks/test_pii.py TECHNICAL) returned unchanged.
 
-"Before" is tasks/pii.py as of BASELINE_REV, loaded from git; "after" is the working tree.
+"Before" is tasks/datasets/pii.py as of BASELINE_REV, loaded from git; "after" is the working tree.
 
     python bench/pii_bench.py                 # figures
     python bench/pii_bench.py --list          # every finding with its label
@@ -29,8 +29,8 @@ import types
 from collections import Counter
 from pathlib import Path
 
-from kbflow.tasks import pii as current
-from kbflow.tasks.parse import parse_html
+from kbflow.tasks.datasets import pii as current
+from kbflow.tasks.formats.parse import parse_html
 
 ROOT = Path(__file__).resolve().parent.parent
 MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
@@ -44,12 +44,12 @@ def review_key(kind: str, value: str) -> str:
 
 
 def load_detector(rev: str) -> types.ModuleType:
-    """tasks/pii.py as of git revision `rev`, as a module."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:tasks/pii.py"], check=True,
+    """tasks/datasets/pii.py as of git revision `rev`, as a module."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:tasks/datasets/pii.py"], check=True,
                             capture_output=True, text=True).stdout
     module = types.ModuleType(f"pii_{rev}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:tasks/pii.py", "exec"), module.__dict__)  # noqa: S102 - our own file
+    exec(compile(source, f"{rev}:tasks/datasets/pii.py", "exec"), module.__dict__)  # noqa: S102 - our own file
     return module
 
 

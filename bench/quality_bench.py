@@ -6,7 +6,7 @@ Default corpora: the PostgreSQL 15 manual (Debian's postgresql-doc-15, HTML), th
 Python 3.11 documentation sources (python3.11-doc, .rst.txt) and kbflow's examples/.
 Each corpus goes through kbflow's own discover -> parse -> chunk (the packaged model's
 real tokenizer, its max length; no embedding), then the documents and chunks profiles
-of kbflow.tasks.quality. Every `expect_column_values_to_be_between` rule of the bundled
+of kbflow.tasks.quality.suites. Every `expect_column_values_to_be_between` rule of the bundled
 documents.json and chunks.json is applied with the default `[quality]` thresholds, and
 for each rule the bench prints how many documents/chunks it removes and samples of
 them (the rule's value and the start of the text), so a threshold that removes real
@@ -26,11 +26,11 @@ import pandas as pd
 
 from kbflow.config import QualityConfig, SourceConfig
 from kbflow.models import HuggingFaceTokenizer
-from kbflow.tasks.chunk import chunk_documents
-from kbflow.tasks.discover import discover_files
-from kbflow.tasks.parse import parse_documents
-from kbflow.tasks.profiles import chunks_profile, documents_profile
-from kbflow.tasks.quality import expectation_bounds, load_suite
+from kbflow.tasks.index.chunk import chunk_documents
+from kbflow.tasks.sources.discover import discover_files
+from kbflow.tasks.formats.parse import parse_documents
+from kbflow.tasks.quality.profiles import chunks_profile, documents_profile
+from kbflow.tasks.quality.suites import expectation_bounds, load_suite
 
 CORPORA = {
     "postgresql": Path("/usr/share/doc/postgresql-doc-15/html"),

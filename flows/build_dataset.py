@@ -6,7 +6,7 @@
     then: split by document -> hygiene (empty, PII, length, duplicates) -> [derive: reranker
           rows from the cleaned pairs] -> GX suite -> manifest + card -> write
 
-What each kind reads, checks and writes is its record in tasks/dataset_kinds.py. What is
+What each kind reads, checks and writes is its record in tasks/datasets/kinds.py. What is
 loaded: the chunks and documents tables at their current versions (recorded in the
 manifest) and the labeled records as they are now. Not incremental: a build writes the
 whole dataset again (into a temporary folder, swapped in at the end), and the same index,
@@ -23,16 +23,15 @@ from kbflow import progress
 from kbflow.config import DatasetKind, load_config
 from kbflow.models import load_embedder
 from kbflow.store import CHUNKS, Store
-from kbflow.tasks.dataset_card import describe_dataset, write_dataset_task
-from kbflow.tasks.dataset_checks import check_dataset_task
-from kbflow.tasks.dataset_kinds import dataset_kind
-from kbflow.tasks.datasets import mine_hard_negatives_task, read_index_task, read_passages
-from kbflow.tasks.generators import generate_pairs_task, make_generators
-from kbflow.tasks.hygiene import clean_rows_task, final_splits, require_rows
-from kbflow.tasks.labeled import (
+from kbflow.tasks.datasets.card import describe_dataset, write_dataset_task
+from kbflow.tasks.datasets.checks import check_dataset_task
+from kbflow.tasks.datasets.kinds import dataset_kind, labeled_rows_task
+from kbflow.tasks.datasets.snapshot import mine_hard_negatives_task, read_index_task, read_passages
+from kbflow.tasks.datasets.generators import generate_pairs_task, make_generators
+from kbflow.tasks.datasets.hygiene import clean_rows_task, final_splits, require_rows
+from kbflow.tasks.datasets.labeled import (
     content_hashes,
     labeled_pairs_task,
-    labeled_rows_task,
     labeled_sources,
     read_labeled_records_task,
 )

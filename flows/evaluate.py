@@ -24,7 +24,7 @@ from kbflow.config import EvalMode, KbflowConfig, load_config
 from kbflow.relevance import RANK_CUTOFF
 from kbflow.search import SEARCH_MODES
 from kbflow.store import new_run_id
-from kbflow.tasks.evaluate import (
+from kbflow.tasks.evaluation.evaluate import (
     GENERATED_LABEL,
     generate_queries,
     find_sources,
@@ -35,7 +35,7 @@ from kbflow.tasks.evaluate import (
     retrieve_candidates,
     score_rankings,
 )
-from kbflow.tasks.evaluate import tune as tune_fusion
+from kbflow.tasks.evaluation.evaluate import tune as tune_fusion
 
 EVAL_MODES = get_args(EvalMode)
 

@@ -21,7 +21,7 @@ from prefect import flow
 
 from kbflow.config import load_config
 from kbflow.models import SentenceTransformerEmbedder, resolve_device, resolve_model_path
-from kbflow.tasks.finetune import (
+from kbflow.tasks.evaluation.finetune import (
     check_out_dir,
     discard,
     load_model,

@@ -12,7 +12,7 @@ whose text is new for the model; a deleted document's chunks are removed. A run
 with no change writes nothing but its run record. A sql source with a cursor_field
 reads only rows past the last run's cursor, plus their keys. An unchanged document is parsed
 again only when the boilerplate of its source changed for one of its lines
-(kbflow.tasks.boilerplate).
+(kbflow.tasks.index.boilerplate).
 
 Memory is bounded: documents go through parse, chunk and embed in batches
 (`[ingest]`), embedded chunks are spilled to a staging table, and the publish
@@ -34,15 +34,15 @@ from kbflow.runners import ConfiguredEmbedder, document_batches, in_flight, run_
 from kbflow.runs import RunRecord
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
-from kbflow.tasks.boilerplate import find_source_boilerplate, save_line_hashes, strip_boilerplate
-from kbflow.tasks.chunk import chunk
-from kbflow.tasks.discover import diff_against_documents, discover, empty_sources
-from kbflow.tasks.embed import embed
-from kbflow.tasks.parse import parse
-from kbflow.tasks.publish import StagedChunks, build_document_rows, publish
-from kbflow.tasks.profiles import ChunkTally, run_profile
-from kbflow.tasks.quality import QualityGate, check_quality, check_run
-from kbflow.tasks.sql_cursor import save_cursors
+from kbflow.tasks.index.boilerplate import find_source_boilerplate, save_line_hashes, strip_boilerplate
+from kbflow.tasks.index.chunk import chunk
+from kbflow.tasks.sources.discover import diff_against_documents, discover, empty_sources
+from kbflow.tasks.index.embed import embed
+from kbflow.tasks.formats.parse import parse
+from kbflow.tasks.index.publish import StagedChunks, build_document_rows, publish
+from kbflow.tasks.quality.profiles import ChunkTally, run_profile
+from kbflow.tasks.quality.suites import QualityGate, check_quality, check_run
+from kbflow.tasks.sources.sql_cursor import save_cursors
 
 
 @flow(name="ingest")

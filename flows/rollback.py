@@ -19,8 +19,8 @@ from kbflow.config import load_config
 from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store
-from kbflow.tasks.boilerplate import forget_line_hashes
-from kbflow.tasks.sql_cursor import forget_cursors
+from kbflow.tasks.index.boilerplate import forget_line_hashes
+from kbflow.tasks.sources.sql_cursor import forget_cursors
 
 
 @flow(name="rollback")

@@ -2,8 +2,8 @@
 
 Local `files` sources are watched with watchdog; a burst of edits is debounced into
 one run per source. `records` sources are polled by their files' names, sizes and mtimes,
-object-storage sources by their listing (keys and ETags, kbflow.tasks.object_source), `sql`
-sources by a cheap query (kbflow.tasks.sql_source.sql_fingerprint), every `[schedule] records_poll_s`. Each change
+object-storage sources by their listing (keys and ETags, kbflow.tasks.sources.objects), `sql`
+sources by a cheap query (kbflow.tasks.sources.sql.sql_fingerprint), every `[schedule] records_poll_s`. Each change
 either emits a `kbflow.source.changed` event (when a Prefect API is configured
 and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
 ingest in this process. Changes that arrive while a run is going are coalesced
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from kbflow.config import KbflowConfig, SourceConfig
 from kbflow.errors import SourceUnreachable
-from kbflow.tasks.discover import source_files
-from kbflow.tasks.object_source import objects_fingerprint
+from kbflow.tasks.sources.discover import source_files
+from kbflow.tasks.sources.objects import objects_fingerprint
 
 log = logging.getLogger("kbflow.watch")
 TICK_S = 0.2
@@ -81,7 +81,7 @@ def source_fingerprint(source: SourceConfig, last: tuple = ()) -> tuple:
         return records_fingerprint(source)
     try:
         if source.kind == "sql":
-            from kbflow.tasks.sql_source import sql_fingerprint  # SQLAlchemy only when a sql source is watched
+            from kbflow.tasks.sources.sql import sql_fingerprint  # SQLAlchemy only when a sql source is watched
 
             return sql_fingerprint(source)
         return objects_fingerprint(source)

@@ -322,11 +322,11 @@ ObjectUrl = Annotated[str, AfterValidator(_object_url)]
 class SourceConfig(_Section):
     """One source. `path` is a folder, one file, or a glob (`records/*.jsonl`, `docs/**/*.md`),
     or an object-storage URL (`s3://bucket/prefix`, `gs://`, `az://`, `file://`; read through
-    fsspec with `storage_options`, kbflow.tasks.object_source).
+    fsspec with `storage_options`, kbflow.tasks.sources.objects).
 
     A document's uri is its file's path relative to `root` (plus `#id` for a record), so
     a file keeps its uri, its doc_id and its incremental state whichever way it is named.
-    A `sql` source has no path: its rows come from a database (kbflow.tasks.sql_source),
+    A `sql` source has no path: its rows come from a database (kbflow.tasks.sources.sql),
     a row's uri is `<table or "query">#<id>`.
     """
 

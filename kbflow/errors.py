@@ -8,7 +8,7 @@ from typing import Any
 class QualityGateFailed(RuntimeError):
     """A blocking expectation failed, so nothing was published.
 
-    `failures` are the failed expectation outcomes (kbflow.tasks.quality.ExpectationOutcome);
+    `failures` are the failed expectation outcomes (kbflow.tasks.quality.suites.ExpectationOutcome);
     `report` is the run's report once the run has been recorded.
     """
 

@@ -63,7 +63,7 @@ CHUNKED = pa.schema(
 
 
 def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A fixed-size-list vector column as an (rows, dim) matrix (the inverse of kbflow.tasks.embed.vector_column)."""
+    """A fixed-size-list vector column as an (rows, dim) matrix (the inverse of kbflow.tasks.index.embed.vector_column)."""
     return pc.list_flatten(column).to_numpy().reshape(-1, column.type.list_size)
 
 
@@ -201,7 +201,7 @@ def dataset_schema(kind: str, negatives: int = 3) -> pa.Schema:
     """The schema of a dataset kind; embedding-pairs has one column per configured negative."""
     return embedding_pairs_schema(negatives) if kind == "embedding-pairs" else DATASET_SCHEMAS[kind]
 
-# Boilerplate state (kbflow.tasks.boilerplate): the line hashes of every current
+# Boilerplate state (kbflow.tasks.index.boilerplate): the line hashes of every current
 # document of a source, as of the last publish. The boilerplate set is computed from it.
 LINE_HASHES = pa.schema(
     [
@@ -212,7 +212,7 @@ LINE_HASHES = pa.schema(
     ]
 )
 
-# Incremental state of sql sources with a cursor_field (kbflow.tasks.sql_cursor): the cursor
+# Incremental state of sql sources with a cursor_field (kbflow.tasks.sources.sql_cursor): the cursor
 # value up to which the last successful run read each source.
 SOURCE_CURSORS = pa.schema(
     [

@@ -1,1 +1,12 @@
-"""Prefect tasks and the plain, typed functions behind them, one concern per module."""
+"""Prefect tasks and the plain, typed functions behind them, grouped by domain.
+
+Each subpackage is one floor of the pipeline and imports only the floors below it
+(pyproject.toml's import-linter contracts check this):
+
+- `evaluation/`: retrieval metrics on labeled queries, and fine-tuning the embedding model;
+- `datasets/`: labeled fine-tuning datasets (pairs, reranker rows, SFT/RAFT) from the index;
+- `quality/`: profiles, content rules and the Great Expectations gates, Data Docs;
+- `index/`: what turns parsed documents into the index (boilerplate, chunk, embed, publish);
+- `sources/`: the source kinds: list items with change tokens, read them, fingerprint for watch;
+- `formats/`: bytes to clean text with headings, one module per format.
+"""

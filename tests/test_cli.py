@@ -112,7 +112,7 @@ def test_errors_are_clear_and_exit_1(tmp_path):
 
 def test_a_library_error_says_where_it_was_raised_and_kbflow_debug_shows_its_traceback(monkeypatch, capsys):
     from kbflow.cli.common import reports_errors
-    from kbflow.tasks.sql_cursor import decode_cursor
+    from kbflow.tasks.sources.sql_cursor import decode_cursor
 
     @reports_errors
     def library_error() -> None:

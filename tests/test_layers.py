@@ -48,7 +48,7 @@ def test_the_wheel_installs_one_import_name(wheel):
         top_level = archive.read(next(n for n in names if n.endswith(".dist-info/top_level.txt"))).decode()
     assert top_level.split() == ["kbflow"]
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"kbflow"}
-    assert "kbflow/flows/ingest.py" in names and "kbflow/tasks/parse.py" in names
+    assert "kbflow/flows/ingest.py" in names and "kbflow/tasks/formats/parse.py" in names
     assert "kbflow/expectations/documents.json" in names  # bundled suites travel with the package
 
 
@@ -58,7 +58,7 @@ def test_only_the_kbflow_name_is_importable_from_outside_the_repository(tmp_path
                               text=True, timeout=120)
 
     assert imports("kbflow.flows.ingest").returncode == 0
-    assert imports("kbflow.tasks.quality").returncode == 0
+    assert imports("kbflow.tasks.quality.suites").returncode == 0
     for stray in ("flows", "tasks", "expectations"):
         result = imports(stray)
         assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, stray

@@ -49,7 +49,7 @@ def dataset_build(
         loaded.source(source)
     api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.build_dataset import build_dataset
-    from kbflow.tasks.llm import LlmUnavailable
+    from kbflow.tasks.datasets.llm import LlmUnavailable
 
     try:
         with progress_bars(enabled=not as_json):
@@ -90,7 +90,7 @@ def dataset_check(
     as_json: JsonOption = False,
 ) -> None:
     """Report rows whose source chunk or document was deleted or changed since the build (exit 4 if any)."""
-    from kbflow.tasks.staleness import find_stale_rows
+    from kbflow.tasks.datasets.staleness import find_stale_rows
 
     report = find_stale_rows(path, load_config(config))
     if as_json:

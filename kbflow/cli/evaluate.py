@@ -110,7 +110,7 @@ def finetune(
 ) -> None:
     """Fine-tune the embedding model on built pairs; report base vs tuned retrieval on the test split."""
     loaded = load_config(config)
-    from kbflow.tasks.finetune import REPORTED_METRICS, check_out_dir, read_pairs, retrieval_set
+    from kbflow.tasks.evaluation.finetune import REPORTED_METRICS, check_out_dir, read_pairs, retrieval_set
 
     check_out_dir(out.resolve())
     retrieval_set(read_pairs(dataset))  # a missing or wrong dataset fails here, before Prefect and torch

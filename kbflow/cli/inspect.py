@@ -49,7 +49,7 @@ def quality(
 
     loaded = load_config(config)
     if docs:  # one site for all runs' validations
-        from kbflow.tasks.quality import data_docs_index
+        from kbflow.tasks.quality.suites import data_docs_index
 
         index = data_docs_index(loaded.quality.results_dir)
         if not index.is_file():

@@ -132,7 +132,7 @@ class Worker:
         import kbflow.flows.reindex  # noqa: F401
         import kbflow.search  # noqa: F401
         from kbflow.models import load_embedder
-        from kbflow.tasks.quality import open_context
+        from kbflow.tasks.quality.suites import open_context
 
         open_context(None)  # GX's first context builds its registries; later ones are cheap
         self.refresh_model(self.config)

@@ -21,7 +21,7 @@ from kbflow import progress
 from kbflow.config import load_config
 from kbflow.flows.ingest import ingest
 from kbflow.store import CHUNKS, Store
-from kbflow.tasks.publish import STAGING_DIR
+from kbflow.tasks.index.publish import STAGING_DIR
 
 from conftest import write, write_config
 

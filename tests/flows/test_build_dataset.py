@@ -20,10 +20,10 @@ from kbflow.errors import QualityGateFailed
 from kbflow.flows.build_dataset import build_dataset
 from kbflow.flows.ingest import ingest
 from kbflow.schemas import dataset_schema
-from kbflow.tasks.dataset_kinds import DATASET_KINDS
-from kbflow.tasks.content import is_navigation_only
-from kbflow.tasks.pii import find_pii
-from kbflow.tasks.staleness import find_stale_rows
+from kbflow.tasks.datasets.kinds import DATASET_KINDS
+from kbflow.tasks.quality.content import is_navigation_only
+from kbflow.tasks.datasets.pii import find_pii
+from kbflow.tasks.datasets.staleness import find_stale_rows
 
 from conftest import DOCS_SOURCE, QA_SOURCE, write, write_config
 

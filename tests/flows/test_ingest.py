@@ -18,7 +18,7 @@ from kbflow.errors import ModelMismatch, QualityGateFailed
 from kbflow.flows.ingest import ingest
 from kbflow.search import search
 from kbflow.store import Store
-from kbflow.tasks.quality import bundled_expectations_dir
+from kbflow.tasks.quality.suites import bundled_expectations_dir
 
 from conftest import DOCS_SOURCE, write, write_config
 from fakes import minimal_pdf

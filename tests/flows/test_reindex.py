@@ -15,7 +15,7 @@ from kbflow.flows.reindex import reindex
 from kbflow.flows.rollback import rollback
 from kbflow.search import search
 from kbflow.store import Store
-from kbflow.tasks.quality import bundled_expectations_dir
+from kbflow.tasks.quality.suites import bundled_expectations_dir
 
 from conftest import write
 from fakes import HashEmbedder

@@ -15,7 +15,7 @@ from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
 from kbflow.schemas import CHUNKED
 from kbflow.search import Candidates, fuse_hits, rank, search, search_hits
 from kbflow.store import Store, new_run_id
-from kbflow.tasks.embed import vector_column
+from kbflow.tasks.index.embed import vector_column
 
 from fakes import HashEmbedder
 

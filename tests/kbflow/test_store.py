@@ -7,7 +7,7 @@ from kbflow.config import StoreConfig
 from kbflow.quarantine import Quarantined, quarantine_table
 from kbflow.schemas import CHUNKED, DOCUMENTS, RUNS
 from kbflow.store import Store, new_run_id
-from kbflow.tasks.embed import vector_column
+from kbflow.tasks.index.embed import vector_column
 
 
 def chunk_rows(doc_id: str, texts: list[str], run_id: str, dim: int = 4) -> pa.Table:

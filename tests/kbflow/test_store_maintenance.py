@@ -14,7 +14,7 @@ from kbflow.schemas import CHUNKED, DOCUMENTS
 from kbflow.search import vector_hits
 from kbflow.store import Store, new_run_id
 from kbflow.vector_index import sub_vectors_for, vector_index_name
-from kbflow.tasks.embed import vector_column
+from kbflow.tasks.index.embed import vector_column
 
 DIM = 16
 

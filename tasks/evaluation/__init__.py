@@ -1,0 +1,1 @@
+"""Evaluation and fine-tuning: retrieval metrics on labeled queries, and training the embedder."""

@@ -1,0 +1,1 @@
+"""The index: parsed documents to published chunks (boilerplate, chunk, embed, publish)."""

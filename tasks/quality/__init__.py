@@ -1,0 +1,1 @@
+"""Quality: profiles of each stage's table, the content rules, the GX gates and Data Docs."""

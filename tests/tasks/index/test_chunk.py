@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pyarrow as pa
+
+from kbflow.schemas import PARSED
+from kbflow.tasks.index.chunk import chunk_documents, split_section
+
+from fakes import WhitespaceTokenizer
+
+TOKENIZER = WhitespaceTokenizer()
+
+
+def document(text: str, sections: list[tuple[str, int]], doc_id: str = "d1") -> dict:
+    return {"doc_id": doc_id, "source": "s", "tenant": "t", "uri": "u.md", "format": "md", "content_hash": "h",
+            "size": len(text), "title": "T", "text": text, "metadata": "{}",
+            "sections": [{"heading": h, "start": s} for h, s in sections]}
+
+
+def test_short_section_is_one_chunk_with_its_heading_line():
+    assert split_section("Run the installer.", "Guide > Install", TOKENIZER, 32, 4) == [
+        ("Guide > Install\nRun the installer.", 8)
+    ]
+
+
+def test_long_section_is_split_into_overlapping_windows_within_the_limit():
+    body = " ".join(f"w{i}" for i in range(100))
+    chunks = split_section(body, "H", TOKENIZER, max_tokens=20, overlap=5)
+    assert all(n <= 20 for _, n in chunks)
+    assert [n for _, n in chunks] == TOKENIZER.count([text for text, _ in chunks])
+    words = [text.split("\n", 1)[1].split() for text, _ in chunks]
+    assert words[0][0] == "w0" and words[-1][-1] == "w99"
+    for before, after in zip(words, words[1:]):
+        assert before[-5:] == after[:5]  # 5 tokens of overlap
+
+
+def test_windows_prefer_to_end_at_a_paragraph_break():
+    first = " ".join(f"a{i}" for i in range(12))
+    body = first + "\n\n" + " ".join(f"b{i}" for i in range(12))
+    chunks = split_section(body, "", TOKENIZER, max_tokens=18, overlap=0)
+    assert chunks[0][0] == first
+
+
+def test_a_very_long_single_line_never_exceeds_the_limit():
+    body = "x" * 10 + " " + " ".join(["token"] * 5000)
+    chunks = split_section(body, "", TOKENIZER, max_tokens=64, overlap=8)
+    assert len(chunks) > 70 and max(n for _, n in chunks) <= 64
+
+
+def test_chunk_ids_are_stable_for_unchanged_text_and_change_with_it():
+    text = "Intro text here.\n\nSecond section body."
+    table = pa.Table.from_pylist([document(text, [("A", 0), ("B", 18)])], schema=PARSED)
+    again = chunk_documents(table, TOKENIZER, 32, 4, min_section_tokens=0)
+    first = chunk_documents(table, TOKENIZER, 32, 4, min_section_tokens=0)
+    assert first.column("chunk_id").to_pylist() == again.column("chunk_id").to_pylist()
+    assert first.column("ordinal").to_pylist() == [0, 1]
+    assert first.column("heading").to_pylist() == ["A", "B"]
+    edited = pa.Table.from_pylist([document(text.replace("Second", "Third"), [("A", 0), ("B", 18)])], schema=PARSED)
+    changed = chunk_documents(edited, TOKENIZER, 32, 4, min_section_tokens=0).column("chunk_id").to_pylist()
+    assert changed[0] == first.column("chunk_id")[0].as_py() and changed[1] != first.column("chunk_id")[1].as_py()
+
+
+def test_empty_sections_make_no_chunks():
+    table = pa.Table.from_pylist([document("Body.", [("Parent", 0), ("Parent > Child", 0)])], schema=PARSED)
+    chunks = chunk_documents(table, TOKENIZER, 32, 4)
+    assert chunks.column("heading").to_pylist() == ["Parent > Child"]
+
+
+def test_small_sections_are_carried_into_the_next_and_a_small_last_one_joins_the_one_before():
+    long_body = " ".join(f"word{i}" for i in range(40))
+    text = f"Tiny one.\n\n{long_body}\n\nSee the manual."
+    sections = [("Page > Synopsis", 0), ("Page > Description", 11), ("Page > See Also", 11 + len(long_body) + 2)]
+    chunks = chunk_documents(pa.Table.from_pylist([document(text, sections)], schema=PARSED), TOKENIZER, 64, 4,
+                             min_section_tokens=12)
+    assert chunks.column("heading").to_pylist() == ["Page > Description"]
+    (only,) = chunks.column("text").to_pylist()
+    assert only.startswith("Page > Description\nSynopsis\nTiny one.\n\nword0")
+    assert only.endswith("word39\n\nSee Also\nSee the manual.")
+    alone = chunk_documents(pa.Table.from_pylist([document(text, sections)], schema=PARSED), TOKENIZER, 64, 4,
+                            min_section_tokens=0)
+    assert alone.num_rows == 3  # 0: every section alone, as before
+
+
+def test_the_carrying_threshold_is_at_most_half_a_chunk():
+    body = " ".join(f"word{i}" for i in range(40))  # ~ 60 tokens: over half of a 64-token chunk
+    text = f"{body}\n\n{body}"
+    sections = [("Page > One", 0), ("Page > Two", len(body) + 2)]
+    table = pa.Table.from_pylist([document(text, sections)], schema=PARSED)
+    headings = chunk_documents(table, TOKENIZER, 64, 4, min_section_tokens=128).column("heading").to_pylist()
+    assert headings[0] == "Page > One" and headings[-1] == "Page > Two"  # each section starts its own chunks
+    merged = chunk_documents(table, TOKENIZER, 512, 4, min_section_tokens=128).column("heading").to_pylist()
+    assert merged == ["Page > Two"]  # a 512-token chunk carries a 60-token section
+
+
+def test_a_structural_heading_is_placed_under_the_document_title():
+    text = "DROP ROLE removes a database role. " * 10
+    table = pa.Table.from_pylist([{**document(text, [("Description", 0)]), "title": "DROP ROLE"}], schema=PARSED)
+    assert chunk_documents(table, TOKENIZER, 128, 4).column("heading").to_pylist() == ["DROP ROLE > Description"]
+    topical = pa.Table.from_pylist([{**document(text, [("Roles", 0)]), "title": "DROP ROLE"}], schema=PARSED)
+    assert chunk_documents(topical, TOKENIZER, 128, 4).column("heading").to_pylist() == ["Roles"]
+
+
+class PieceTokenizer(WhitespaceTokenizer):
+    """Words of more than 4 letters are two tokens (a stem and a ##piece), as WordPiece splits rare words."""
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        spans = []
+        for start, end in super().offsets(text):
+            spans += [(start, start + 4), (start + 4, end)] if end - start > 4 else [(start, end)]
+        return spans
+
+    def count(self, texts):
+        return [len(self.offsets(text)) for text in texts]
+
+
+def test_a_window_never_starts_inside_a_word():
+    body = " ".join(f"alpha{i}" for i in range(60))  # every word is two pieces
+    chunks = split_section(body, "", PieceTokenizer(), max_tokens=20, overlap=5)
+    assert len(chunks) > 2
+    assert all(text.split()[0].startswith("alpha") for text, _ in chunks)  # "a0" or "ha12": a cut word
