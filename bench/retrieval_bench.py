@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 from kbflow.config import EmbeddingConfig
 from kbflow.globs import matches
 from kbflow.queries import read_queries

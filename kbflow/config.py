@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,8 +30,12 @@ FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".d
 RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
 GLOB_CHARACTERS = frozenset("*?[")  # in a source's path: a glob, not a file name
 ENV_PREFIX = "KBFLOW_"
-# KBFLOW_ variables of the command line, not config keys: which config, forced progress, no warm worker.
-CLI_VARIABLES = frozenset({"KBFLOW_CONFIG", "KBFLOW_PROGRESS", "KBFLOW_NO_WORKER"})
+# KBFLOW_ variables of the command line, not config keys: which config, forced progress, no kbflow service
+# (KBFLOW_NO_WORKER: its name before the service replaced the warm worker).
+CLI_VARIABLES = frozenset({"KBFLOW_CONFIG", "KBFLOW_PROGRESS", "KBFLOW_NO_SERVER", "KBFLOW_NO_WORKER"})
+# The environment a config is read against in this context: the kbflow service reads each request's
+# config against the variables its client sent (kbflow.service), never by changing os.environ.
+request_environment: ContextVar[Mapping[str, str] | None] = ContextVar("kbflow_request_environment", default=None)
 
 # Names shared by the config, the flows' parameters and the CLI's options: Pydantic, Prefect
 # and Typer all validate against these, so a bad value is refused the same way everywhere.
@@ -74,9 +80,19 @@ class StoreConfig(_Section):
         10, ge=1, description="also keep the newest this many published runs' versions, however old"
     )
 
+    private: bool = Field(
+        True, description="create a local store's folder 0700: only its owner reads the index, runs and prefect.db"
+    )
+
     @property
     def is_local(self) -> bool:
         return "://" not in self.uri
+
+    def create_folder(self) -> None:
+        """Create a local store's folder if missing: 0700 when `private` (the default), so other local
+        users read neither the index, the run log nor the Prefect database under it."""
+        if self.is_local and not Path(self.uri).exists():
+            Path(self.uri).mkdir(mode=0o700 if self.private else 0o777, parents=True, exist_ok=True)
 
 
 class EmbeddingConfig(_Section):
@@ -440,6 +456,15 @@ class SourceConfig(_Section):
         return self
 
 
+class ServerConfig(_Section):
+    """The local kbflow service (kbflow.service): warm imports and model for the CLI and applications."""
+
+    autostart: bool = Field(
+        True, description="the first command that would use the service starts it in the background when none runs"
+    )
+    idle_timeout_min: float = Field(30.0, gt=0, description="a service with no request for this long ends itself")
+
+
 class KbflowConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
@@ -452,6 +477,7 @@ class KbflowConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     root: Path = Field(Path("."), exclude=True, description="directory of the config file")
 
@@ -495,6 +521,8 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Kbfl
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    if environ is None:
+        environ = request_environment.get()
     overrides = _apply_environment(raw, os.environ if environ is None else environ)
     try:
         config = KbflowConfig.model_validate({**raw, "root": path.parent})

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -57,15 +56,11 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
-def known_errors() -> tuple[type[Exception], ...]:
+def known_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message is the whole story for a user: printed, exit 1, no traceback."""
-    from kbflow.config import ConfigError
-    from kbflow.errors import ModelMismatch, SourceUnreachable
-    from kbflow.models import ModelNotAvailable
-    from kbflow.store import StoreEmpty
+    from kbflow.service.operations import user_errors  # lazy: only a failing command needs it
 
-    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, FileExistsError,
-            LookupError, ValueError, SourceUnreachable)
+    return user_errors()
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -86,25 +81,17 @@ def reports_errors(command: Command) -> Command:
             raise
         except Exception as error:
             if isinstance(error, known_errors()) and os.environ.get(DEBUG) != "1":
-                raise fail(str(error) + raised_outside_kbflow(error)) from None
+                raise fail(str(error) + raised_outside_kbflow(error), getattr(error, "exit_code", 1)) from None
             raise
 
     return run  # type: ignore[return-value]
 
 
 def raised_outside_kbflow(error: BaseException) -> str:
-    """Where a library raised `error`, for its one-line message ("" when kbflow raised it).
+    """Where a library raised `error`, for its one-line message ("" when kbflow raised it)."""
+    from kbflow.service.operations import raised_outside_kbflow as where  # lazy: only a failing command
 
-    A ValueError or LookupError from a library is printed as a message too, and may be a defect,
-    not the user's input: the line says where it came from and how to see the whole traceback.
-    """
-    frame = None
-    for frame, _ in traceback.walk_tb(error.__traceback__):
-        pass
-    module = frame.f_globals.get("__name__", "") if frame is not None else "kbflow"
-    if module == "kbflow" or module.startswith("kbflow."):
-        return ""
-    return f" (raised in {module}, line {frame.f_lineno}; {DEBUG}=1 shows the traceback)"
+    return where(error)
 
 
 # `--progress` (any command; taken off the command line by kbflow.cli.main): progress on stderr even
