@@ -668,6 +668,10 @@ ingest_cron = "0 * * * *"      # every source, hourly
 # dataset_kinds = ["embedding-pairs"]
 # evaluate_cron = "0 4 * * 1"  # weekly: kbflow evaluate on [evaluation] queries
 
+# [server]
+# autostart = true             # the first ingest/search starts a kbflow service (model kept loaded)
+# idle_timeout_min = 30        # ... which ends itself after this long without a request
+
 # [evaluation]
 # queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line
 

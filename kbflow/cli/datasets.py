@@ -43,6 +43,8 @@ def dataset_build(
     as_json: JsonOption = False,
 ) -> None:
     """Build a dataset into OUT/KIND: data/{train,validation,test}-*.parquet, README.md, manifest.json."""
+    if source is not None:
+        load_config(config).source(source)  # fail fast, before Prefect or a service starts
     arguments = {"kind": kind, "source": source, "out": served.as_path(out)}
     try:
         report = served.run("dataset-build", config, arguments, as_json=as_json, flows=True)

@@ -65,6 +65,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index up to date with the sources: only what changed is processed."""
+    load_config(config).select_sources(source)  # fail fast, before Prefect or a service starts
     arguments = {"source": source, "allow_mass_delete": allow_mass_delete, "runner": runner}
     try:
         # A Dask or Ray cluster stays bound to the command's own process.

@@ -30,7 +30,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kbflow import __version__, progress
-from kbflow.client import code_hash
+from kbflow.client import code_hash, socket_path
 from kbflow.config import KbflowConfig, load_config, request_environment
 from kbflow.service.operations import FLOW_OPERATIONS, OPERATIONS, Context, user_message
 
@@ -99,6 +99,7 @@ class Service:
         from kbflow.models import _load
 
         return {"version": __version__, "code_hash": self.code_hash, "pid": os.getpid(),
+                "socket": str(socket_path(self.config)), "api_url": os.environ.get("PREFECT_API_URL"),
                 "store": self.config.store.uri, "requests": self.requests, "running": len(self.running),
                 "busy": bool(self.running), "model_loads": _load.cache_info().misses, "warm_s": self.warm_s,
                 "started_at": self.started_at, "log": str(self.log_path)}
