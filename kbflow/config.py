@@ -21,6 +21,7 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
 )
 
+from kbflow.errors import KbflowError
 from kbflow.globs import matches
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -39,7 +40,7 @@ EvalMode = Literal["all", "vector", "fts", "hybrid"]
 Fusion = Literal["linear", "rrf"]
 
 
-class ConfigError(ValueError):
+class ConfigError(KbflowError, ValueError):
     """A config that cannot be used; the message names the key and the fix."""
 
 

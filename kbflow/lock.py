@@ -26,13 +26,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from kbflow.config import KbflowConfig
+from kbflow.errors import KbflowError
 
 log = logging.getLogger("kbflow.lock")
 POLL_S = 0.2
 LEASE_S = 60.0  # how long a killed writer's slot stays taken (Prefect's minimum); renewed while held
 
 
-class StoreBusy(TimeoutError):
+class StoreBusy(KbflowError, TimeoutError):
     """Another writer held the store for longer than we were willing to wait."""
 
 

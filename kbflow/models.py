@@ -21,13 +21,14 @@ from typing import Protocol
 import numpy as np
 
 from kbflow.config import DEFAULT_MODEL, EmbeddingConfig
+from kbflow.errors import KbflowError
 
 
 # What a sentence-transformers or Hugging Face model folder has at its top, at least one of.
 MODEL_FOLDER_MARKERS = ("modules.json", "config.json")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(KbflowError, RuntimeError):
     """The configured model cannot be loaded from local files."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kbflow.config import ConfigError, LlmConfig
+from kbflow.errors import KbflowError
 from kbflow.tasks.datasets.pairs import GeneratedPair, Passage
 
 log = logging.getLogger("kbflow.llm")
@@ -51,7 +52,7 @@ _SKIP_STATUS = {400, 413, 422}  # about this passage (too long, refused), not ab
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-class LlmUnavailable(RuntimeError):
+class LlmUnavailable(KbflowError, RuntimeError):
     """The LLM endpoint cannot be used: unreachable, timing out, overloaded or refusing us."""
 
 
