@@ -21,8 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
 )
-from pydantic_settings import EnvSettingsSource, SettingsError
-from pydantic_settings.sources.utils import parse_env_vars
 
 from kbflow.errors import KbflowError
 from kbflow.globs import matches
@@ -531,34 +529,39 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> K
     return _resolve_paths(config)
 
 
-class _KbflowEnvironment(EnvSettingsSource):
-    """pydantic-settings' reader of `KBFLOW_SECTION__KEY` variables (nesting, JSON for lists and
-    tables, case-insensitive names), over a given environment instead of always os.environ."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(KbflowConfig, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")  # type: ignore[arg-type]
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._environ, False, False, None)
-
-
 def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The raw config values the environment sets, shaped like the TOML file's.
+    """The raw config values the environment's KBFLOW_SECTION__KEY variables set, shaped like the file's.
 
-    pydantic-settings skips a variable that names no section; a misspelt one must fail instead of
-    being ignored, so it is passed on as an unknown key for the model to refuse (naming the variable).
+    Read by pydantic-settings' EnvSettingsSource (nesting on `__`, JSON for lists and tables, names in
+    any case), over `environ` rather than always os.environ. pydantic-settings skips a variable that
+    names no section; a misspelt one must fail instead, so it is passed on as an unknown key for the
+    model to refuse, naming the variable.
     """
+    variables = _config_variables(environ)
+    if not variables:
+        return {}
+    # Imported here for start-up cost: pydantic-settings brings asyncio and pydantic.dataclasses
+    # (0.1-0.3 s here), and most commands run with no KBFLOW_ config variable set.
+    from pydantic_settings import EnvSettingsSource, SettingsError
+    from pydantic_settings.sources.utils import parse_env_vars
+
+    class KbflowEnvironment(EnvSettingsSource):
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return parse_env_vars(environ, False, False, None)
+
+    reader = KbflowEnvironment(
+        KbflowConfig, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__"  # type: ignore[arg-type]
+    )
     try:
-        values = _KbflowEnvironment(environ)()
+        values = reader()
     except SettingsError as error:
         section = str(error).split('"')[1] if '"' in str(error) else ""
-        named = sorted(name for name, keys in _config_variables(environ).items() if keys[0] == section)
+        named = sorted(name for name, keys in variables.items() if keys[0] == section)
         raise ConfigError(
             f"{', '.join(named) or 'environment'}: not a value for [{section}]: a list or table is "
-            """written as JSON (KBFLOW_QUALITY__ALLOWED_LANGUAGES='["en"]'); a single key as KBFLOW_SECTION__KEY"""
+            """written as JSON (KBFLOW_QUALITY__ALLOWED_LANGUAGES='["en"]'), one key as KBFLOW_SECTION__KEY"""
         ) from None
-    for keys in _config_variables(environ).values():
+    for keys in variables.values():
         if keys[0] not in KbflowConfig.model_fields:
             values.setdefault(keys[0], None)
     return values
