@@ -15,6 +15,8 @@ nothing across machines, so it is not used.
 
 from __future__ import annotations
 
+# fcntl, not the filelock package: the same flock underneath, and this lock file carries its holder's pid,
+# which a waiting writer names; filelock would add a dependency for the loop below and nothing more.
 import fcntl
 import hashlib
 import logging
