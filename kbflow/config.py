@@ -37,7 +37,6 @@ PROCESS_VARIABLES = {
     "KBFLOW_DEBUG": "1: a failed command prints the whole traceback instead of one line (kbflow.cli)",
     "KBFLOW_PROGRESS": "1: progress on stderr even with --json, as --progress (kbflow.cli)",
     "KBFLOW_NO_WORKER": "1: run the command in this process, not in a warm worker (kbflow.cli)",
-    "KBFLOW_NO_SERVER": "1: never start or use the local kbflow service (kbflow.cli)",
     "KBFLOW_CACHE_DIR": "kbflow's per-user cache (ONNX exports, internal-error logs outside a store)",
     "KBFLOW_HOME": "the folder a deployment's flow runs start in (deployments/prefect.yaml's pull step)",
     "KBFLOW_SOURCE": "the source an event names, in the README's AWS Lambda handler",

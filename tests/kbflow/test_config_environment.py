@@ -65,6 +65,10 @@ def test_every_variable_the_docs_name_is_accepted(tmp_path, name):
     load_config(path, environ={name: a_valid_value(keys)})
 
 
+def test_every_process_variable_is_documented():
+    assert set(PROCESS_VARIABLES) <= documented_variables()
+
+
 @pytest.mark.parametrize("name", sorted(DOCUMENTED_MISTAKES))
 def test_the_mistake_the_docs_show_is_refused_naming_the_variable(tmp_path, name):
     with pytest.raises(ConfigError, match=f"set by the environment variable {name}, not the file"):
