@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -545,6 +545,7 @@ def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
     from pydantic_settings.sources.utils import parse_env_vars
 
     class KbflowEnvironment(EnvSettingsSource):
+        # The source reads os.environ in this one method; a request's environment is read instead.
         def _load_env_vars(self) -> Mapping[str, str | None]:
             return parse_env_vars(environ, False, False, None)
 

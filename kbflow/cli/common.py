@@ -18,11 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from kbflow.config import cache_dir
+from kbflow.config import cache_dir, load_config
 from kbflow.errors import KbflowError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED, EXIT_STALE = 1, 2, 3, 4
@@ -86,7 +87,7 @@ def reports_errors(command: Command) -> Command:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.Abort, click.ClickException):  # already a message and an exit code
             raise
         except Exception as error:
             if os.environ.get(DEBUG) == "1":
@@ -125,8 +126,6 @@ def log_internal_error(error: BaseException, config_path: Path | str | None) -> 
 def internal_errors_log(config_path: Path | str | None) -> Path:
     """Where internal errors are logged: logs/ in the config's local store when that store exists
     (beside the run it concerns), else logs/ in kbflow's per-user cache (KBFLOW_CACHE_DIR)."""
-    from kbflow.config import load_config
-
     try:
         store = load_config(config_path).store if config_path is not None else None
     except Exception:  # noqa: BLE001 - the config may be what failed; the cache folder still takes the log
