@@ -110,7 +110,7 @@ def test_errors_are_clear_and_exit_1(tmp_path):
     assert result.exit_code == 1 and "run `kbflow ingest` first" in result.stderr
 
 
-def test_a_kbflow_error_is_one_line_with_its_exit_code(capsys):
+def test_a_kbflow_error_is_one_line_with_its_exit_code_and_kbflow_debug_shows_its_traceback(capsys, monkeypatch):
     from kbflow.cli.common import reports_errors
     from kbflow.errors import NotFound, QualityGateFailed
 
@@ -130,6 +130,9 @@ def test_a_kbflow_error_is_one_line_with_its_exit_code(capsys):
     assert codes == [1, 3]
     assert capsys.readouterr().err.splitlines() == [
         "error: no run 'r1'; `kbflow runs` lists them", "error: data-quality gate blocked the publish: "]
+    monkeypatch.setenv("KBFLOW_DEBUG", "1")
+    with pytest.raises(NotFound):
+        not_found()
 
 
 def test_an_unexpected_error_is_one_line_naming_the_log_that_holds_its_traceback(monkeypatch, capsys, tmp_path):
