@@ -33,7 +33,8 @@ import httpcore
 import httpx
 
 from kbflow import __version__
-from kbflow.config import CLI_VARIABLES, ENV_PREFIX, KbflowConfig, load_config
+from kbflow.config import ENV_PREFIX, PROCESS_VARIABLES, KbflowConfig, load_config
+from kbflow.errors import EXIT_BLOCKED, KbflowError
 from kbflow.procs import identity, same_process, terminate
 
 NO_SERVER_VARIABLES = ("KBFLOW_NO_SERVER", "KBFLOW_NO_WORKER")  # the second: the warm worker's old switch
@@ -61,7 +62,7 @@ class ServiceLost(Exception):
     """The service ended in the middle of a command (stopped, killed)."""
 
 
-class CommandFailed(Exception):
+class CommandFailed(KbflowError):
     """The command failed in the service with a message for the user (exit code `exit_code`)."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
@@ -69,8 +70,10 @@ class CommandFailed(Exception):
         self.exit_code = exit_code
 
 
-class CommandBlocked(Exception):
+class CommandBlocked(KbflowError):
     """A data-quality gate blocked the command: its report (ingest, reindex) or failures (dataset build)."""
+
+    exit_code = EXIT_BLOCKED
 
     def __init__(self, message: str, report: dict[str, Any] | None = None,
                  failures: list[dict[str, Any]] | None = None) -> None:
@@ -163,8 +166,7 @@ def environment_digest(config: KbflowConfig, environ: dict[str, str] | None = No
 def config_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The `KBFLOW_SECTION__KEY` config overrides of this process: all a service needs of its environment."""
     environ = os.environ if environ is None else environ
-    return {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k not in CLI_VARIABLES
-            and k not in ("KBFLOW_DEBUG",)}
+    return {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k not in PROCESS_VARIABLES}
 
 
 def disabled() -> bool:

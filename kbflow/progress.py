@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
 
+from kbflow.errors import KbflowError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -31,7 +33,7 @@ STEPS = 16  # updates per stage, at most: each costs a terminal refresh, an enco
 Item = TypeVar("Item")
 
 
-class Cancelled(Exception):
+class Cancelled(KbflowError):
     """The run was cancelled at a batch boundary (its client went away, or the service is stopping)."""
 
 

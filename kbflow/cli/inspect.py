@@ -13,6 +13,7 @@ from rich.table import Table
 from kbflow.cli import served
 from kbflow.cli.common import ConfigOption, JsonOption, RunOption, app, print_json, reports_errors, stdout
 from kbflow.config import load_config
+from kbflow.errors import NotFound
 
 
 DQ_MARKS = {True: "✅", False: "❌", None: "—"}  # None: no check ran (no_change, refused, rollback)
@@ -33,7 +34,7 @@ def quality(
         results_dir = load_config(config).quality.results_dir
         index = data_docs_index(results_dir)
         if not index.is_file():
-            raise ValueError(f"no Data Docs under {results_dir} yet; run `kbflow ingest` first")
+            raise NotFound(f"no Data Docs under {results_dir} yet; run `kbflow ingest` first")
         sys.stdout.write(f"{index}\n")
         return
     answer = served.run("quality", config, {"run": run})

@@ -11,16 +11,13 @@ the CLI imports this module before it knows whether a service will run the comma
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from kbflow.client import CommandBlocked, CommandFailed
+from kbflow.client import CommandBlocked
 from kbflow.config import load_config
-
-DEBUG = "KBFLOW_DEBUG"  # =1: a known error ends with its traceback instead of the one-line message
+from kbflow.errors import KbflowError, NotFound
 
 
 @dataclass
@@ -33,38 +30,17 @@ class Context:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message is the whole story for a user: printed on one line, exit 1, no traceback."""
-    from kbflow.config import ConfigError
-    from kbflow.errors import ModelMismatch, SourceUnreachable
-    from kbflow.lock import StoreBusy
-    from kbflow.models import ModelNotAvailable
-    from kbflow.progress import Cancelled
-    from kbflow.store import StoreEmpty
+    """Errors whose message is the whole story for a user: printed as one line, no traceback.
 
-    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, FileExistsError,
-            LookupError, ValueError, SourceUnreachable, CommandFailed, StoreBusy, Cancelled)
-
-
-def raised_outside_kbflow(error: BaseException) -> str:
-    """Where a library raised `error`, for its one-line message ("" when kbflow raised it).
-
-    A ValueError or LookupError from a library is printed as a message too, and may be a defect,
-    not the user's input: the line says where it came from and how to see the whole traceback.
+    kbflow's own (KbflowError), and the standard library's errors about a path the user named
+    (missing, taken, not allowed), whose message names that path.
     """
-    frame = None
-    for frame, _ in traceback.walk_tb(error.__traceback__):
-        pass
-    module = frame.f_globals.get("__name__", "") if frame is not None else "kbflow"
-    if module == "kbflow" or module.startswith("kbflow."):
-        return ""
-    return f" (raised in {module}, line {frame.f_lineno}; {DEBUG}=1 shows the traceback)"
+    return (KbflowError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError)
 
 
 def user_message(error: BaseException) -> str | None:
     """The one-line message of a user's error; None for anything else (a defect: keep its traceback)."""
-    if isinstance(error, user_errors()):
-        return str(error) + raised_outside_kbflow(error)
-    return None
+    return str(error) if isinstance(error, user_errors()) else None
 
 
 # -- commands that run flows ----------------------------------------------------------------------
@@ -125,7 +101,6 @@ def dataset_build(config_path: str, arguments: dict[str, Any], context: Context)
     if arguments.get("source") is not None:
         loaded.source(arguments["source"])
     from kbflow.flows.build_dataset import build_dataset
-    from kbflow.tasks.datasets.llm import LlmUnavailable
 
     context.ready()
     try:
@@ -133,8 +108,6 @@ def dataset_build(config_path: str, arguments: dict[str, Any], context: Context)
                              out_dir=arguments.get("out"))
     except QualityGateFailed as blocked:
         raise CommandBlocked(str(blocked), None, blocked.failure_dicts()) from None
-    except LlmUnavailable as error:
-        raise CommandFailed(str(error)) from None
 
 
 # -- commands that read ---------------------------------------------------------------------------
@@ -195,11 +168,11 @@ def find_run(store, run_id: str | None) -> dict[str, Any]:
     if run_id is not None:
         found = store.run(run_id)
         if found is None:
-            raise ValueError(f"no run {run_id!r}; `kbflow runs` lists them")
+            raise NotFound(f"no run {run_id!r}; `kbflow runs` lists them")
         return found
     latest = store.runs(limit=1)
     if not latest:
-        raise ValueError(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
+        raise NotFound(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
     return latest[0]
 
 
