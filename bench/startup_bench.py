@@ -91,6 +91,14 @@ min_unique_chunk_ratio = 0.0  # a start-up benchmark, not a quality one: never b
 """
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class CaseFailed(RuntimeError):
     pass
 
@@ -166,7 +174,8 @@ def main() -> None:
             env["KBFLOW_NO_SERVER"] = "1"  # ... and without the service a first command would start
         else:
             env.pop("KBFLOW_NO_SERVER", None)
-        server = [KBFLOW, "server", "start", "--config", str(config)]
+        # A port of its own: another server started beside this run (tests, a second bench) cannot take it.
+        server = [KBFLOW, "server", "start", "--config", str(config), "--port", str(free_port())]
         if options.server:
             timed(server, examples, env)
         bench = Bench(work, options.reps, env)
@@ -277,7 +286,7 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
     if options.server:  # a service serves one store: this one gets its own server and service
-        timed([KBFLOW, "server", "start", "--config", str(config)], folder, bench.env)
+        timed([KBFLOW, "server", "start", "--config", str(config), "--port", str(free_port())], folder, bench.env)
     ingest = [KBFLOW, "ingest", "--config", str(config), "--json"]
     reference_name = "load model + encode the same chunks"
     samples: dict[str, list[float]] = {}
