@@ -218,24 +218,32 @@ def stop_service(config: KbflowConfig, timeout: float = 60.0) -> dict[str, Any] 
 
 def start_service(config_path: Path, config: KbflowConfig, api_url: str | None = None,
                   timeout: float = START_TIMEOUT_S) -> Client | None:
-    """Start the store's service in the background (its own session) and wait until it answers; None if it did not."""
+    """Start the store's service in the background (its own session) and wait until it answers; None if it did not.
+
+    A recorded service that is still alive (starting, or too busy to answer at once) is waited for, never
+    doubled: a second one would take over the socket and leave the first running unreachable.
+    """
     checked_socket_path(config)
-    home = service_home(config)
-    env = dict(os.environ)
-    for name in NO_SERVER_VARIABLES:
-        env.pop(name, None)
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    with (home / "service.log").open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", SERVICE_MARKER, str(config_path.resolve())],
-                                   env=env, cwd=str(config.root), stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    record = recorded_service(config)
+    process = None
+    if record is None or not same_process(record["pid"], record.get("started"), SERVICE_MARKER):
+        env = dict(os.environ)
+        for name in NO_SERVER_VARIABLES:
+            env.pop(name, None)
+        if api_url:
+            env["PREFECT_API_URL"] = api_url
+        with (service_home(config) / "service.log").open("ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", SERVICE_MARKER, str(config_path.resolve())],
+                                       env=env, cwd=str(config.root), stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     client = Client(config_path, config=config)
-    while time.monotonic() < deadline and process.poll() is None:
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
         try:
-            client.hello(timeout=CONNECT_TIMEOUT_S)
+            client.hello(timeout=HELLO_TIMEOUT_S)
             return client
+        except UnsafeService:
+            raise
         except ServiceUnavailable:
             time.sleep(0.2)
     return None

@@ -20,8 +20,10 @@ import uvicorn
 
 from kbflow import set_process_defaults
 from kbflow.client import (
-    checked_socket_path, environment_digest, private_dir, record_service, service_file, service_home,
+    SERVICE_MARKER, checked_socket_path, environment_digest, private_dir, record_service, recorded_service,
+    service_file, service_home,
 )
+from kbflow.procs import same_process
 from kbflow.config import load_config
 from kbflow.prefect_api import connect, use_api
 from kbflow.service.app import Service, create_app
@@ -68,6 +70,10 @@ def main(config_path: str) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_config(config_path)
     config.store.create_folder()
+    record = recorded_service(config)
+    if record is not None and record["pid"] != os.getpid() and \
+            same_process(record["pid"], record.get("started"), SERVICE_MARKER):
+        sys.exit(f"a kbflow service already serves this store (pid {record['pid']}); not starting another")
     home = private_dir(service_home(config))
     service = Service(config, environment_digest(config), home / "service.log")
     path = checked_socket_path(config)
