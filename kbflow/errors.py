@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the fix."""
+
+
 class QualityGateFailed(RuntimeError):
     """A blocking expectation failed, so nothing was published.
 
