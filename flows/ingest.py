@@ -77,6 +77,7 @@ def ingest(
         discovery = discover(sources, config.quality.max_file_bytes, known_documents, store)
         run.quarantine(discovery.quarantined)
         run.warnings.extend(empty_sources(sources, discovery))
+        run.set_aside_duplicates(discovery.duplicates)
         changes = diff_against_documents(discovery, known_documents)
         store.record_change_tokens(changes.moved_tokens)  # same bytes, new ETag: no re-read next time
         run.documents.update(changes.counts)

@@ -261,3 +261,12 @@ def test_titles_and_headings_have_their_spaces_collapsed(tmp_path):
 def test_our_preformatted_markers_in_the_input_are_not_trusted():
     text = parse_bytes("T\n=\n\na\ufdd0   b\ufdd1 \ufdd0c\n".encode(), "rst").text
     assert text == "a b c"
+
+
+def test_the_registry_parses_every_extension_a_files_source_includes_by_default():
+    from kbflow.formats import FILE_FORMATS
+    from kbflow.tasks.formats.parse import FILE_EXTENSIONS, parse
+
+    assert sorted(FILE_EXTENSIONS) == sorted(FILE_FORMATS)
+    assert parse(b"# Title\n\nBody.", "guide.md").title == "Title"
+    assert parse(b"Manual\n======\n\nBody.\n", "page.rst.txt").title == "Manual"
