@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from kbflow.config import load_config, source_config
-from kbflow.sources.base import Source
 from kbflow.flows.watch import PendingSources, source_fingerprint
 from kbflow.search import search
 

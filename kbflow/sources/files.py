@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import model_validator
 
 from kbflow.formats import FILE_FORMATS, file_format
 from kbflow.quarantine import Quarantined
@@ -24,12 +23,7 @@ class FilesSource(LocalPathSource):
     """Local files, one document each."""
 
     kind: Literal["files"]
-
-    @model_validator(mode="after")
-    def _default_include(self) -> FilesSource:
-        if not self.include:
-            self.include = [f"**/*{ext}" for ext in FILE_FORMATS]
-        return self
+    default_formats: ClassVar[tuple[str, ...]] = FILE_FORMATS
 
     def discover(self, max_file_bytes: int, known_documents: pa.Table | None = None,
                  cursor: str | None = None) -> Discovery:

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
-from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_fixed
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt
 
 from kbflow.errors import SourceUnreachable
 from kbflow.formats import FILE_FORMATS, file_format

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
@@ -34,6 +35,13 @@ class LocalPathSource(SourceBase):
     path: Path = Field(description="a folder, one file, or a glob such as docs/**/*.md")
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    default_formats: ClassVar[tuple[str, ...]] = ()  # what an empty include means: every file of these
+
+    @model_validator(mode="after")
+    def _default_include(self) -> LocalPathSource:
+        if not self.include:
+            self.include = [f"**/*{ext}" for ext in self.default_formats]
+        return self
 
     @field_validator("path", mode="before")
     @classmethod

@@ -14,10 +14,9 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import model_validator
 
 from kbflow.quarantine import Quarantined
 from kbflow.sources.base import Content, Discovery, LabeledRows, ReadFailed
@@ -31,12 +30,7 @@ class RecordsSource(LocalPathSource, RowSource):
     """Rows of local .jsonl / .csv / .parquet files, one document a row."""
 
     kind: Literal["records"]
-
-    @model_validator(mode="after")
-    def _default_include(self) -> RecordsSource:
-        if not self.include:
-            self.include = [f"**/*{ext}" for ext in RECORD_FORMATS]
-        return self
+    default_formats: ClassVar[tuple[str, ...]] = RECORD_FORMATS
 
     def read_file(self, path: Path) -> tuple[list[dict], list[tuple[int, str]]]:
         """The rows of one records file (only the configured fields) and its bad lines.

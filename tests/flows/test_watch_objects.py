@@ -8,7 +8,6 @@ import time
 import uuid
 
 from kbflow.config import load_config, source_config
-from kbflow.sources.base import Source
 from kbflow.flows.watch import source_fingerprint, watch
 
 from conftest import write_config
