@@ -146,6 +146,15 @@ class SourceBase(BaseModel):
     def is_object_storage(self) -> bool:
         return False
 
+    def discover(self, max_file_bytes: int, known_documents: pa.Table | None, cursor: str | None) -> Discovery:
+        raise NotImplementedError(f"source kind {self.kind!r} does not implement discover (the Source protocol)")
+
+    def read(self, items: list[dict]) -> Iterator[tuple[dict, Content]]:
+        raise NotImplementedError(f"source kind {self.kind!r} does not implement read (the Source protocol)")
+
+    def fingerprint(self) -> Hashable:
+        raise NotImplementedError(f"source kind {self.kind!r} does not implement fingerprint (the Source protocol)")
+
     def resolve_paths(self, root: Path) -> None:
         """Make the source's relative paths absolute from `root`, the config file's folder."""
 

@@ -23,6 +23,10 @@ text (NULL), text that is not UTF-8 (a bytea/BLOB column, undecodable bytes), te
 cannot be reached, refuses the credentials or lacks the table fails the run with SourceUnreachable,
 naming the source and its URL with the password hidden; nothing is published.
 
+One module over 500 lines on purpose: the kind's model and its reading (connection, the full and
+the cursor scans, reads by key, the watch query) share every helper; split in two, the model's
+methods would import the reader and the reader the model, an import loop.
+
 SQLAlchemy (~0.5 s to import) is imported inside the functions that use it: loading a config builds this kind's model without them.
 """
 
