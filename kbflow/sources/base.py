@@ -159,7 +159,8 @@ class SourceBase(BaseModel):
         """Make the source's relative paths absolute from `root`, the config file's folder."""
 
     def watched_folder(self) -> Path | None:
-        """A local folder that `kbflow watch` follows by file-system events (None: poll `fingerprint`)."""
+        """A local folder that `kbflow watch` follows by file-system events (None: poll `fingerprint`);
+        a kind that has one also says which files under it are its own: `selects(relative posix path)`."""
         return None
 
     def labeled_rows(self) -> LabeledRows:
