@@ -33,7 +33,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt
 
-from kbflow.errors import SourceUnreachable
+from kbflow.errors import KbflowError, SourceUnreachable
 from kbflow.formats import FILE_FORMATS, file_format
 from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
@@ -72,7 +72,7 @@ PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotImplement
 T = TypeVar("T")
 
 
-class ObjectReadFailed(OSError):
+class ObjectReadFailed(KbflowError, OSError):
     """An object whose body could not be read after retries; the message is scrubbed."""
 
 

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from kbflow.errors import MissingFile
 from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
 from kbflow.sources.base import SourceBase, escaped_name, is_utf8_name
@@ -81,7 +82,7 @@ class LocalPathSource(SourceBase):
     def require_path(self) -> None:
         """FileNotFoundError naming the source when its path (or a glob's folder) is not there."""
         if not (self.root.is_dir() if self.path_glob else self.path.exists()):
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"source {self.name!r}: path {self.path} does not exist; "
                 "sources.path is a folder, one file, or a glob such as records/*.jsonl"
             )

@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 
 import pyarrow as pa
 
+from kbflow.errors import InvalidInput
 from kbflow.quarantine import Quarantined
 from kbflow.sources.base import Content, Discovery, LabeledRows, ReadFailed
 from kbflow.sources.paths import LocalPathSource
@@ -65,10 +66,10 @@ class RecordsSource(LocalPathSource, RowSource):
 
             table = pq.read_table(path)
         else:
-            raise ValueError(f"unsupported records format {suffix!r}")
+            raise InvalidInput(f"unsupported records format {suffix!r}")
         missing = [name for name in wanted if name not in table.column_names]
         if missing:
-            raise ValueError(f"missing column(s) {missing}; configured fields: {wanted}")
+            raise InvalidInput(f"missing column(s) {missing}; configured fields: {wanted}")
         return table.select(wanted).to_pylist(), []
 
     def discover(self, max_file_bytes: int, known_documents: pa.Table | None = None,

@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, model_validator
 
-from kbflow.errors import ConfigError, SourceUnreachable
+from kbflow.errors import ConfigError, KbflowError, SourceUnreachable
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED, DOCUMENTS
 from kbflow.sources.cursor import decode_cursor, encode_cursor
@@ -241,7 +241,7 @@ def key_json(key: Any) -> str:
     return str(key) if type(key) is int else json.dumps(key, default=str)
 
 
-class BadRow(ValueError):
+class BadRow(KbflowError, ValueError):
     """A row that cannot become a document; `reason` is its quarantine reason."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -9,10 +9,11 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from kbflow.errors import KbflowError
 from kbflow.tasks.formats.headings import SEPARATOR as HEADING_SEPARATOR
 
 
-class ParseError(ValueError):
+class ParseError(KbflowError, ValueError):
     """A document whose content cannot be turned into text; `reason` is a short code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
