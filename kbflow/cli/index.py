@@ -120,7 +120,7 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         print_json(summary)
         return
     table = Table(title=f"kbflow store {load_config(config).store.uri}", show_header=False)
-    for key in ("documents", "chunks", "quarantined"):
+    for key in ("documents", "chunks", "quarantined", "duplicates"):
         table.add_row(key, str(summary[key]))
     last = summary["last_run"]
     if last:

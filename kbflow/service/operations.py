@@ -148,12 +148,15 @@ def status(config_path: str, arguments: dict[str, Any], context: Context) -> dic
 
     store = _store(config_path)
     runs = store.runs(limit=1)
-    return {
+    summary = {
         "documents": store.count("documents", "status = 'active'"),
         "chunks": store.count("chunks"),
         "quarantined": len(store.quarantine()),  # items set aside, each once however many runs saw it
         "last_run": decoded_run(runs[0]) if runs else None,
     }
+    # byte-identical documents of a source, indexed once: as the last run that discovered found them
+    summary["duplicates"] = ((summary["last_run"] or {}).get("documents") or {}).get("duplicate", 0)
+    return summary
 
 
 def runs(config_path: str, arguments: dict[str, Any], context: Context) -> list[dict[str, Any]]:
