@@ -1,0 +1,268 @@
+"""The docs site builds with --strict, its reference lists everything the code has, and its examples run.
+
+The reference pages are generated from the code (docs/hooks/reference.py); these tests walk the Typer
+app and the pydantic models on their own and look for each command, option and key in the built HTML,
+so a generator that skips something fails here. Config and Python examples live in docs/snippets/ and
+are loaded or run below (the warm-search and search snippets run against a live index in
+tests/test_worker.py).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+import typing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import typer.main
+from pydantic import BaseModel
+
+from kbflow.cli import app
+from kbflow.cli import common as cli_common
+from kbflow.cli.contracts import EXIT_CODES, JSON_OUTPUT
+from kbflow.config import KbflowConfig, QualityConfig, load_config
+
+from docs_site import ROOT, build_site
+
+DOCS = ROOT / "docs"
+SNIPPETS = DOCS / "snippets"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("site")
+    built = build_site(folder)
+    assert built.returncode == 0, built.stderr[-4000:]
+    return folder
+
+
+def page_text(site: Path, page: str) -> str:
+    return html.unescape((site / page).read_text(encoding="utf-8"))
+
+
+def sections(page: str) -> dict[str, str]:
+    """The built page's h2 sections by id: {id: html up to the next h2}."""
+    parts = re.split(r'<h2 id="([^"]+)"', page)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+# ------------------------------------------------------------------------------------------- the build
+def test_the_site_builds_strict_and_every_nav_section_has_its_pages(site):
+    index = page_text(site, "index.html")
+    nav = index[index.index("md-nav--primary"):index.index("md-sidebar--secondary")]
+    for section in ("Getting started", "Concepts", "Guides", "Reference", "Operations", "Project"):
+        assert re.search(rf">\s*{section}\s*<", nav), section
+    for page in ("reference/cli.html", "reference/config.html", "reference/json-output.html",
+                 "reference/exit-codes.html", "reference/expectations.html", "reference/tables.html",
+                 "reference/python-api.html", "operations/troubleshooting.html", "project/contributing.html"):
+        assert (site / page).is_file(), page
+
+
+def test_a_broken_link_fails_the_build(tmp_path):
+    """--strict is what makes the build a check: a link to a page that does not exist must fail it
+    (built from a copy of the docs, with the code linked in, so the checkout is never written to)."""
+    copy = tmp_path / "repo"
+    shutil.copytree(DOCS, copy / "docs", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
+    for name in ("kbflow", "flows", "tasks", "expectations", "bench", "CONTRIBUTING.md"):
+        (copy / name).symlink_to(ROOT / name)
+    assert build_site(tmp_path / "good", cwd=copy).returncode == 0  # positive control: the copy builds
+    (copy / "docs" / "guides" / "broken.md").write_text("# Broken\n\nSee [nowhere](no-such-page.md).\n")
+    built = build_site(tmp_path / "bad", cwd=copy)
+    assert built.returncode != 0 and "no-such-page.md" in built.stderr
+
+
+# ------------------------------------------------------------------------------------- the reference
+def commands(command=None, path=("kbflow",)):
+    """Every command of the app as (path, click command), walked here independently of the generator."""
+    command = command or typer.main.get_command(app)
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from commands(sub, (*path, name))
+
+
+def test_every_cli_command_and_option_is_in_the_reference(site):
+    by_id = sections(page_text(site, "reference/cli.html"))
+    walked = list(commands())
+    assert len(walked) > 20  # positive control: the walk sees the app
+    for path, command in walked:
+        anchor = "-".join(path)
+        assert anchor in by_id, f"{' '.join(path)} is not in the command reference"
+        for param in command.params:
+            names = [param.name.upper()] if param.param_type_name == "argument" else param.opts + param.secondary_opts
+            for name in names:
+                assert f"<code>{name}</code>" in by_id[anchor], f"{' '.join(path)} {name} is not in the reference"
+
+
+def config_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Dotted paths of every key of the config, models inside lists and unions included."""
+    keys = set()
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        nested = [arg for arg in _flatten(field.annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        if nested:
+            for member in nested:
+                keys |= config_keys(member, key)
+        else:
+            keys.add(key)
+    return keys
+
+
+def _flatten(annotation) -> list:
+    args = typing.get_args(annotation)
+    return [annotation] if not args else [annotation, *[a for arg in args for a in _flatten(arg)]]
+
+
+def test_every_config_key_is_in_the_reference_with_its_default(site):
+    page = page_text(site, "reference/config.html")
+    keys = config_keys(KbflowConfig)
+    assert {"store.uri", "quality.max_quarantined_share", "datasets.llm.base_url", "sources.name"} <= keys
+    missing = sorted(key for key in keys if f'id="{key}"' not in page)
+    assert not missing, f"config keys missing from the reference: {missing}"
+    row = re.search(r'id="quality.max_quarantined_share".*?</tr>', page, re.S).group(0)
+    assert "0.25" in row  # the default comes from the model
+
+
+def test_every_json_command_has_its_contract_and_every_contract_a_command(site):
+    with_json = {" ".join(path[1:]) for path, command in commands()
+                 if any("--json" in param.opts for param in command.params) and not command.hidden}
+    assert {"ingest", "search", "dataset check"} <= with_json
+    assert with_json <= set(JSON_OUTPUT), f"--json without a contract: {sorted(with_json - set(JSON_OUTPUT))}"
+    real = {" ".join(path[1:]) for path, _ in commands()}
+    assert set(JSON_OUTPUT) <= real, f"contracts of no command: {sorted(set(JSON_OUTPUT) - real)}"
+    page = page_text(site, "reference/json-output.html")
+    assert all(f"kbflow {command} --json" in page for command in JSON_OUTPUT)
+
+
+def test_every_exit_code_is_documented(site):
+    codes = {value for name, value in vars(cli_common).items() if name.startswith("EXIT_")}
+    assert codes == set(EXIT_CODES) - {0}
+    page = page_text(site, "reference/exit-codes.html")
+    assert all(f"<td>{code}</td>" in page for code in EXIT_CODES)
+
+
+def test_every_bundled_suite_and_expectation_is_in_the_reference(site):
+    page = page_text(site, "reference/expectations.html")
+    suites = [json.loads(f.read_text()) for f in resources.files("kbflow.expectations").iterdir()
+              if f.name.endswith(".json")]
+    assert len(suites) >= 8
+    by_id = sections(page)
+    for suite in suites:
+        section = by_id["suite-" + suite["name"].replace("_", "-")]
+        assert section.count("<tr>") - 1 == len(suite["expectations"]), suite["name"]
+
+
+def test_the_python_api_page_is_rendered_from_docstrings(site):
+    page = page_text(site, "reference/python-api.html")
+    assert 'id="kbflow.search.search"' in page and 'id="kbflow.flows.ingest.ingest"' in page
+    assert "config_path" in page  # a parameter of the flows' signatures
+
+
+# --------------------------------------------------------------------------------------- the snippets
+def fenced_examples(page: Path) -> list[tuple[str, str]]:
+    return re.findall(r"```(toml|python)\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+
+
+def test_every_config_and_python_example_in_the_docs_is_a_tested_snippet():
+    pages = [p for p in DOCS.rglob("*.md")]
+    examples = [(page, lang, body) for page in pages for lang, body in fenced_examples(page)]
+    assert len(examples) > 15  # positive control: the pages have examples
+    inline = [f"{page.relative_to(ROOT)} ({lang})" for page, lang, body in examples
+              if not body.strip().startswith('--8<-- "docs/snippets/')]
+    assert not inline, f"write these examples in docs/snippets/ and include them: {inline}"
+
+
+def test_the_readme_search_example_is_the_tested_snippet():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert example == (SNIPPETS / "search_api.py").read_text(encoding="utf-8")
+
+
+COMMENTED_KEY = re.compile(r"^(\s*)# ?([a-z_]+ = \S.*?)(\s+#.*)?$")
+
+
+@pytest.mark.parametrize("snippet", sorted(SNIPPETS.glob("*.toml")), ids=lambda p: p.name)
+def test_each_config_snippet_loads_as_written_and_with_its_commented_keys(snippet, tmp_path):
+    text = snippet.read_text(encoding="utf-8")
+    (tmp_path / "kbflow.toml").write_text(text, encoding="utf-8")
+    loaded = load_config(tmp_path / "kbflow.toml")
+    for section, values in tomllib.loads(text).items():
+        if isinstance(values, dict) and section != "sources":
+            for key, value in values.items():
+                if not isinstance(value, dict):
+                    assert getattr(getattr(loaded, section), key) is not None, f"[{section}] {key}"
+    # The keys a snippet shows commented out (`# max_tokens = 256`) must be real keys with valid values too.
+    uncommented = "\n".join(COMMENTED_KEY.sub(r"\1\2", line) for line in text.splitlines())
+    (tmp_path / "kbflow.toml").write_text(uncommented, encoding="utf-8")
+    load_config(tmp_path / "kbflow.toml")
+
+
+def test_the_quality_thresholds_snippet_shows_the_defaults(tmp_path):
+    text = (SNIPPETS / "quality-thresholds.toml").read_text(encoding="utf-8")
+    shown = tomllib.loads(text)["quality"]
+    assert len(shown) > 20
+    defaults = QualityConfig()
+    assert {key: getattr(defaults, key) for key in shown} == shown
+
+
+@pytest.mark.parametrize("snippet", sorted(SNIPPETS.glob("*.py")), ids=lambda p: p.name)
+def test_each_python_snippet_compiles(snippet):
+    compile(snippet.read_text(encoding="utf-8"), str(snippet), "exec")
+
+
+def test_the_s3_event_lambda_snippet_posts_a_source_changed_event(monkeypatch):
+    received: list[tuple[str, dict, list]] = []
+
+    class Events(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, dict(self.headers), json.loads(body)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Events)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{server.server_port}/api")
+        monkeypatch.setenv("PREFECT_API_KEY", "pnu_test")
+        monkeypatch.setenv("KBFLOW_SOURCE", "kb")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        namespace: dict = {}
+        exec(compile((SNIPPETS / "s3_event_lambda.py").read_text(), "s3_event_lambda.py", "exec"), namespace)
+        namespace["handler"]({"Records": []}, None)
+    finally:
+        server.shutdown()
+    ((path, headers, events),) = received
+    assert path == "/api/events" and headers["Authorization"] == "Bearer pnu_test"
+    assert events[0]["event"] == "kbflow.source.changed"
+    assert events[0]["resource"] == {"prefect.resource.id": "kbflow.source.kb", "prefect.resource.name": "kb"}
+
+
+# ------------------------------------------------------------------------------------------ the nav
+def test_a_guide_nobody_listed_is_added_to_the_guides_section(tmp_path):
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        import reference
+    finally:
+        sys.path.remove(str(DOCS / "hooks"))
+    (tmp_path / "guides").mkdir()
+    (tmp_path / "guides" / "listed.md").write_text("# Listed\n")
+    (tmp_path / "guides" / "service.md").write_text("# Running kbflow as a service\n\nText.\n")
+    config = {"docs_dir": str(tmp_path), "nav": [{"Home": "index.md"}, {"Guides": [{"Listed": "guides/listed.md"}]}]}
+    reference.on_config(config)
+    assert config["nav"][1]["Guides"] == [{"Listed": "guides/listed.md"},
+                                          {"Running kbflow as a service": "guides/service.md"}]
