@@ -266,3 +266,25 @@ def test_a_guide_nobody_listed_is_added_to_the_guides_section(tmp_path):
     reference.on_config(config)
     assert config["nav"][1]["Guides"] == [{"Listed": "guides/listed.md"},
                                           {"Running kbflow as a service": "guides/service.md"}]
+
+
+def described_keys(model: type[BaseModel], prefix: str = "") -> dict[str, str | None]:
+    """{dotted key: its Field description} for every key, as config_keys walks them."""
+    found = {}
+    for name, field in model.model_fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        nested = [arg for arg in _flatten(field.annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        for member in nested:
+            found |= described_keys(member, key)
+        if not nested and not field.exclude:
+            found[key] = field.description
+    return found
+
+
+def test_every_config_key_says_what_it_does():
+    """The reference's description column comes from Field(description=...). The source models are
+    left to their own modules' owners for now (they are being split into one model per kind)."""
+    keys = described_keys(KbflowConfig)
+    assert keys["quality.max_quarantined_share"]  # positive control
+    undescribed = sorted(key for key, description in keys.items() if not description and not key.startswith("sources."))
+    assert not undescribed, f"add Field(description=...) to: {undescribed}"
