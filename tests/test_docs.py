@@ -31,18 +31,10 @@ from kbflow.cli import common as cli_common
 from kbflow.cli.contracts import EXIT_CODES, JSON_OUTPUT
 from kbflow.config import KbflowConfig, QualityConfig, load_config
 
-from docs_site import ROOT, build_site
+from docs_site import ROOT, build_site, site  # noqa: F401  - site: the built site, a fixture
 
 DOCS = ROOT / "docs"
 SNIPPETS = DOCS / "snippets"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("site")
-    built = build_site(folder)
-    assert built.returncode == 0, built.stderr[-4000:]
-    return folder
 
 
 def page_text(site: Path, page: str) -> str:

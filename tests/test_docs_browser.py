@@ -17,18 +17,10 @@ import pytest
 import yaml
 
 from browser import browser, chromium, local_only  # noqa: F401  - fixtures
-from docs_site import ROOT, build_site
+from docs_site import ROOT, site  # noqa: F401  - site: the built site, a fixture
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 MATERIAL_INDIGO = "rgb(64, 81, 181)"  # the header of theme.palette.primary: indigo
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("site")
-    built = build_site(folder)
-    assert built.returncode == 0, built.stderr[-4000:]
-    return folder
 
 
 class QuietFiles(SimpleHTTPRequestHandler):
