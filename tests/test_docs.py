@@ -280,3 +280,34 @@ def test_every_config_key_says_what_it_does():
     assert keys["quality.max_quarantined_share"]  # positive control
     undescribed = sorted(key for key, description in keys.items() if not description and not key.startswith("sources."))
     assert not undescribed, f"add Field(description=...) to: {undescribed}"
+
+
+def test_the_config_reference_walks_a_discriminated_union_of_models():
+    """Sources are becoming one model per kind (a union told apart by `kind`): each kind gets its section."""
+    from typing import Annotated, Literal, Union
+
+    from pydantic import Field
+
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        import reference
+    finally:
+        sys.path.remove(str(DOCS / "hooks"))
+
+    class Files(BaseModel):
+        kind: Literal["files"]
+        name: str = Field(description="the source's name")
+        path: str = Field(".", description="a folder")
+
+    class Sql(BaseModel):
+        kind: Literal["sql"]
+        name: str = Field(description="the source's name")
+        url_env: str = Field(description="the variable holding the URL")
+
+    class Config(BaseModel):
+        sources: list[Annotated[Union[Files, Sql], Field(discriminator="kind")]] = Field(default_factory=list)
+
+    page = reference.config_page(Config)
+    assert '## `[[sources]] kind = "files"`' in page and '## `[[sources]] kind = "sql"`' in page
+    assert 'id="sources.path"' in page and 'id="sources.url_env"' in page
+    assert 'id="sources.name"' in page and 'id="sources.name-2"' in page  # one id per row

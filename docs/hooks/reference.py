@@ -110,15 +110,20 @@ def config_sections(model: type[BaseModel], prefix: str = "", heading: str = "to
             yield from config_sections(member, key, member_heading)
 
 
-def config_page() -> str:
+def config_page(root_model: type[BaseModel] | None = None) -> str:
+    """The configuration reference of `root_model` (default: KbflowConfig). Each key's first row carries
+    the HTML id of its dotted path (`id="store.uri"`); a key shared by several kinds of a union (a
+    source's `name`) gets `-2`, `-3` ... on its later rows."""
     from kbflow.config import KbflowConfig
+
+    used: dict[str, int] = {}
 
     lines = ["# Configuration reference", "",
              "Every key of `kbflow.toml`, generated from the pydantic models in `kbflow/config.py` at each "
              "build. Any key can also be set from the environment: `KBFLOW_` + the key path in capitals with "
              "`__` between levels (`KBFLOW_EMBEDDING__MODEL=/models/tuned`). Paths are relative to the config "
              "file's folder. `—` means unset (no default).", ""]
-    for prefix, heading, model in config_sections(KbflowConfig):
+    for prefix, heading, model in config_sections(root_model or KbflowConfig):
         scalar = [(name, field) for name, field in model.model_fields.items()
                   if not field.exclude and not models_in(field.annotation)]
         if not scalar:
@@ -134,7 +139,9 @@ def config_page() -> str:
             default = field.default_factory() if field.default_factory else field.default
             required = field.is_required()
             description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| <code id=\"{key}\">{key}</code> | {type_name(field.annotation)} | "
+            used[key] = used.get(key, 0) + 1
+            anchor = key if used[key] == 1 else f"{key}-{used[key]}"
+            lines.append(f"| <code id=\"{anchor}\">{key}</code> | {type_name(field.annotation)} | "
                          f"{'required' if required else toml_value(default)} | {description} |")
         lines.append("")
     return "\n".join(lines)
