@@ -341,3 +341,14 @@ def test_the_config_reference_walks_a_discriminated_union_of_models():
     assert '## `[[sources]] kind = "files"`' in page and '## `[[sources]] kind = "sql"`' in page
     assert 'id="sources.path"' in page and 'id="sources.url_env"' in page
     assert 'id="sources.name"' in page and 'id="sources.name-2"' in page  # one id per row
+
+
+def test_no_built_page_loads_a_script_style_or_font_from_elsewhere(site):
+    """Offline by construction (the browser test checks what Chromium actually requests): no page's
+    <script src>, <link href> (stylesheets, fonts, preloads) or <img src> leaves the site."""
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 30
+    remote = re.compile(r'<(?:script|img|iframe)[^>]*\ssrc="(?:https?:)?//|<link[^>]*\shref="(?:https?:)?//')
+    outside = [str(page.relative_to(site)) for page in pages if remote.search(page.read_text(encoding="utf-8"))]
+    assert not outside, outside
+    assert 'href="https://' in page_text(site, "index.html")  # positive control: plain links outward do exist
