@@ -18,32 +18,13 @@ from __future__ import annotations
 
 import re
 
+from lemminflect import getLemma
+
 from kbflow.tasks.formats.headings import (
     BOOK_DIVISION, REFERENCE_SECTIONS, SEPARATOR, STRUCTURAL, strip_numbering,
 )
 
-# -ing words whose verb is not the word minus "ing" (common in technical headings).
-GERUND_VERBS = {
-    "using": "use", "writing": "write", "creating": "create", "configuring": "configure", "managing": "manage",
-    "removing": "remove", "moving": "move", "choosing": "choose", "making": "make", "changing": "change",
-    "storing": "store", "comparing": "compare", "declaring": "declare", "defining": "define",
-    "determining": "determine", "preparing": "prepare", "updating": "update", "upgrading": "upgrade",
-    "replicating": "replicate", "locating": "locate", "migrating": "migrate", "calculating": "calculate",
-    "generating": "generate", "securing": "secure", "scheduling": "schedule", "handling": "handle",
-    "enabling": "enable", "disabling": "disable", "tuning": "tune", "reducing": "reduce", "resolving": "resolve",
-    "restoring": "restore", "saving": "save", "sharing": "share", "tracing": "trace", "encoding": "encode",
-    "escaping": "escape", "quoting": "quote", "parsing": "parse", "closing": "close", "invoking": "invoke",
-    "executing": "execute", "releasing": "release", "archiving": "archive", "compiling": "compile",
-    "populating": "populate", "increasing": "increase", "decreasing": "decrease", "combining": "combine",
-    "identifying": "identify", "specifying": "specify", "modifying": "modify", "verifying": "verify",
-    "describing": "describe", "providing": "provide", "serving": "serve", "operating": "operate",
-    "isolating": "isolate", "registering": "register", "referencing": "reference", "measuring": "measure",
-    "caching": "cache", "dividing": "divide", "indexing": "index", "raising": "raise", "analysing": "analyse",
-    "receiving": "receive", "retrieving": "retrieve", "reusing": "reuse", "producing": "produce",
-}
 NOUN_GERUND_FOLLOWERS = frozenset({"of", "and", "to", "standards", "style", "conventions"})  # "Binding of names"
-E_STEMS = re.compile(r"(?:iz|ur|ag|ut|ov|at)$")  # localizing → localize, computing → compute
-DOUBLED = re.compile(r"([bdgmnprt])\1$")  # running → run, setting → set, dropping → drop
 OPTION = re.compile(r"^(--?\w[\w-]*)(?:[ =](?!-)\S+)?(?:\s*,?\s+(--?\w[\w-]*)(?:[ =]\S+)?)?\s*$")
 CALLABLE = re.compile(r"^[\w.]+\(.*\)$")  # json.dumps(), pg_backup_start()
 IDENTIFIER = re.compile(r"^\w+(?:\.\w+)+$|^\w*_\w*$")  # pathlib.Path, max_wal_size
@@ -132,12 +113,13 @@ def _subject(parents: list[str], title: str) -> str:
 
 
 def _verb(gerund: str) -> str:
-    if gerund in GERUND_VERBS:
-        return GERUND_VERBS[gerund]
-    stem = gerund[:-3]
-    if DOUBLED.search(stem):
-        return stem[:-1]
-    return stem + "e" if E_STEMS.search(stem) else stem
+    """The verb of an -ing word: "completing" → "complete", "adding" → "add", "setting" → "set".
+
+    Spelling rules cannot tell "complet|e" from "edit" or "add" from "ad|d"; lemminflect's
+    English lexicon can (and guesses words it lacks by its own rules).
+    """
+    lemmas = getLemma(gerund, upos="VERB")
+    return lemmas[0] if lemmas and lemmas[0] else gerund[:-3]
 
 
 def _plural(topic: str) -> bool:
