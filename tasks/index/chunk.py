@@ -161,11 +161,13 @@ def _joined(group: list[tuple[str, str]]) -> tuple[str, str, list[tuple[int, str
     if len(group) == 1:
         return group[0][0], group[0][1], [(0, group[0][0])]
     common = common_path([heading for heading, _ in group])
-    texts, parts, length = [], [], 0
+    # A part starts after its heading line: a window that starts on that line holds it under the
+    # common path ("git-restore(1)" + "EXAMPLES\n…"), not as "git-restore(1) > EXAMPLES\nEXAMPLES\n…".
+    texts, parts, length = [], [(0, common)], 0
     for heading, body in group:
         below = heading[len(common):].removeprefix(SEPARATOR)
         texts.append(f"{below}\n{body}" if below else body)
-        parts.append((length, heading))
+        parts.append((length + len(below) + 1 if below else length, heading))
         length += len(texts[-1]) + 2
     return common, "\n\n".join(texts), parts
 
