@@ -33,6 +33,7 @@ from kbflow.schemas import PARSED
 from kbflow.tasks.sources.discover import read_records
 from kbflow.tasks.sources.objects import read_object
 from kbflow.tasks.formats.headings import SEPARATOR as HEADING_SEPARATOR
+from kbflow.tasks.formats.page_furniture import strip_page_furniture
 from kbflow.tasks.formats.sphinx_rst import clean_doctree, register_sphinx_names
 
 
@@ -272,13 +273,13 @@ def parse_pdf(data: bytes) -> ParsedText:
     reader = PdfReader(io.BytesIO(data), strict=False)
     if reader.is_encrypted:
         raise ParseError("encrypted_pdf", "the PDF is encrypted")
-    pages = [page.extract_text() or "" for page in reader.pages]
+    pages, running_title = strip_page_furniture([page.extract_text() or "" for page in reader.pages])
     if not any(page.strip() for page in pages):
         raise ParseError("no_text", "the PDF has no extractable text (a scan?)")
     parsed = ParsedText()
     parsed.add("", "\n\n".join(pages))
     metadata_title = (reader.metadata.title if reader.metadata else None) or ""
-    parsed.title = metadata_title.strip()
+    parsed.title = metadata_title.strip() or running_title  # a running header is most often the title
     return parsed
 
 
