@@ -2,6 +2,12 @@
 
     python bench/memory_bench.py [--docs 300] [--scale 10] [--embedder fake|real]
                                  [--batch-documents 256] [--unbatched] [--out FILE]
+    python bench/memory_bench.py --large-document 1,3,10,30 [--embedder fake|real] [--out FILE]
+
+`--large-document MB,...`: instead, one cold ingest per size of a corpus of two
+documents, a plain-text log of that many MB (timestamped lines drawn from a fixed
+vocabulary, written by this script) and a small markdown page: peak RSS against
+the size of one document (memory per document must not grow with it).
 
 Corpus: synthetic markdown written by this script, `--docs` documents of ~6 KB
 (a title, five headed sections of prose-like paragraphs drawn from a fixed
@@ -78,6 +84,25 @@ def write_corpus(root: Path, docs: int, scale: int, batch_documents: int, ann_mi
     return config
 
 
+def write_log_corpus(root: Path, megabytes: float) -> Path:
+    """A `files` source of a `megabytes` MB plain-text log and one small page; the config's path."""
+    docs = root / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(26)
+    with (docs / "service.log").open("w", encoding="utf-8") as log:
+        written = 0
+        while written < megabytes * 1_000_000:
+            line = (f"2026-12-07T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} "
+                    f"{rng.choice(('INFO', 'WARN', 'ERROR'))} {' '.join(rng.choices(WORDS, k=rng.randint(5, 20)))}\n")
+            written += log.write(line)
+    (docs / "readme.md").write_text(document(0, 0), encoding="utf-8")
+    config = root / "kbflow.toml"
+    config.write_text('[store]\nuri = ".kbflow"\n\n[quality]\nmax_file_bytes = 100_000_000\n\n'
+                      '[[sources]]\nname = "docs"\nkind = "files"\npath = "docs/"\ninclude = ["*.log", "*.md"]\n',
+                      encoding="utf-8")
+    return config
+
+
 class FastEmbedder:
     """The packaged model's tokenizer and dimension; deterministic unit vectors instead of encoding."""
 
@@ -135,6 +160,7 @@ def main() -> None:
     parser.add_argument("--batch-documents", type=int, default=256)
     parser.add_argument("--unbatched", action="store_true", help="also run with one batch for the whole corpus")
     parser.add_argument("--ann-min-rows", type=int, help="store.vector_index_min_rows (default: kbflow's 100,000)")
+    parser.add_argument("--large-document", help="MB,MB,...: peak RSS against the size of one document")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -143,6 +169,23 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
+
+    if args.large_document:
+        sizes = [float(size) for size in args.large_document.split(",")]
+        results = []
+        with prefect_test_harness(server_startup_timeout=120), tempfile.TemporaryDirectory() as scratch:
+            os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+            for size in sizes:
+                run = measure(write_log_corpus(Path(scratch) / f"log-{size:g}mb", size), args.embedder)
+                results.append({"document_mb": size, **run})
+                print(f"{size:6g} MB document  {run['chunks']['total']:7d} chunks  peak RSS {run['peak_rss_mib']:8.1f} MiB"
+                      f"  {run['wall_s']:7.1f} s", file=sys.stderr)
+        summary = {"embedder": args.embedder, "large_document": results,
+                   "rss_ratio_largest_to_smallest": round(results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"], 3)}
+        print(json.dumps(summary, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(summary, indent=2))
+        return
 
     variants = [("batched", args.batch_documents)] + ([("unbatched", 1_000_000)] if args.unbatched else [])
     results = []

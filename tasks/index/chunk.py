@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow import progress
 from kbflow.models import Tokenizer
 from kbflow.schemas import CHUNKED
 from kbflow.tasks.formats.headings import SEPARATOR, strip_numbering
@@ -42,6 +45,47 @@ def sha256_text(text: str) -> str:
 def make_chunk_id(doc_id: str, ordinal: int, text_hash: str) -> str:
     """Same document, position and text: same id, so unchanged chunks keep theirs."""
     return hashlib.sha256(f"{doc_id}\0{ordinal}\0{text_hash}".encode()).hexdigest()[:32]
+
+
+TOKENIZE_CHARS = 100_000  # a long body is tokenized this much at a time (cut at a line or a space)
+
+
+class _Offsets:
+    """Token offsets of a body, tokenized block by block as the windows move on and forgotten
+    behind them, so memory stays bounded whatever the body's size (a 30 MB log held ~6 GB of
+    offsets at once). Blocks are cut at whitespace, where the tokenizer splits anyway, so the
+    offsets, and so the windows, are those of the whole body tokenized at once."""
+
+    def __init__(self, body: str, tokenizer: Tokenizer, on_block: Callable[[int], None] | None = None) -> None:
+        self.body, self.tokenizer, self.on_block = body, tokenizer, on_block
+        self.base, self.spans, self.tokenized = 0, [], 0  # spans[0] is token `base`; body[:tokenized] is read
+
+    def _load(self, index: int) -> None:
+        while self.base + len(self.spans) <= index and self.tokenized < len(self.body):
+            cut = len(self.body)
+            if cut - self.tokenized > TOKENIZE_CHARS:
+                limit = self.tokenized + TOKENIZE_CHARS
+                cut = max(self.body.rfind("\n", self.tokenized, limit), self.body.rfind(" ", limit - 1000, limit))
+                cut = cut + 1 if cut > self.tokenized else limit  # one 100,000-character word: cut anyway
+            shift = self.tokenized
+            self.spans += [(start + shift, end + shift) for start, end in self.tokenizer.offsets(self.body[shift:cut])]
+            self.tokenized = cut
+            if self.on_block is not None:
+                self.on_block(cut)
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        self._load(index)
+        return self.spans[index - self.base]
+
+    def has(self, index: int) -> bool:
+        """Whether the body has a token `index`."""
+        self._load(index)
+        return index < self.base + len(self.spans)
+
+    def forget_before(self, index: int) -> None:
+        if index - self.base > TOKENIZE_CHARS // 10:  # now and then, not per window
+            del self.spans[: index - self.base]
+            self.base = index
 
 
 def _break_score(body: str, offsets: list[tuple[int, int]], end: int) -> int:
@@ -78,21 +122,22 @@ def split_section(body: str, heading: str, tokenizer: Tokenizer, max_tokens: int
 
 def section_windows(
     body: str, parts: list[tuple[int, str]], tokenizer: Tokenizer, max_tokens: int, overlap: int,
-) -> list[tuple[str, str, int]]:
+    on_block: Callable[[int], None] | None = None,
+) -> Iterator[tuple[str, str, int]]:
     """(heading, chunk text, token count) of each window of a body made of `parts` (start offset, heading path).
 
     A window's heading is the common path of the parts it holds text of, so a window of
-    joined sections never sits under the heading of a section it holds nothing of.
+    joined sections never sits under the heading of a section it holds nothing of. Windows
+    are made as the body is tokenized (`on_block(characters read)` after each block).
     """
     starts = [start for start, _ in parts]
     # The widest heading a window can get: the common path of several parts is never longer.
     budget = max_tokens - max(tokenizer.count([_prefix(h) for _, h in parts]))
-    offsets = tokenizer.offsets(body)
-    chunks: list[tuple[str, str, int]] = []
+    offsets = _Offsets(body, tokenizer, on_block)
     start = 0
-    while start < len(offsets):
-        end = min(start + budget, len(offsets))
-        if end < len(offsets):
+    while offsets.has(start):
+        end = start + budget if offsets.has(start + budget - 1) else _last_token(offsets, start) + 1
+        if offsets.has(end):
             candidates = range(end, start + max(1, budget // 2), -1)
             end = max(candidates, key=lambda e: (_break_score(body, offsets, e), e), default=end)
         while True:
@@ -105,11 +150,19 @@ def section_windows(
             if n_tokens <= max_tokens or end - start <= 1:
                 break
             end -= max(1, n_tokens - max_tokens)
-        chunks.append((heading, text, n_tokens))
-        if end >= len(offsets):
+        yield heading, text, n_tokens
+        if not offsets.has(end):
             break
         start = _next_start(body, offsets, start, end, overlap)
-    return chunks
+        offsets.forget_before(start - 1)
+
+
+def _last_token(offsets: _Offsets, start: int) -> int:
+    """The index of the body's last token (the body has token `start`)."""
+    last = start
+    while offsets.has(last + 1):
+        last += 1
+    return last
 
 
 def _prefix(heading: str) -> str:
@@ -145,7 +198,7 @@ def document_sections(document: dict, tokenizer: Tokenizer, min_tokens: int) -> 
             continue
         pending.append((heading, body))
         heading, body, _ = _joined(pending)
-        if tokenizer.count([f"{heading}\n{body}"])[0] < min_tokens:
+        if not _has_tokens(tokenizer, f"{heading}\n{body}", min_tokens):
             continue  # too small: part of what follows
         groups.append(pending)
         pending = []
@@ -154,6 +207,14 @@ def document_sections(document: dict, tokenizer: Tokenizer, min_tokens: int) -> 
     elif pending:
         groups.append(pending)  # the whole document is small: one chunk
     return [_joined(group) for group in groups]
+
+
+def _has_tokens(tokenizer: Tokenizer, text: str, n: int) -> bool:
+    """Whether `text` has at least `n` tokens, from its first TOKENIZE_CHARS when that says so:
+    a 30 MB body is never tokenized whole just to learn it is not small."""
+    if len(text) > TOKENIZE_CHARS and tokenizer.count([text[: text.rfind(" ", 0, TOKENIZE_CHARS) + 1 or TOKENIZE_CHARS]])[0] >= n:
+        return True
+    return tokenizer.count([text])[0] >= n
 
 
 def _joined(group: list[tuple[str, str]]) -> tuple[str, str, list[tuple[int, str]]]:
@@ -201,10 +262,19 @@ def chunk_documents(
     """
     rows = []
     min_section_tokens = min(min_section_tokens, max_tokens // 2)
+    total = pc.sum(pc.utf8_length(documents.column("text"))).as_py() or 0 if documents.num_rows else 0
+    done, every = 0, max(TOKENIZE_CHARS, total // progress.STEPS)
+    progress.report("chunk (characters)", 0, total)  # a large document moves the bar, not only a batch
+
+    def read(characters: int) -> None:
+        nonlocal done
+        if (done + characters) // every > done // every:
+            progress.report("chunk (characters)", min(done + characters, total), total)
+
     for document in documents.to_pylist():
         ordinal = 0
         for _, body, parts in document_sections(document, tokenizer, min_section_tokens):
-            for heading, chunk_text, n_tokens in section_windows(body, parts, tokenizer, max_tokens, overlap):
+            for heading, chunk_text, n_tokens in section_windows(body, parts, tokenizer, max_tokens, overlap, read):
                 text_hash = sha256_text(chunk_text)
                 rows.append(
                     {
@@ -218,6 +288,8 @@ def chunk_documents(
                     }
                 )
                 ordinal += 1
+            done += len(body)
+    progress.report("chunk (characters)", total, total)
     return pa.Table.from_pylist(rows, schema=CHUNKED)
 
 

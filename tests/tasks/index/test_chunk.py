@@ -148,3 +148,44 @@ def test_a_window_never_starts_inside_a_word():
     chunks = split_section(body, "", PieceTokenizer(), max_tokens=20, overlap=5)
     assert len(chunks) > 2
     assert all(text.split()[0].startswith("alpha") for text, _ in chunks)  # "a0" or "ha12": a cut word
+
+
+class WidestTokenizer(WhitespaceTokenizer):
+    """Remembers the longest text it was asked to tokenize: what a document costs in memory at once."""
+
+    def __init__(self) -> None:
+        self.widest = 0
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        self.widest = max(self.widest, len(text))
+        return super().offsets(text)
+
+    def count(self, texts):
+        self.widest = max(self.widest, *map(len, texts))
+        return super().count(texts)
+
+
+def test_a_large_document_is_tokenized_a_block_at_a_time_with_the_same_windows(monkeypatch):
+    # Issue 26 #9: a 30 MB log was tokenized whole (~6 GB of offsets); now a block at a time.
+    from kbflow import progress
+    from kbflow.tasks.index import chunk as chunking
+
+    lines = [f"2026-12-07 ERROR request {i} timed out after {i % 97} ms on node{i % 7}" for i in range(12_000)]
+    text = "\n".join(lines)  # ~0.75 MB, one section
+    table = pa.Table.from_pylist([document(text, [("", 0)])], schema=PARSED)
+    reports = []
+    progress.listen(lambda stage, done, total: reports.append((stage, done, total)))
+    try:
+        tokenizer = WidestTokenizer()
+        streamed = chunk_documents(table, tokenizer, 64, 8)
+    finally:
+        progress.listen(None)
+    block = getattr(chunking, "TOKENIZE_CHARS", 100_000)
+    assert len(text) > 5 * block
+    assert 0 < tokenizer.widest <= block  # never the whole document at once
+    moving = [done for stage, done, total in reports if stage == "chunk (characters)" and 0 < done < total]
+    assert len(moving) >= 5 and moving == sorted(moving)  # progress moves inside the one document
+    monkeypatch.setattr(chunking, "TOKENIZE_CHARS", 10 * len(text))  # the whole body in one block
+    whole = chunk_documents(table, WhitespaceTokenizer(), 64, 8)
+    assert streamed.column("text").to_pylist() == whole.column("text").to_pylist()
+    assert streamed.num_rows > 500
