@@ -29,7 +29,7 @@ def test_ingest_search_status_json_contracts(small_corpus, hash_embedder):
     result = kbflow("ingest", "--config", config, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"run_id", "status", "documents", "chunks", "duration_s"}
+    assert set(report) == {"run_id", "status", "documents", "chunks", "duration_s", "quarantined"}
     assert set(report["documents"]) == {"new", "changed", "unchanged", "deleted", "quarantined"}
     assert set(report["chunks"]) == {"embedded", "reused", "deleted", "total"}
 
