@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from lemminflect import getLemma
+from lemminflect import getAllLemmas, getLemma
 
 from kbflow.tasks.formats.headings import (
     BOOK_DIVISION, REFERENCE_SECTIONS, SEPARATOR, STRUCTURAL, strip_numbering,
@@ -113,13 +113,19 @@ def _subject(parents: list[str], title: str) -> str:
 
 
 def _verb(gerund: str) -> str:
-    """The verb of an -ing word: "completing" → "complete", "adding" → "add", "setting" → "set".
+    """The verb of an -ing word: "completing" → "complete", "adding" → "add", "syncing" → "sync".
 
     Spelling rules cannot tell "complet|e" from "edit" or "add" from "ad|d"; lemminflect's
-    English lexicon can (and guesses words it lacks by its own rules).
+    English lexicon can. A word it lacks ("rebasing", "syncing") gets its guess, except an "e"
+    the stem cannot take after two consonants or a hyphen ("synce", "fsck-e").
     """
-    lemmas = getLemma(gerund, upos="VERB")
-    return lemmas[0] if lemmas and lemmas[0] else gerund[:-3]
+    known = getAllLemmas(gerund, upos="VERB").get("VERB")
+    if known:
+        return known[0]
+    stem, guessed = gerund[:-3], (getLemma(gerund, upos="VERB") or ("",))[0]
+    if not guessed or (guessed == f"{stem}e" and not re.search(r"[aeiou][^aeiouy]$", stem)):
+        guessed = stem
+    return guessed.rstrip("-")
 
 
 def _plural(topic: str) -> bool:

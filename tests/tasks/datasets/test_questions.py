@@ -34,6 +34,8 @@ from kbflow.tasks.datasets.questions import heading_question, is_informative_sen
     ("Staging changes", "", "How do I stage changes?"),
     ("Editing commit messages", "", "How do I edit commit messages?"),
     ("Setting up a repository", "", "How do I set up a repository?"),
+    ("Syncing repositories", "", "How do I sync repositories?"),  # words the lexicon lacks: its guess, checked
+    ("Rebasing merges", "", "How do I rebase merges?"),
 ])
 def test_headings_become_questions_by_their_shape(heading, title, expected):
     assert heading_question(heading, title) == expected
