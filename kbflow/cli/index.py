@@ -149,6 +149,8 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         "quarantined_units": quarantine_counts(set_aside),
         "last_run": decoded_run(runs[0]) if runs else None,
     }
+    # byte-identical documents of a source, indexed once: as the last run that discovered found them
+    summary["duplicates"] = ((summary["last_run"] or {}).get("documents") or {}).get("duplicate", 0)
     if as_json:
         print_json(summary)
         return
@@ -156,6 +158,7 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
     for key in ("documents", "chunks"):
         table.add_row(key, str(summary[key]))
     table.add_row("quarantined", quarantine_phrase(summary["quarantined_units"]))
+    table.add_row("duplicates", str(summary["duplicates"]))
     last = summary["last_run"]
     if last:
         table.add_row("last run", f"{last['run_id']} ({last['status']}, {last['duration_s']:.1f} s)")
