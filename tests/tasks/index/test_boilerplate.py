@@ -121,7 +121,7 @@ def code(i: int) -> str:
     return f"sub handler{i} {{\n    my ($request{i}) = @_;\n    if ($request{i}) {{\n        return {i};\n    }}\n}}"
 
 
-def write_html_pages(root: Path, footer: str) -> SourceConfig:
+def write_html_pages(root: Path, footer: str) -> Source:
     """Three asciidoc-like pages, each with an indented Perl block; `footer` on every page."""
     root.mkdir()
     for i in range(3):
@@ -131,7 +131,7 @@ def write_html_pages(root: Path, footer: str) -> SourceConfig:
             f"<div class='listingblock'><div class='content'><pre><code>{code(i)}</code></pre></div></div>"
             f"<p>{footer}</p></div></body></html>"
         )
-    return SourceConfig(name="docs", kind="files", path=root, include=["*.html"])
+    return source_config(name="docs", kind="files", path=root, include=["*.html"])
 
 
 def test_code_keeps_its_indentation_with_and_without_boilerplate_removed(tmp_path):
