@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect  # a prefect dependency; drives Chromium's DevTools protocol
 
+from conftest import unavailable
+
 # A closed network: no name resolves and every connection goes to a proxy that is not there, so
 # a page that needs a CDN fails here whether or not this machine can reach one. Without the
 # background-networking flags Chromium keeps trying (and failing) to reach its own services.
@@ -26,18 +28,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed here when missing (as CI runs as root). Without it the test skips,
-    except under CI=true, where it fails: CI must not pass without looking."""
+    except under CI=true, where it fails (conftest.unavailable)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        no_chromium("chromium is not installed and this user cannot apt-get install it")
+        unavailable("chromium is not installed and this user cannot apt-get install it")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
     installed = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True,
                                timeout=900)
     if installed.returncode != 0 or not shutil.which("chromium"):
-        no_chromium(f"could not install chromium: {installed.stderr.decode()[-500:]}")
+        unavailable(f"could not install chromium: {installed.stderr.decode()[-500:]}")
     return shutil.which("chromium")
 
 
@@ -103,12 +105,6 @@ def browser(chromium, tmp_path):
     yield opened
     opened.close()
 
-
-
-def no_chromium(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: a browser test must run, not skip)")
-    pytest.skip(reason)
 
 
 def local_only(requested: list[str], served_from: str | None = None) -> bool:
