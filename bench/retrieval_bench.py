@@ -154,7 +154,7 @@ def ensure_index(corpus: Corpus, work: Path, chunking: dict[str, str]) -> tuple[
         f"include = {json.dumps(corpus.include())}\n" + (f"\n[chunking]\n{chunking_toml}" if chunking else "")
     )
     started = time.perf_counter()
-    ingest = subprocess.run(["nice", "-n", "10", str(BIN / "kbflow"), "ingest", "--config", str(config), "--json"],
+    ingest = subprocess.run([str(BIN / "kbflow"), "ingest", "--config", str(config), "--json"],
                             capture_output=True, text=True)
     if ingest.returncode != 0:
         sys.exit(f"kbflow ingest failed ({ingest.returncode}): {ingest.stderr[-2000:]}")
@@ -178,9 +178,24 @@ class Scored:
         return mean_metrics([m for m, h in zip(self.per_query[name], self.halves) if h == half])
 
 
+def default_grid() -> list[str]:
+    """Fixed linear weights, RRF, and adaptive settings (weight:rare_weight:rare_term_share)."""
+    fixed = [f"linear:{w / 10:.1f}" for w in range(3, 11)] + ["rrf:0.5"]
+    adaptive = [f"adaptive:{w}:{r}:{share}" for w in (0.7, 0.8, 0.9, 1.0) for r in (0.3, 0.4, 0.5, 0.6)
+                for share in (0.001, 0.002, 0.005)]
+    return fixed + adaptive
+
+
 def kbflow_rankings(config_path: Path, questions: Sequence[LabeledQuery], k: int, grid: Sequence[str]) -> dict:
-    """vector, fts, the default search, and each fusion setting of `grid`, per question."""
-    from kbflow.search import rank, retrieve, search
+    """vector, fts, the default search, and each fusion setting of `grid`, per question.
+
+    A grid setting is `linear:W`, `rrf:W` or `adaptive:W:RARE_W:SHARE` (kbflow.search.HybridFusion);
+    all fuse the same retrieved candidates in memory, as `kbflow evaluate --tune` does.
+    """
+    from dataclasses import replace
+
+    from kbflow.search import rank, rare_terms, retrieve, search
+    from kbflow.store import Store
 
     config = load_config(config_path)
     texts = [q.query for q in questions]
@@ -190,9 +205,17 @@ def kbflow_rankings(config_path: Path, questions: Sequence[LabeledQuery], k: int
         "fts": [rank(c, "fts", k) for c in candidates],
         "default": search(config, texts, k),
     }
+    store, shares = Store.existing(config.store), {}
     for setting in grid:
-        fusion, weight = setting.split(":")
-        rankings[setting] = [rank(c, "hybrid", k, fusion, float(weight)) for c in candidates]
+        fusion, weight, *adaptive = setting.split(":")
+        if fusion != "adaptive":
+            rankings[setting] = [rank(c, "hybrid", k, fusion, float(weight)) for c in candidates]
+            continue
+        rare_weight, share = float(adaptive[0]), float(adaptive[1])
+        if share not in shares:
+            shares[share] = [rare_terms(store, text, share) for text in texts]
+        rankings[setting] = [rank(replace(c, rare_share=r), "hybrid", k, "adaptive", float(weight), rare_weight)
+                             for c, r in zip(candidates, shares[share])]
     return rankings
 
 
@@ -226,8 +249,9 @@ def main() -> None:
                         help="a folder per corpus under it keeps the index and the naive vectors")
     parser.add_argument("--chunking", nargs="*", default=[], metavar="KEY=VALUE",
                         help="[chunking] overrides for the kbflow index (use another --work for each)")
-    parser.add_argument("--grid", nargs="*", default=[f"linear:{w / 10:.1f}" for w in range(3, 11)] + ["rrf:0.5"],
-                        help="fusion settings fusion:weight scored beside the default (for --choose)")
+    parser.add_argument("--grid", nargs="*", default=default_grid(),
+                        help="fusion settings scored beside the default (for --choose): linear:W, rrf:W, "
+                             "adaptive:W:RARE_W:SHARE")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive windows (their embedding is slow)")
     parser.add_argument("--choose", action="store_true", help="leave-one-corpus-out choice over --grid")
     args = parser.parse_args()
@@ -257,8 +281,8 @@ def main() -> None:
         print(f"\n## {name}: {json.dumps(info)}")
         print("| search | " + " | ".join(f"{h} {m}" for h in HALVES for m in ("hit@5", "mrr@10")) + " |")
         print("|---|" + "---|" * 4)
-        names = [s for s in ("naive", "vector", "fts", "default") if s in scored.per_query] + list(args.grid)
-        for s in names:
+        names = [s for s in ("naive", "vector", "fts", "default") if s in scored.per_query]
+        for s in names + sorted(args.grid, key=lambda s: -sum(scored.mean(s, "tune")[m] for m in ("hit@5", "mrr@10")))[:10]:
             cells = [f"{scored.mean(s, h)[m]:.3f}" for h in HALVES for m in ("hit@5", "mrr@10")]
             print(f"| {s} | " + " | ".join(cells) + " |")
     if args.choose and len(all_scores) > 1:
