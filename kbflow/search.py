@@ -114,15 +114,17 @@ def retrieve(
     """Both rankings of each query, `max(candidates, k)` deep (deeper for a rerank stage).
 
     What evaluation ranks every mode from, and fuses in memory for every weight it tries;
-    each carries its query's rare-term share for adaptive fusion.
+    with adaptive fusion configured, each carries its query's rare-term share.
     """
     store = _open(config)
     vectors = _encode(config, queries)
-    depth = max(config.search.candidates, rerank_depth(config.search, k))
+    settings = config.search
+    depth = max(settings.candidates, rerank_depth(settings, k))
     where = _tenant_filter(tenant)
+    adaptive = settings.hybrid_fusion == "adaptive"
     return [
         Candidates(vector=vector_hits(store, vector, depth, where), fts=fts_hits(store, query, depth, where),
-                   rare_share=rare_terms(store, query, config.search.rare_term_share, where))
+                   rare_share=rare_terms(store, query, settings.rare_term_share, where) if adaptive else 0.0)
         for query, vector in zip(queries, vectors)
     ]
 

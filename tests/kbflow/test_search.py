@@ -13,7 +13,7 @@ import pytest
 
 from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
 from kbflow.schemas import CHUNKED
-from kbflow.search import Candidates, HybridFusion, fuse_hits, rank, rare_terms, search, search_hits
+from kbflow.search import Candidates, HybridFusion, fuse_hits, rank, rare_terms, retrieve, search, search_hits
 from kbflow.store import Store, new_run_id
 from kbflow.tasks.index.embed import vector_column
 
@@ -210,3 +210,15 @@ def test_search_with_adaptive_fusion_follows_fts_for_rare_terms_and_vector_other
     assert ids(search(config, rare, k=1, mode="fts")[0]) != ids(search(config, rare, k=1, mode="vector")[0])
     assert ids(search(config, rare, k=1, mode="hybrid")[0]) == ids(search(config, rare, k=1, mode="fts")[0])
     assert ids(search(config, common, k=4, mode="hybrid")[0]) == ids(search(config, common, k=4, mode="vector")[0])
+
+
+def test_evaluation_ranks_adaptive_fusion_as_search_does(config, hash_embedder):
+    config.search.hybrid_fusion, config.search.hybrid_weight = "adaptive", 0.9
+    config.search.rare_term_weight, config.search.rare_term_share = 0.1, 0.25
+    queries = ["month", "server snapshot", "restore the lumen server"]
+    candidates = retrieve(config, queries, k=4)
+    assert [c.rare_share for c in candidates] == pytest.approx([1.0, 0.0, 2 / 3])
+    settings = config.search
+    ranked = [rank(c, "hybrid", 4, settings.hybrid_fusion, settings.hybrid_weight, settings.rare_term_weight)
+              for c in candidates]
+    assert [ids(found) for found in ranked] == [ids(found) for found in search(config, queries, k=4)]
