@@ -115,13 +115,17 @@ def search(
 @reports_errors
 def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
     """What the index holds now and how the last run went."""
+    from kbflow.quarantine import quarantine_phrase
+
     summary = served.run("status", config, {})
     if as_json:
         print_json(summary)
         return
     table = Table(title=f"kbflow store {load_config(config).store.uri}", show_header=False)
-    for key in ("documents", "chunks", "quarantined", "duplicates"):
+    for key in ("documents", "chunks"):
         table.add_row(key, str(summary[key]))
+    table.add_row("quarantined", quarantine_phrase(summary["quarantined_units"]))
+    table.add_row("duplicates", str(summary["duplicates"]))
     last = summary["last_run"]
     if last:
         table.add_row("last run", f"{last['run_id']} ({last['status']}, {last['duration_s']:.1f} s)")
@@ -176,6 +180,11 @@ def print_run_report(report: dict[str, Any], as_json: bool) -> None:
     for (d_key, d_value), (c_key, c_value) in zip_longest(documents.items(), chunks.items(), fillvalue=("", "")):
         table.add_row(d_key, str(d_value), c_key, str(c_value))
     stdout.print(table)
+    if any((report.get("quarantined") or {}).values()):  # the documents column counts documents: name both units
+        from kbflow.quarantine import quarantine_phrase  # pyarrow: imported when used, for start-up cost
+
+        stdout.print(f"quarantined: {quarantine_phrase(report['quarantined'])}"
+                     f" (kbflow quarantine --run {report.get('run_id', '')})")
     if "duration_s" in report:
         stdout.print(f"took {report['duration_s']:.1f} s")
 

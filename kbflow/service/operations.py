@@ -144,14 +144,17 @@ def _store(config_path: str):
 
 def status(config_path: str, arguments: dict[str, Any], context: Context) -> dict[str, Any]:
     """`kbflow status --json`."""
+    from kbflow.quarantine import quarantine_counts
     from kbflow.runs import decoded_run
 
     store = _store(config_path)
-    runs = store.runs(limit=1)
+    runs, set_aside = store.runs(limit=1), store.quarantine()
     summary = {
         "documents": store.count("documents", "status = 'active'"),
         "chunks": store.count("chunks"),
-        "quarantined": len(store.quarantine()),  # items set aside, each once however many runs saw it
+        "quarantined": len(set_aside),  # records: items set aside, each once however many runs saw it
+        # the units of those records: documents with one, and chunks (one document, two chunks: 1 and 2)
+        "quarantined_units": quarantine_counts(set_aside),
         "last_run": decoded_run(runs[0]) if runs else None,
     }
     # byte-identical documents of a source, indexed once: as the last run that discovered found them
