@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $@
 
-# The demo starts a Prefect server and the warm worker for the example store (its database under
+# The demo starts a Prefect server and the kbflow service for the example store (its database under
 # examples/.kbflow/prefect) and leaves them running, so the runs can be browsed in its UI and later
 # commands start in about a second; `make stop` (or `make clean`) ends them.
 demo: $(INSTALLED)
@@ -23,7 +23,7 @@ demo: $(INSTALLED)
 	cd examples && ../$(BIN)/kbflow ingest --config kbflow.toml
 	cd examples && ../$(BIN)/kbflow search "How do I restore a backup?" --config kbflow.toml --k 3
 	cd examples && ../$(BIN)/kbflow status --config kbflow.toml
-	@echo "The Prefect server and the warm worker keep running (UI address above); \`make stop\` stops them."
+	@echo "The Prefect server and the kbflow service keep running (UI address above); \`make stop\` stops them."
 
 .PHONY: stop
 stop:

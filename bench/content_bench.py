@@ -36,7 +36,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 from kbflow.config import ChunkingConfig, source_config
 from kbflow.models import HuggingFaceTokenizer, resolve_model_path
 from kbflow.schemas import DOCUMENTS, LINE_HASHES

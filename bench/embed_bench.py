@@ -40,7 +40,9 @@ import numpy as np
 import pyarrow as pa
 from ingest_bench import DEFAULT_CORPUS, timed
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 
 BOILERPLATE_CORPUS = Path("/usr/share/doc")  # */copyright: Debian's per-package licence files
 

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from ingest_bench import DEFAULT_CORPUS, MANUAL_SOURCE, copy_pages, timed
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 
 CONFIG = """
 [store]

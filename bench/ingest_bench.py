@@ -26,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 
 DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
 MANUAL_SOURCE = """

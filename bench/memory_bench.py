@@ -46,7 +46,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 
 WORDS = (
     "server backup restore snapshot index query table column replica primary standby archive wal "

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from retrieval_bench import cached_vectors, naive_windows
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 from kbflow.config import EmbeddingConfig, load_config
 from kbflow.globs import matches
 from kbflow.models import load_embedder

@@ -21,7 +21,9 @@ import random
 import time
 from pathlib import Path
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 import pandas as pd
 
 from kbflow.config import QualityConfig, source_config

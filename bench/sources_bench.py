@@ -55,7 +55,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 BUCKET = "bench-sources"

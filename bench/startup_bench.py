@@ -21,12 +21,15 @@ Cases, on a copy of examples/ in a temporary folder:
   (`--only-cold` runs just this case).
 
 `--server` runs `kbflow server start` first (its database under the store) and
-`kbflow server stop` at the end: the figures with a warm Prefect server and its warm
-worker (GX and the model loaded). The cases the worker serves (ingest, vector search,
+`kbflow server stop` at the end: the figures with a warm Prefect server and the kbflow
+service (GX and the model loaded). The cases the service serves (ingest, vector search,
 the cold ingest, for which a server is started on the Python-docs store too) are then
-measured twice, through the worker and in-process (`KBFLOW_NO_WORKER=1`), side by side.
+measured twice, through the service and in-process (`KBFLOW_NO_SERVER=1`), side by side.
+With `--server` the cold case also sends a vector search to the Python-docs service 15 s into
+each cold ingest through it ("search during a cold ingest"), beside the same search when idle.
 Without it, and without PREFECT_API_URL in the environment, each flow-running command
-gets whatever kbflow does with no server configured.
+gets whatever kbflow does with no server configured (no service is started either:
+`KBFLOW_NO_SERVER=1`).
 """
 
 from __future__ import annotations
@@ -86,6 +89,14 @@ include = ["tutorial/*.rst.txt", "howto/*.rst.txt"]
 [quality]
 min_unique_chunk_ratio = 0.0  # a start-up benchmark, not a quality one: never block the cold run
 """
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class CaseFailed(RuntimeError):
@@ -160,7 +171,11 @@ def main() -> None:
         config, store = examples / "kbflow.toml", examples / ".kbflow"
         if not options.server:
             env.pop("PREFECT_API_URL", None)  # what a user without a server pays
-        server = [KBFLOW, "server", "start", "--config", str(config)]
+            env["KBFLOW_NO_SERVER"] = "1"  # ... and without the service a first command would start
+        else:
+            env.pop("KBFLOW_NO_SERVER", None)
+        # A port of its own: another server started beside this run (tests, a second bench) cannot take it.
+        server = [KBFLOW, "server", "start", "--config", str(config), "--port", str(free_port())]
         if options.server:
             timed(server, examples, env)
         bench = Bench(work, options.reps, env)
@@ -172,12 +187,12 @@ def main() -> None:
     print(f"load average at end: {os.getloadavg()}", file=sys.stderr)
 
 
-IN_PROCESS = {"KBFLOW_NO_WORKER": "1"}
+IN_PROCESS = {"KBFLOW_NO_SERVER": "1"}
 
 
 def ways(options) -> list[tuple[str, dict[str, str]]]:
-    """How the worker-served cases run: through the worker and in-process with `--server`, else as they are."""
-    return [(" (worker)", {}), (" (in-process)", IN_PROCESS)] if options.server else [("", {})]
+    """How the service-served cases run: through the service and in-process with `--server`, else as they are."""
+    return [(" (service)", {}), (" (in-process)", IN_PROCESS)] if options.server else [("", {})]
 
 
 def run_cases(bench: Bench, options, examples: Path, config: Path, store: Path, work: Path) -> None:
@@ -265,13 +280,13 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
     config.write_text(PYDOCS_CONFIG.format(store=store, path=PYDOCS), encoding="utf-8")
 
     def fresh(_: int) -> None:
-        """An empty store; a server's Prefect home (and the worker's socket) under it stays."""
+        """An empty store; a server's Prefect home and the service's folder (its socket) under it stay."""
         for entry in store.iterdir() if store.is_dir() else []:
-            if entry.name != "prefect":
+            if entry.name not in ("prefect", "service"):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
-    if options.server:  # the worker serves one store: this one gets its own server and worker
-        timed([KBFLOW, "server", "start", "--config", str(config)], folder, bench.env)
+    if options.server:  # a service serves one store: this one gets its own server and service
+        timed([KBFLOW, "server", "start", "--config", str(config), "--port", str(free_port())], folder, bench.env)
     ingest = [KBFLOW, "ingest", "--config", str(config), "--json"]
     reference_name = "load model + encode the same chunks"
     samples: dict[str, list[float]] = {}
@@ -280,9 +295,31 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
         bench.floor(floor_store)
         if before is not None:
             before(0)
+        if options.server and name.endswith("(service)"):
+            return sample_with_search(name, args)
         samples.setdefault(name, []).append(timed(args, folder, bench.env | (env or {}))[0])
         print(f"  {name}: {samples[name][-1]:.1f} s (floor {bench.floors[-1]:.1f} s, load {os.getloadavg()[0]:.1f})",
               file=sys.stderr, flush=True)
+
+    search = [KBFLOW, "search", "how do I define a function", "--mode", "vector", "--config", str(config), "--json"]
+
+    def sample_with_search(name: str, args: list[str]) -> None:
+        """The cold ingest through the service, a vector search sent 15 s into it; then the same search idle."""
+        started = time.perf_counter()
+        ingest_process = subprocess.Popen(args, cwd=folder, env=bench.env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True)
+        time.sleep(15)
+        busy = timed(search, folder, bench.env)[0] if ingest_process.poll() is None else None
+        _, err = ingest_process.communicate()
+        if ingest_process.returncode != 0:
+            raise CaseFailed(f"failed ({ingest_process.returncode}): {' '.join(args)}\n{err[-1500:]}")
+        samples.setdefault(name, []).append(time.perf_counter() - started)
+        idle = timed(search, folder, bench.env)[0]
+        if busy is not None:
+            samples.setdefault("vector search during that cold ingest (service)", []).append(busy)
+            samples.setdefault("the same search, idle (service)", []).append(idle)
+        print(f"  {name}: {samples[name][-1]:.1f} s; search during it {busy or 0:.2f} s, idle {idle:.2f} s "
+              f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
 
     # Interleaved, one sample of each per round (the machine's load moves all alike); the first
     # round's first ingest builds the index whose chunk texts the reference encodes.
@@ -303,6 +340,8 @@ def cold(bench: Bench, options, work: Path, floor_store: Path) -> None:
     # Ratios per round, then their median: a load that changes between rounds (it did, from a load
     # average of 6 to 2 in one run) moves a round's samples alike, but not the medians of all samples.
     reference = samples[reference_name]
+    for name in [n for n in samples if n.startswith(("vector search during", "the same search"))]:
+        bench.rows.append((name, samples.pop(name), "sent 15 s into each cold ingest through the service / after it"))
     for name, values in samples.items():
         rounds = [value / ref for value, ref in zip(values, reference)]
         note = "the reference" if name == reference_name else \

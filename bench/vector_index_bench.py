@@ -31,7 +31,9 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-import kbflow  # noqa: F401  - offline / no-analytics defaults first
+import kbflow
+
+kbflow.set_process_defaults()  # offline / no-analytics defaults first
 from kbflow.config import StoreConfig
 from kbflow.vector_index import refine_factor, tune_vector_query, vector_index_config
 

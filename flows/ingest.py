@@ -143,6 +143,7 @@ def ingest(
 
             check_run(gate, run_profile(known_documents, changes, run.quarantined, run_chunks))
             deleted = changes.deleted.column("doc_id").to_pylist()
+            run.before_publish()  # the run is in `runs` before any table version that names it
             published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted)
             save_line_hashes(store, boilerplate)  # after the publish: a blocked run keeps the old state
             save_cursors(store, discovery.cursors, run.run_id)  # likewise: sql sources read past them next time

@@ -55,6 +55,7 @@ def reindex(config_path: str) -> dict:
             keep_staging_run(run, staging_uri)
         staging = Store.from_uri(staging_uri)
         run.documents.update(staged["documents"])
+        run.before_publish()
         run.versions.update(store.replace_with(staging, run.run_id))
         shutil.rmtree(staging_uri, ignore_errors=True)
         run.status = "published"

@@ -34,6 +34,7 @@ def rollback(config_path: str, to_run: str | None = None) -> dict:
         if to_run is None and len(published) < 2:
             raise NotFound("nothing to roll back to: fewer than two runs have published")
         run.parent_run_id = to_run or published[1]
+        run.before_publish()
         versions = store.restore(run.parent_run_id, run.run_id)
         forget_line_hashes(store)
         forget_cursors(store)  # the restored documents are older than the cursors: read sql sources in full

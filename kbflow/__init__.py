@@ -1,15 +1,16 @@
 """kbflow: an observable, incremental data pipeline for RAG and fine-tuning.
 
-Importing kbflow sets privacy- and offline-first defaults before Prefect, GX or
-Hugging Face libraries are imported. Each uses `setdefault`, so a user who sets
-the variable explicitly (for example a remote `PREFECT_API_URL`) keeps it.
+Importing kbflow changes nothing in the importing process. kbflow's own entry points (the CLI,
+the kbflow service) call `set_process_defaults` first: privacy- and offline-first defaults for the
+libraries they load. Each uses `setdefault`, so a variable the user set (for example a remote
+`PREFECT_API_URL`) is kept. An application that imports kbflow decides for itself; it may call it.
 """
 
 import os
 
 __version__ = "0.1.0"
 
-_DEFAULT_ENVIRONMENT = {
+DEFAULT_ENVIRONMENT = {
     # Nothing phones home.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # also stops a 'database is locked' heartbeat
     "GX_ANALYTICS_ENABLED": "false",
@@ -26,5 +27,8 @@ _DEFAULT_ENVIRONMENT = {
     "LANCEDB_LOG": "error",  # Lance's Rust-side warnings would otherwise reach our users' terminals
 }
 
-for _name, _value in _DEFAULT_ENVIRONMENT.items():
-    os.environ.setdefault(_name, _value)
+
+def set_process_defaults() -> None:
+    """Set kbflow's privacy and offline defaults in this process's environment (variables already set stay)."""
+    for name, value in DEFAULT_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -34,7 +35,8 @@ PROCESS_VARIABLES = {
     "KBFLOW_CONFIG": "the config file, as --config (kbflow.cli)",
     "KBFLOW_DEBUG": "1: a failed command prints the whole traceback instead of one line (kbflow.cli)",
     "KBFLOW_PROGRESS": "1: progress on stderr even with --json, as --progress (kbflow.cli)",
-    "KBFLOW_NO_WORKER": "1: run the command in this process, not in a warm worker (kbflow.cli)",
+    "KBFLOW_NO_SERVER": "1: never use or start a kbflow service; every command runs in its own process (kbflow.cli)",
+    "KBFLOW_NO_WORKER": "the old name of KBFLOW_NO_SERVER (kbflow.cli)",
     "KBFLOW_CACHE_DIR": "kbflow's per-user cache (ONNX exports, internal-error logs outside a store)",
     "KBFLOW_HOME": "the folder a deployment's flow runs start in (deployments/prefect.yaml's pull step)",
     "KBFLOW_SOURCE": "the source an event names, in the README's AWS Lambda handler",
@@ -47,6 +49,10 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     if environ.get("KBFLOW_CACHE_DIR"):
         return Path(environ["KBFLOW_CACHE_DIR"]).expanduser()
     return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kbflow"
+
+# The environment a config is read against in this context: the kbflow service reads each request's
+# config against the variables its client sent (kbflow.service), never by changing os.environ.
+request_environment: ContextVar[Mapping[str, str] | None] = ContextVar("kbflow_request_environment", default=None)
 
 
 # Names shared by the config, the flows' parameters and the CLI's options: Pydantic, Prefect
@@ -90,9 +96,19 @@ class StoreConfig(_Section):
         10, ge=1, description="also keep the newest this many published runs' versions, however old"
     )
 
+    private: bool = Field(
+        True, description="create a local store's folder 0700: only its owner reads the index, runs and prefect.db"
+    )
+
     @property
     def is_local(self) -> bool:
         return "://" not in self.uri
+
+    def create_folder(self) -> None:
+        """Create a local store's folder if missing: 0700 when `private` (the default), so other local
+        users read neither the index, the run log nor the Prefect database under it."""
+        if self.is_local and not Path(self.uri).exists():
+            Path(self.uri).mkdir(mode=0o700 if self.private else 0o777, parents=True, exist_ok=True)
 
 
 class EmbeddingConfig(_Section):
@@ -361,6 +377,15 @@ def source_config(**fields: Any) -> Source:
     return _source_adapter.validate_python(fields)
 
 
+class ServerConfig(_Section):
+    """The local kbflow service (kbflow.service): warm imports and model for the CLI and applications."""
+
+    autostart: bool = Field(
+        True, description="the first command that would use the service starts it in the background when none runs"
+    )
+    idle_timeout_min: float = Field(30.0, gt=0, description="a service with no request for this long ends itself")
+
+
 class KbflowConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
@@ -373,6 +398,7 @@ class KbflowConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     sources: list[SourceConfig] = Field(default_factory=list)  # rebuilt by register_source_kind
     root: Path = Field(Path("."), exclude=True, description="directory of the config file")
 
@@ -432,6 +458,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> K
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    if environ is None:
+        environ = request_environment.get()
     environ = os.environ if environ is None else environ
     overrides = _config_variables(environ)
     try:
@@ -626,6 +654,10 @@ ingest_cron = "0 * * * *"      # every source, hourly
 # dataset_cron = "30 2 * * *"  # nightly: the dataset_kinds datasets
 # dataset_kinds = ["embedding-pairs"]
 # evaluate_cron = "0 4 * * 1"  # weekly: kbflow evaluate on [evaluation] queries
+
+# [server]
+# autostart = true             # the first ingest/search starts a kbflow service (model kept loaded)
+# idle_timeout_min = 30        # ... which ends itself after this long without a request
 
 # [evaluation]
 # queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line

@@ -72,6 +72,7 @@ def shared_api_url() -> str | None:
 def file_lock(config: KbflowConfig, timeout_s: float | None = None) -> Iterator[None]:
     """Hold this machine's writer lock file; wait for it (at most `timeout_s`, default forever)."""
     path = lock_path(config)
+    config.store.create_folder()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         started, announced = time.monotonic(), False

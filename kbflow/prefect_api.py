@@ -35,6 +35,7 @@ from pathlib import Path
 
 from kbflow.config import KbflowConfig
 from kbflow.errors import KbflowError
+from kbflow.procs import identity, same_process
 
 SERVER_FILE = "server.json"
 DEFAULT_PORT = 4200
@@ -56,6 +57,8 @@ class ServerInfo:
     home: str  # PREFECT_HOME of the server: its database and logs
     log: str
     started_at: float
+    started: float | None = None  # the process's start time (kbflow.procs): checked before it is signalled
+    auth: str | None = None  # PREFECT_SERVER_API_AUTH_STRING: other local users get 401 from its API
 
     @property
     def alive(self) -> bool:
@@ -113,11 +116,19 @@ def free_port(preferred: int | None = None) -> int:
     raise ServerError("no free local port for a Prefect server")
 
 
-def _server_environment(home: Path) -> dict[str, str]:
-    env = {**os.environ, "PREFECT_HOME": str(home)}
+def _server_environment(home: Path, auth: str) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_API_AUTH_STRING": auth}
     env.pop("PREFECT_API_URL", None)  # the server itself is the API; it must not look for another
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     return env
+
+
+def new_auth_string() -> str:
+    """A fresh `user:password` for a server kbflow starts: its API answers no one without it (on a
+    shared host, any local user can reach a loopback port). Kept in the store's 0700 folder."""
+    import secrets
+
+    return f"kbflow:{secrets.token_urlsafe(24)}"
 
 
 def _wait_healthy(api_url: str, process: subprocess.Popen, timeout: float, log: Path | None) -> None:
@@ -145,25 +156,30 @@ def start_server(config: KbflowConfig, port: int | None = None, timeout: float =
     running = recorded_server(config)
     if running is not None and running.alive:
         return running
+    config.store.create_folder()
     home = prefect_home(config)
     home.mkdir(parents=True, exist_ok=True)
     port = free_port(port or DEFAULT_PORT)
     log = home / "server.log"
+    auth = new_auth_string()
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=_server_environment(home), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=_server_environment(home, auth), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: `stop` ends the server and anything it started
         )
     base = f"http://127.0.0.1:{port}"
+    me = identity(process.pid)
     info = ServerInfo(pid=process.pid, url=f"{base}/api", ui=base, home=str(home), log=str(log),
-                      started_at=time.time())
+                      started_at=time.time(), started=me.started if me else None, auth=auth)
     try:
         _wait_healthy(info.url, process, timeout, log)
     except ServerError:
         stop_group(process.pid)
         raise
-    server_file(config).write_text(json.dumps(asdict(info)), encoding="utf-8")
+    path = server_file(config)
+    path.touch(mode=0o600)  # it holds the API's password
+    path.write_text(json.dumps(asdict(info)), encoding="utf-8")
     return info
 
 
@@ -172,10 +188,18 @@ def stop_server(config: KbflowConfig, timeout: float = 10.0) -> ServerInfo | Non
     info = recorded_server(config)
     if info is None:
         return None
-    if process_alive(info.pid):
+    # A pid from an old record may be another process's now: signal only the server that was recorded.
+    if process_alive(info.pid) and (same_process(info.pid, info.started, "prefect") if info.started is not None
+                                    else same_process_by_name(info.pid, "prefect")):
         stop_group(info.pid, timeout)
     server_file(config).unlink(missing_ok=True)
     return info
+
+
+def same_process_by_name(pid: int, marker: str) -> bool:
+    """A record from before start times were kept: at least its command line must be the server's."""
+    now = identity(pid)
+    return now is not None and any(marker in word for word in now.cmdline)
 
 
 def stop_group(pid: int, timeout: float = 10.0) -> None:
@@ -239,18 +263,22 @@ def _profile_api_url() -> str | None:
     return str(url) if url else None
 
 
-def use_api(url: str) -> None:
-    """Point this process (and what it starts) at `url`, whether or not Prefect is imported yet."""
+def use_api(url: str, auth: str | None = None) -> None:
+    """Point this process (and what it starts) at `url` (with its login `auth`), whether or not Prefect is
+    imported yet."""
     os.environ["PREFECT_API_URL"] = url
+    if auth:
+        os.environ["PREFECT_API_AUTH_STRING"] = auth
     if "prefect.context" in sys.modules:
         from prefect.settings import get_current_settings
 
         if get_current_settings().api.url == url:
-            return  # already there (a warm worker asks before every command): no context to stack
+            return  # already there: no context to stack
         # Prefect read its settings at import; a settings context for the rest of the process.
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-        settings = temporary_settings(updates={PREFECT_API_URL: url})
+        updates = {PREFECT_API_URL: url, **({PREFECT_API_AUTH_STRING: auth} if auth else {})}
+        settings = temporary_settings(updates=updates)
         settings.__enter__()
         _entered.append(settings)  # referenced: a collected generator would leave the context
 
@@ -295,11 +323,12 @@ class TemporaryServer:
     """A Prefect API server bound to this process: gone when it exits, `kill -9` included."""
 
     def __init__(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True)  # under the store, created 0700 by the caller's config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
+        self.auth = new_auth_string()
         _temporary_urls.add(self.url)
-        env = _server_environment(home) | {
+        env = _server_environment(home, self.auth) | {
             # as Prefect's own temporary server: no UI, ephemeral mode
             "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
         }
@@ -336,7 +365,7 @@ class PrefectApi:
         """Wait for a temporary server to answer, then point Prefect at it."""
         if self.server is not None:
             self.server.ready()
-            use_api(self.server.url)
+            use_api(self.server.url, self.server.auth)
         return self
 
 
@@ -352,9 +381,10 @@ def connect(config: KbflowConfig, temporary: bool = True) -> PrefectApi:
         return PrefectApi(explicit, "explicit")
     running = recorded_server(config)
     if running is not None and running.alive:
-        use_api(running.url)
+        use_api(running.url, running.auth)
         return PrefectApi(running.url, "kbflow server")
     if not temporary:
         return PrefectApi(None, "prefect temporary")
+    config.store.create_folder()
     server = TemporaryServer(prefect_home(config))
     return PrefectApi(server.url, "temporary", server)

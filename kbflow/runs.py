@@ -5,6 +5,11 @@ the `runs` table (and its quarantine records kept) however it ends: published,
 with nothing to do, blocked by a quality gate, refused before it started (a
 model mismatch), or failed. A run that ends without publishing records the
 index's chunk total as it stands, not 0.
+
+A run that is about to publish writes its record first, as `running` (`before_publish`), and
+replaces it when it ends: every published table version has its run in `runs`, even when the
+process is killed (`kill -9`) between the publish and the end of the run, which then stays
+`running` there, traceable (`kbflow trace` finds it).
 """
 
 from __future__ import annotations
@@ -101,6 +106,34 @@ class RunRecord:
     def __enter__(self) -> RunRecord:
         return self
 
+    def before_publish(self) -> None:
+        """Write the run as `running` before it publishes (replaced by its final record when it ends)."""
+        self.store.add_run(self._row(self.duration_s, status="running"))
+
+    def _row(self, duration_s: float, status: str | None = None) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "flow": self.flow,
+            "source": self.source,
+            "status": status or self.status,
+            "started_at": self._started_at,
+            "duration_s": duration_s,
+            "stage_durations": self.stage_durations,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "dq_success": False if self.dq_failures else self.dq_success,
+            "dq_failures": self.dq_failures,
+            "error": self.error,
+            "quality_results": self.quality_results,
+            "chunks_version": self.versions["chunks"],
+            "documents_version": self.versions["documents"],
+            "model": self.model,
+            "kbflow_version": __version__,
+            "prefect_flow_run_id": _prefect_flow_run_id(),
+            "parent_run_id": self.parent_run_id,
+            "warnings": self.warnings,
+        }
+
     def __exit__(self, kind, error, traceback) -> None:
         if isinstance(error, QualityGateFailed):
             self.status = "blocked"
@@ -113,30 +146,7 @@ class RunRecord:
             self.chunks["total"] = self.store.count(CHUNKS)
         report = self.report()
         self.store.add_quarantine(quarantine_table(self.quarantined, self.run_id))
-        self.store.add_run(
-            {
-                "run_id": self.run_id,
-                "flow": self.flow,
-                "source": self.source,
-                "status": self.status,
-                "started_at": self._started_at,
-                "duration_s": report["duration_s"],
-                "stage_durations": self.stage_durations,
-                "documents": self.documents,
-                "chunks": self.chunks,
-                "dq_success": False if self.dq_failures else self.dq_success,
-                "dq_failures": self.dq_failures,
-                "error": self.error,
-                "quality_results": self.quality_results,
-                "chunks_version": self.versions["chunks"],
-                "documents_version": self.versions["documents"],
-                "model": self.model,
-                "kbflow_version": __version__,
-                "prefect_flow_run_id": _prefect_flow_run_id(),
-                "parent_run_id": self.parent_run_id,
-                "warnings": self.warnings,
-            }
-        )
+        self.store.add_run(self._row(report["duration_s"]))
         if isinstance(error, QualityGateFailed):
             error.report = report
 

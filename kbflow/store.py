@@ -78,6 +78,7 @@ class Store:
 
     def __init__(self, config: StoreConfig) -> None:
         self.uri = config.uri
+        config.create_folder()  # 0700 unless [store] private = false; lancedb.connect would make it 0755
         # timedelta(0): always see other processes' commits (a watcher, a second CLI).
         self.db = lancedb.connect(
             config.uri, storage_options=config.storage_options or None, read_consistency_interval=timedelta(0)
@@ -515,9 +516,11 @@ class Store:
         return new_records.num_rows
 
     def add_run(self, run: dict[str, Any]) -> None:
+        """Record a run, or replace its record (a run written as `running` before its publish, closed after)."""
         row = {**run, **{k: json.dumps(v) for k, v in run.items() if isinstance(v, (dict, list))}}
         table = _add_missing_columns(self._table_or_create(RUNS_TABLE, RUNS), RUNS)
-        table.add(pa.Table.from_pylist([row], schema=RUNS))
+        (table.merge_insert("run_id").when_matched_update_all().when_not_matched_insert_all()
+         .execute(pa.Table.from_pylist([row], schema=RUNS)))
 
     def add_rows(self, name: str, rows: pa.Table) -> None:
         """Append rows to a table, creating it with their schema first (a run's staging store)."""

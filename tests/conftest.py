@@ -18,8 +18,13 @@ import lancedb
 import numpy as np
 import pytest
 
-import kbflow  # noqa: F401  - sets the offline / no-analytics defaults before Prefect loads
-import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
+import kbflow
+
+kbflow.set_process_defaults()  # the offline / no-analytics defaults, before Prefect loads, as the CLI sets them
+# No test leaves a kbflow service running: commands run in-process unless a test (tests/service/) starts its own.
+os.environ["KBFLOW_NO_SERVER"] = "1"
+
+import kbflow.flows.ingest  # noqa: E402,F401  - imported before hash_embedder patches its loader
 import kbflow.search  # noqa: F401
 from kbflow.config import EmbeddingConfig, load_config
 

@@ -178,23 +178,30 @@ def test_flow_commands_report_to_the_stores_kbflow_server_and_stop_ends_it(tmp_p
     server = json.loads(started.stdout)
     try:
         assert server["running"] and Path(server["home"]) == tmp_path / ".kbflow" / "prefect"
+        again = subprocess.run([KBFLOW, "server", "start", "--config", str(config)], env=env, capture_output=True,
+                               text=True, timeout=400)
+        assert again.returncode == 0 and "already running" in again.stdout, again.stderr
+        assert "starting a" not in again.stderr  # issue 26 #14: nothing starts, so nothing says it does
         done = subprocess.run([sys.executable, "-c", CLI_INGEST, str(config)], env=env, capture_output=True,
                               text=True, timeout=400)
         assert done.returncode == 0, done.stderr
         assert "temporary Prefect server" not in done.stderr
-        assert "running in this process" not in done.stderr  # the warm worker ran it
         report = json.loads(done.stdout.strip().splitlines()[-1])
+        # The API answers only its owner's login (issue 26 #8): kept in the store's 0700 folder, never printed.
+        assert "auth" not in server and (tmp_path / ".kbflow").stat().st_mode & 0o777 == 0o700
+        login = tuple(json.loads((Path(server["home"]) / "server.json").read_text())["auth"].split(":", 1))
 
         from kbflow.config import load_config
         from kbflow.store import Store
 
         flow_run_id = Store(load_config(config).store).run(report["run_id"])["prefect_flow_run_id"]
-        flow_run = httpx.get(f"{server['url']}/flow_runs/{flow_run_id}").json()
+        assert httpx.get(f"{server['url']}/flow_runs/{flow_run_id}").status_code == 401  # another local user
+        flow_run = httpx.get(f"{server['url']}/flow_runs/{flow_run_id}", auth=login).json()
         assert flow_run["name"] and flow_run["state_type"] == "COMPLETED"
-        task_runs = httpx.post(f"{server['url']}/task_runs/filter",
+        task_runs = httpx.post(f"{server['url']}/task_runs/filter", auth=login,
                                json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
         assert {"discover", "parse", "chunk", "embed"} <= {run["name"].rsplit("-", 1)[0] for run in task_runs}
-        artifacts = httpx.post(f"{server['url']}/artifacts/filter",
+        artifacts = httpx.post(f"{server['url']}/artifacts/filter", auth=login,
                                json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
         assert artifacts  # the data-quality summary of the run
     finally:

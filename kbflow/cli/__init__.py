@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import sys
 
-from kbflow.cli import datasets, evaluate, index, inspect, serve, server  # noqa: F401  - registers the commands
+from kbflow import set_process_defaults
+from kbflow.cli import datasets, evaluate, index, inspect, serve, served, server  # noqa: F401  - registers the commands
 from kbflow.cli.common import FORCE_PROGRESS, app
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console entry point: quiet library logging unless asked, then run the app."""
+    """Console entry point: kbflow's process defaults, quiet library logging unless asked, then the app."""
+    set_process_defaults()
     if "--progress" in sys.argv:  # progress on stderr even with --json (kbflow.cli.common.progress_bars)
         sys.argv.remove("--progress")
         os.environ[FORCE_PROGRESS] = "1"
@@ -29,13 +31,9 @@ def main() -> None:
         # Prefect's own log lines stay in the Prefect UI, or on the terminal with --verbose.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # --runner dask: no cluster chatter
-    from kbflow.cli.worker import forward
-
-    # The store's warm worker runs it, when there is one; with --verbose, here: Prefect's log lines
-    # go where this process's logging sends them (the worker's go to its log file).
-    code = None if verbose else forward(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+    # With --verbose, flows run here: Prefect's log lines go where this process's logging sends them
+    # (the kbflow service's go to its log file).
+    served.in_process_only = verbose
     app()
 
 

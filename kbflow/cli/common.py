@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from kbflow.config import cache_dir, load_config
-from kbflow.errors import KbflowError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED, EXIT_STALE = 1, 2, 3, 4
 
@@ -67,7 +66,9 @@ def known_errors() -> tuple[type[Exception], ...]:
     kbflow's own (KbflowError), and the standard library's errors about a path the user named
     (missing, taken, not allowed), whose message names that path.
     """
-    return (KbflowError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError)
+    from kbflow.service.operations import user_errors  # lazy: only a failing command needs it; one list for both
+
+    return user_errors()
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])

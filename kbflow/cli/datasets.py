@@ -20,14 +20,13 @@ from kbflow.cli.common import (
     app,
     fail,
     print_json,
-    progress_bars,
     reports_errors,
     stderr,
     stdout,
 )
-from kbflow.cli.server import flow_api
+from kbflow.cli import served
+from kbflow.client import CommandBlocked
 from kbflow.config import DatasetKind, load_config
-from kbflow.errors import QualityGateFailed
 
 dataset_app = typer.Typer(help="Fine-tuning datasets in Parquet: build them, check them for stale rows.",
                           no_args_is_help=True)
@@ -44,20 +43,14 @@ def dataset_build(
     as_json: JsonOption = False,
 ) -> None:
     """Build a dataset into OUT/KIND: data/{train,validation,test}-*.parquet, README.md, manifest.json."""
-    loaded = load_config(config)  # fail fast, before Prefect starts
     if source is not None:
-        loaded.source(source)
-    api = flow_api(loaded, quiet=as_json)
-    from kbflow.flows.build_dataset import build_dataset
-
+        load_config(config).source(source)  # fail fast, before Prefect or a service starts
+    arguments = {"kind": kind, "source": source, "out": served.as_path(out)}
     try:
-        with progress_bars(enabled=not as_json):
-            api.ready()
-            report = build_dataset(config_path=str(config.resolve()), kind=kind, source=source,
-                                   out_dir=str(out.resolve()) if out else None)
-    except QualityGateFailed as blocked:
+        report = served.run("dataset-build", config, arguments, as_json=as_json, flows=True)
+    except CommandBlocked as blocked:
         if as_json:
-            print_json({"kind": kind, "status": "blocked", "failures": blocked.failure_dicts()})
+            print_json({"kind": kind, "status": "blocked", "failures": blocked.failures})
         raise fail(f"{blocked}; no dataset was written", EXIT_BLOCKED) from None
     if as_json:
         print_json(report)

@@ -20,6 +20,7 @@ from kbflow.cli.common import (
     stderr,
     stdout,
 )
+from kbflow.cli import served
 from kbflow.cli.server import flow_api
 from kbflow.config import EvalMode, load_config
 
@@ -39,25 +40,11 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
-    loaded = load_config(config)
-    api = flow_api(loaded, quiet=as_json)
-    from kbflow.flows.evaluate import evaluate as evaluate_flow
-    from kbflow.flows.evaluate import resolve_inputs, uses_generated
-    from kbflow.queries import read_queries
-
     if (queries is not None) + (dataset is not None) + generated > 1:
         raise fail("give one of --queries, --dataset or --generated", EXIT_USAGE)
-    inputs = {"queries": str(queries) if queries else None, "dataset": str(dataset) if dataset else None}
-    if not generated and uses_generated(loaded, **inputs, tune=tune, generated=generated):
-        generated = True
-        stderr.print("note: no labeled queries; tuning on questions made from the index's headings")
-    queries_path, _ = resolve_inputs(loaded, **inputs, generated=generated)
-    if queries_path is not None:
-        read_queries(queries_path)  # a bad line fails here, before Prefect starts
-    with progress_bars(enabled=not as_json):
-        api.ready()
-        report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, generated=generated,
-                               **inputs)
+    arguments = {"queries": served.as_path(queries), "dataset": served.as_path(dataset), "k": k, "mode": mode,
+                 "tune": tune, "generated": generated}
+    report = served.run("evaluate", config, arguments, as_json=as_json, flows=True)
     if report.get("unresolved"):
         stderr.print(f"note: {report['unresolved']} relevant id(s) match no indexed document or chunk "
                      f"(listed in {report['results']})")

@@ -18,14 +18,14 @@ from kbflow.cli.common import (
     app,
     fail,
     print_json,
-    progress_bars,
     reports_errors,
     stderr,
     stdout,
 )
+from kbflow.cli import served
 from kbflow.cli.server import flow_api
+from kbflow.client import CommandBlocked
 from kbflow.config import STARTER_CONFIG, ConfigError, RunnerConfig, SearchMode, load_config
-from kbflow.errors import QualityGateFailed
 
 
 @app.command()
@@ -65,19 +65,13 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index up to date with the sources: only what changed is processed."""
-    loaded = load_config(config)
-    loaded.select_sources(source)  # fail fast, before Prefect starts
-    api = flow_api(loaded, quiet=as_json)
-    from kbflow.flows.ingest import ingest as ingest_flow
-
+    load_config(config).select_sources(source)  # fail fast, before Prefect or a service starts
+    arguments = {"source": source, "allow_mass_delete": allow_mass_delete, "runner": runner}
     try:
-        with progress_bars(enabled=not as_json):
-            api.ready()
-            report = ingest_flow(
-                config_path=str(config.resolve()), source=source, allow_mass_delete=allow_mass_delete, runner=runner
-            )
-    except QualityGateFailed as blocked:
-        print_run_report(blocked.blocked_report(), as_json)
+        # A Dask or Ray cluster stays bound to the command's own process.
+        report = served.run("ingest", config, arguments, as_json=as_json, flows=True, here=runner is not None)
+    except CommandBlocked as blocked:
+        print_run_report(blocked.report or {}, as_json)
         raise fail(str(blocked), EXIT_BLOCKED) from None
     print_run_report(report, as_json)
 
@@ -95,17 +89,18 @@ def search(
 ) -> None:
     """Search the index by meaning (vector), keywords (fts) or both (hybrid)."""
     from kbflow.queries import read_queries
-    from kbflow.search import search as search_index
 
     if (query is None) == (queries is None):
         raise fail("give either a QUERY or --queries FILE.jsonl", EXIT_USAGE)
     if query is not None and not query.strip():
         raise fail("the QUERY is empty; give the text to search for", EXIT_USAGE)
     texts = [query] if query is not None else [q.query for q in read_queries(queries, require_relevant=False)]
-    settings = load_config(config)
-    results = search_index(settings, texts, k=k, tenant=tenant, mode=mode)
-    if tenant is not None and not any(results):
-        warn_unknown_tenant(settings, tenant)
+    # fts needs no model: a running service answers it, none is started for it.
+    answer = served.run("search", config, {"texts": texts, "k": k, "tenant": tenant, "mode": mode},
+                        autostart=(mode or load_config(config).search.mode) != "fts")
+    if answer["warning"]:
+        stderr.print(f"[yellow]warning:[/] {escape(answer['warning'])}", highlight=False, soft_wrap=True)
+    results = answer["results"]
     if queries is None and as_json:
         print_json(results[0])
         return
@@ -116,45 +111,17 @@ def search(
             print_hits(text, hits)
 
 
-def warn_unknown_tenant(settings: Any, tenant: str) -> None:
-    """No hit for a tenant the index does not hold is most often a typo: say so on stderr."""
-    from kbflow.store import Store
-
-    known = sorted({t for t in Store.existing(settings.store).chunks(["tenant"]).column("tenant").to_pylist()
-                    if t is not None})
-    if tenant in known:
-        return  # a real tenant with nothing matching (an fts query without its terms)
-    stderr.print(
-        f"[yellow]warning:[/] no chunk has tenant {escape(repr(tenant))}; "
-        f"the index holds {escape(', '.join(known)) or 'no tenants'}",
-        highlight=False, soft_wrap=True,
-    )
-
-
 @app.command()
 @reports_errors
 def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
     """What the index holds now and how the last run went."""
-    from kbflow.quarantine import quarantine_counts, quarantine_phrase
-    from kbflow.runs import decoded_run
-    from kbflow.store import Store
+    from kbflow.quarantine import quarantine_phrase
 
-    store = Store.existing(load_config(config).store)
-    runs, set_aside = store.runs(limit=1), store.quarantine()
-    summary = {
-        "documents": store.count("documents", "status = 'active'"),
-        "chunks": store.count("chunks"),
-        "quarantined": len(set_aside),  # records: items set aside, each once however many runs saw it
-        # the units of those records: documents with one, and chunks (one document, two chunks: 1 and 2)
-        "quarantined_units": quarantine_counts(set_aside),
-        "last_run": decoded_run(runs[0]) if runs else None,
-    }
-    # byte-identical documents of a source, indexed once: as the last run that discovered found them
-    summary["duplicates"] = ((summary["last_run"] or {}).get("documents") or {}).get("duplicate", 0)
+    summary = served.run("status", config, {})
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"kbflow store {store.uri}", show_header=False)
+    table = Table(title=f"kbflow store {load_config(config).store.uri}", show_header=False)
     for key in ("documents", "chunks"):
         table.add_row(key, str(summary[key]))
     table.add_row("quarantined", quarantine_phrase(summary["quarantined_units"]))
@@ -169,15 +136,10 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
 @reports_errors
 def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
     """Re-embed everything with the configured model; switch search to it only if it passes DQ."""
-    api = flow_api(load_config(config), quiet=as_json)
-    from kbflow.flows.reindex import reindex as reindex_flow
-
     try:
-        with progress_bars(enabled=not as_json):
-            api.ready()
-            report = reindex_flow(config_path=str(config.resolve()))
-    except QualityGateFailed as blocked:
-        print_run_report(blocked.blocked_report(), as_json)
+        report = served.run("reindex", config, {}, as_json=as_json, flows=True)
+    except CommandBlocked as blocked:
+        print_run_report(blocked.report or {}, as_json)
         raise fail(f"{blocked}; the index was not switched", EXIT_BLOCKED) from None
     print_run_report(report, as_json)
 

@@ -10,6 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from kbflow.cli import served
 from kbflow.cli.common import ConfigOption, JsonOption, RunOption, app, print_json, reports_errors, stdout
 from kbflow.config import load_config
 from kbflow.errors import NotFound
@@ -17,24 +18,6 @@ from kbflow.errors import NotFound
 
 DQ_MARKS = {"passed": "✅", "set_aside": "⚠", "blocked": "❌", None: "—"}  # by kbflow.runs.dq_outcome
 DQ_LEGEND = "DQ: ✅ passed  ⚠ rows set aside, published  ❌ blocked  — not checked"
-
-
-def _open_store(config: Path):
-    from kbflow.store import Store
-
-    return Store.existing(load_config(config).store)
-
-
-def _find_run(store, run_id: str | None) -> dict[str, Any]:
-    if run_id is not None:
-        found = store.run(run_id)
-        if found is None:
-            raise NotFound(f"no run {run_id!r}; `kbflow runs` lists them")
-        return found
-    latest = store.runs(limit=1)
-    if not latest:
-        raise NotFound(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
-    return latest[0]
 
 
 @app.command()
@@ -46,20 +29,17 @@ def quality(
     as_json: JsonOption = False,
 ) -> None:
     """Data-quality results of the last (or given) run: every expectation, failures first."""
-    from kbflow.runs import quality_summary
-    from kbflow.store import Store
-
-    loaded = load_config(config)
     if docs:  # one site for all runs' validations
         from kbflow.tasks.quality.suites import data_docs_index
 
-        index = data_docs_index(loaded.quality.results_dir)
+        results_dir = load_config(config).quality.results_dir
+        index = data_docs_index(results_dir)
         if not index.is_file():
-            raise NotFound(f"no Data Docs under {loaded.quality.results_dir} yet; run `kbflow ingest` first")
+            raise NotFound(f"no Data Docs under {results_dir} yet; run `kbflow ingest` first")
         sys.stdout.write(f"{index}\n")
         return
-    record = _find_run(Store.existing(loaded.store), run)
-    summary = quality_summary(record)
+    answer = served.run("quality", config, {"run": run})
+    summary, record = answer["summary"], answer["record"]
     if as_json:
         print_json(summary)
         return
@@ -104,7 +84,7 @@ def bounds_text(thresholds: list[dict[str, Any]]) -> str:
 @reports_errors
 def quarantine(config: ConfigOption = Path("kbflow.toml"), run: RunOption = None, as_json: JsonOption = False) -> None:
     """What was set aside, where and why (all runs, or one)."""
-    rows = sorted(_open_store(config).quarantine(run), key=lambda r: r["quarantined_at"], reverse=True)
+    rows = served.run("quarantine", config, {"run": run})
     if as_json:
         print_json(rows)
         return
@@ -124,9 +104,7 @@ def trace(
     as_json: JsonOption = False,
 ) -> None:
     """Where a chunk comes from: document, source, the run that wrote it, the table version."""
-    from kbflow.lineage import trace_chunk
-
-    lineage = trace_chunk(load_config(config), chunk_id)
+    lineage = served.run("trace", config, {"chunk_id": chunk_id})
     if as_json:
         print_json(lineage)
         return
@@ -147,9 +125,7 @@ def runs(
     as_json: JsonOption = False,
 ) -> None:
     """Run history: counts, durations per stage, data-quality outcome."""
-    from kbflow.runs import decoded_run
-
-    history = [decoded_run(run) for run in _open_store(config).runs(limit=limit)]
+    history = served.run("runs", config, {"limit": limit})
     if as_json:
         print_json(history)
         return

@@ -77,11 +77,13 @@ def watch(
     loaded = load_config(config)
     loaded.select_sources(source)
     api = flow_api(loaded, quiet=as_json)
-    from kbflow.flows.watch import react_to_change, serves_change_trigger
+    from kbflow.flows.watch import react_to_change, serves_change_trigger, warm_up
     from kbflow.flows.watch import watch as watch_sources
 
     api.ready()
     announce = serves_change_trigger()
+    if not announce:
+        warm_up(loaded)
     react = react_to_change(str(config.resolve()), loaded, source, announce=announce)
     stderr.print(f"watching {config} ({'announcing changes to the Prefect API' if announce else 'ingesting here'})")
 
