@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import kbflow.flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
 from kbflow.cli import app
 
 from conftest import QA_SOURCE, write

@@ -17,6 +17,7 @@ from kbflow.cli.common import (
     EXIT_STALE,
     ConfigOption,
     JsonOption,
+    PrincipalOption,
     app,
     fail,
     print_json,
@@ -41,6 +42,7 @@ def dataset_build(
     config: ConfigOption = Path("kbflow.toml"),
     source: Annotated[str | None, typer.Option(help="only this source (a labeled one for sft/raft)")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="parent folder (default datasets.out_dir)")] = None,
+    principal: PrincipalOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build a dataset into OUT/KIND: data/{train,validation,test}-*.parquet, README.md, manifest.json."""
@@ -55,7 +57,7 @@ def dataset_build(
         with progress_bars(enabled=not as_json):
             api.ready()
             report = build_dataset(config_path=str(config.resolve()), kind=kind, source=source,
-                                   out_dir=str(out.resolve()) if out else None)
+                                   out_dir=str(out.resolve()) if out else None, principals=principal)
     except QualityGateFailed as blocked:
         if as_json:
             print_json({"kind": kind, "status": "blocked", "failures": blocked.failure_dicts()})
@@ -90,14 +92,17 @@ def dataset_check(
     as_json: JsonOption = False,
 ) -> None:
     """Report rows whose source chunk or document was deleted or changed since the build (exit 4 if any)."""
+    from kbflow.store import Store
     from kbflow.tasks.datasets.staleness import find_stale_rows
 
-    report = find_stale_rows(path, load_config(config))
+    settings = load_config(config)
+    report = find_stale_rows(path, settings, Store(settings.store))
     if as_json:
         print_json(report)
     else:
         stdout.print(f"{path}: {report['stale']} of {report['rows']} rows stale "
-                     f"({report['deleted']} deleted, {report['changed']} changed)")
+                     f"({report['deleted']} deleted, {report['changed']} changed"
+                     + (f", {report['not_visible']} no longer visible)" if report["not_visible"] else ")"))
         for example in report["examples"]:
             stdout.print(f"  {example['split']} {example['id']}: {example['reason']} (doc {example['doc_id']})")
     if report["stale"]:

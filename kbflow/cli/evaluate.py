@@ -12,6 +12,7 @@ from kbflow.cli.common import (
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
+    PrincipalOption,
     app,
     fail,
     print_json,
@@ -36,6 +37,7 @@ def evaluate(
     tune: Annotated[bool, typer.Option("--tune", help="grid-search hybrid fusion and weight; print [search] lines")] = False,
     generated: Annotated[bool, typer.Option(
         "--generated", help="questions made from the index's headings (no labels needed; --tune uses them without labels)")] = False,
+    principal: PrincipalOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
@@ -57,7 +59,7 @@ def evaluate(
     with progress_bars(enabled=not as_json):
         api.ready()
         report = evaluate_flow(config_path=str(config.resolve()), k=k, mode=mode, tune=tune, generated=generated,
-                               **inputs)
+                               principals=principal, **inputs)
     if report.get("unresolved"):
         stderr.print(f"note: {report['unresolved']} relevant id(s) match no indexed document or chunk "
                      f"(listed in {report['results']})")

@@ -15,6 +15,7 @@ from kbflow.cli.common import (
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
+    PrincipalOption,
     app,
     fail,
     print_json,
@@ -91,6 +92,7 @@ def search(
     tenant: Annotated[str | None, typer.Option(help="only this tenant's chunks")] = None,
     mode: Annotated[SearchMode | None, typer.Option(help="vector | fts | hybrid (default: [search] mode, hybrid)")] = None,
     queries: Annotated[Path | None, typer.Option(help="JSONL file of {\"query\" (or \"question\"): ...} lines")] = None,
+    principal: PrincipalOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search the index by meaning (vector), keywords (fts) or both (hybrid)."""
@@ -103,7 +105,7 @@ def search(
         raise fail("the QUERY is empty; give the text to search for", EXIT_USAGE)
     texts = [query] if query is not None else [q.query for q in read_queries(queries, require_relevant=False)]
     settings = load_config(config)
-    results = search_index(settings, texts, k=k, tenant=tenant, mode=mode)
+    results = search_index(settings, texts, k=k, tenant=tenant, mode=mode, principals=principal)
     if tenant is not None and not any(results):
         warn_unknown_tenant(settings, tenant)
     if queries is None and as_json:
@@ -135,16 +137,22 @@ def warn_unknown_tenant(settings: Any, tenant: str) -> None:
 @reports_errors
 def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
     """What the index holds now and how the last run went."""
+    from kbflow.access import acl_counts
     from kbflow.runs import decoded_run
-    from kbflow.store import Store
+    from kbflow.store import ACTIVE, Store
 
-    store = Store.existing(load_config(config).store)
+    settings = load_config(config)
+    store = Store.existing(settings.store)
     runs = store.runs(limit=1)
+    active = store.documents(rows=ACTIVE) if store.has("documents") else None
     summary = {
-        "documents": store.count("documents", "status = 'active'"),
+        "documents": 0 if active is None else active.num_rows,
         "chunks": store.count("chunks"),
         "quarantined": len(store.quarantine()),  # items set aside, each once however many runs saw it
         "last_run": decoded_run(runs[0]) if runs else None,
+        # active documents by ACL (kbflow.access); "missing": none, so visible to nobody when enforced
+        "access": {"mode": settings.access.mode,
+                   **acl_counts(store.documents().slice(0, 0) if active is None else active, settings.access)},
     }
     if as_json:
         print_json(summary)
@@ -152,6 +160,9 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
     table = Table(title=f"kbflow store {store.uri}", show_header=False)
     for key in ("documents", "chunks", "quarantined"):
         table.add_row(key, str(summary[key]))
+    acl = summary["access"]
+    table.add_row("access", f"{acl['mode']}: {acl['public']} public, {acl['restricted']} restricted, "
+                            f"{acl['missing']} without an ACL")
     last = summary["last_run"]
     if last:
         table.add_row("last run", f"{last['run_id']} ({last['status']}, {last['duration_s']:.1f} s)")

@@ -337,6 +337,7 @@ def _sql_items(source: str, doc_id: Columns, tenant: Columns, uri: Columns, path
         "path": path, "format": pa.repeat(pa.scalar(SQL_FORMAT), rows), "content_hash": content_hash,
         "size": size, "mtime": pa.repeat(pa.scalar(0.0), rows),
         "change_token": pa.nulls(rows, pa.string()),  # object storage's; a row has its cursor instead
+        "acl": pa.nulls(rows, DISCOVERED.field("acl").type),
     }, schema=DISCOVERED)
 
 
