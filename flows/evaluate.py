@@ -64,8 +64,10 @@ def evaluate(
     depth = max(k, RANK_CUTOFF)  # hit@10, MRR@10 and nDCG@10 need ten hits, whatever k is
     generated = uses_generated(config, queries, dataset, tune, generated)
     queries_path, dataset_dir = resolve_inputs(config, queries, dataset, generated)
+    labeled = None if generated else load_queries(queries_path, dataset_dir)  # a bad line fails before any read
     resources = Resources.for_search(config)
-    labeled = generate_queries(resources.store, config) if generated else load_queries(queries_path, dataset_dir)
+    if generated:
+        labeled = generate_queries(resources.store, config)
 
     progress.report("eval queries", 0, len(labeled))  # retrieval encodes them all at once, then ranks
     candidates = retrieve_candidates(resources, labeled, depth, principals)
