@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kbflow.config import AccessConfig, ConfigError
+from kbflow.errors import InvalidInput
 from kbflow.globs import matches
 from kbflow.store import ACL_COLUMN, RowFilter
 
@@ -39,7 +40,7 @@ def reader_principals(access: AccessConfig, principals: Sequence[str] | None) ->
         return None
     bad = [p for p in asked if not isinstance(p, str) or not p]
     if bad:
-        raise ValueError(f"a principal must be a non-empty string, not {bad[0]!r}")
+        raise InvalidInput(f"a principal must be a non-empty string, not {bad[0]!r}")
     return tuple(dict.fromkeys([*asked, access.public_principal]))
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from kbflow.access import visible_rows
 from kbflow.config import Fusion, KbflowConfig, SearchConfig, SearchMode
+from kbflow.errors import InvalidInput
 from kbflow.resources import Resources
 from kbflow.store import SEARCH_COLUMNS, RowFilter, Store
 
@@ -196,9 +197,9 @@ def fuse_hits(
     ['a', 'b']
     """
     if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+        raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
     if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"hybrid weight must be between 0 and 1, not {weight}")
+        raise InvalidInput(f"hybrid weight must be between 0 and 1, not {weight}")
     vector_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(vector_ranking, start=1)}
     fts_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(fts_ranking, start=1)}
     if fusion == "linear":
@@ -228,7 +229,7 @@ def _min_max(hits: list[dict[str, Any]]) -> dict[str, float]:
 
 def _check_mode(mode: str) -> None:
     if mode not in SEARCH_MODES:
-        raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+        raise InvalidInput(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
 
 
 def _encode(resources: Resources, queries: list[str]) -> list[np.ndarray]:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, LabelList
 
+from kbflow.errors import NotFound
 from kbflow.store.filters import ACL_COLUMN
 from kbflow.store.runlog import RunLog
 from kbflow.store.tables import CHUNKS, DOCUMENTS_TABLE, QUARANTINE_TABLE, RUNS_TABLE, Tables
@@ -142,7 +143,7 @@ class Maintenance(RunLog):
         """
         history = [run["run_id"] for run in self.published_runs()]
         if target_run_id not in history:
-            raise LookupError(f"run {target_run_id!r} did not publish anything; `kbflow runs` lists the runs")
+            raise NotFound(f"run {target_run_id!r} did not publish anything; `kbflow runs` lists the runs")
         candidates = history[history.index(target_run_id):]  # the target, then older runs
         versions = {}
         for name in (CHUNKS, DOCUMENTS_TABLE):
@@ -150,7 +151,7 @@ class Maintenance(RunLog):
             tags = table.tags.list()
             tagged = next((tags[r]["version"] for r in candidates if r in tags), None)
             if tagged is None:
-                raise LookupError(f"no version of {name!r} is tagged with {target_run_id!r} or an earlier run")
+                raise NotFound(f"no version of {name!r} is tagged with {target_run_id!r} or an earlier run")
             table.restore(tagged)  # a version tagged before indexes existed has none: _switched rebuilds
             versions[name] = self._switched(name, run_id)
         return versions

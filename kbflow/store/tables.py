@@ -10,12 +10,13 @@ import lancedb
 import pyarrow as pa
 
 from kbflow.config import StoreConfig
+from kbflow.errors import KbflowError
 from kbflow.store.filters import RowFilter, where
 
 CHUNKS, DOCUMENTS_TABLE, RUNS_TABLE, QUARANTINE_TABLE = "chunks", "documents", "runs", "quarantine"
 
 
-class StoreEmpty(LookupError):
+class StoreEmpty(KbflowError, LookupError):
     """Nothing has been published to this store yet."""
 
 
