@@ -356,6 +356,13 @@ def _object_url(path: str) -> str:
 ObjectUrl = Annotated[str, AfterValidator(_object_url)]
 
 
+class AclRule(_Section):
+    """`[[sources.acl_rules]]`: documents whose path matches `include` get `principals` (first match wins)."""
+
+    include: str = Field(min_length=1, description="a glob on the path relative to the source root")
+    principals: list[str] = Field(min_length=1, description="who may see the matching documents")
+
+
 class SourceConfig(_Section):
     """One source. `path` is a folder, one file, or a glob (`records/*.jsonl`, `docs/**/*.md`),
     or an object-storage URL (`s3://bucket/prefix`, `gs://`, `az://`, `file://`; read through
@@ -398,6 +405,11 @@ class SourceConfig(_Section):
     cursor_field: str | None = Field(None, description="a column that grows on every change (updated_at)")
     tenant_field: str | None = Field(None, description="a column giving each row its tenant")
     batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows fetched per round trip")
+    # who may see each document (kbflow.access; docs/guides/access-control.md)
+    acl: list[str] | None = Field(None, description="files, object storage: every document's principals (default)")
+    acl_rules: list[AclRule] = Field(default_factory=list, description="files, object storage: first match wins")
+    acl_field: str | None = Field(None, description="records, sql: the column holding each row's principals")
+    acl_separator: str = Field(",", min_length=1, description="records, sql: splits a string acl_field value")
 
     @property
     def is_labeled(self) -> bool:
@@ -450,6 +462,10 @@ class SourceConfig(_Section):
             raise ValueError("storage_options are for an object-storage path (s3://, gs://, az://, file://)")
         if self.kind == "records" and self.is_object_storage:
             raise ValueError("records sources read local files; an object-storage path is for kind = \"files\"")
+        if has_rows and (self.acl is not None or self.acl_rules):
+            raise ValueError(f"acl and acl_rules are for files and object storage; a {self.kind} source has acl_field")
+        if not has_rows and self.acl_field:
+            raise ValueError("acl_field is for records and sql sources; a files source has acl and acl_rules")
         if self.kind == "files" and (self.question_field or self.answer_field or self.relevant_field):
             raise ValueError("question_field, answer_field and relevant_field are for records sources")
         if self.kind == "sql":

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow.access import BadAcl, acl_from_rules, acl_from_value
 from kbflow.config import SourceConfig
 from kbflow.errors import InvalidInput, MissingFile
 from kbflow.quarantine import Quarantined
@@ -100,6 +101,7 @@ def _item(source: SourceConfig, uri: str, path: Path | str, content_hash: str, s
         "size": size,
         "mtime": mtime,
         "change_token": change_token,
+        "acl": None if source.kind != "files" else acl_from_rules(uri, source.acl, source.acl_rules),
     }
 
 
@@ -148,7 +150,7 @@ def read_records(path: Path, source: SourceConfig) -> tuple[list[dict], list[tup
     JSON Lines are read line by line so one malformed line is reported, not fatal.
     Raises OSError / pyarrow.ArrowInvalid for a file that cannot be read at all.
     """
-    wanted = record_fields(source)
+    wanted = [*record_fields(source), *filter(None, [source.acl_field])]
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows, bad = [], []
@@ -217,8 +219,16 @@ def discover_records(source: SourceConfig) -> Discovery:
                                                f"{source.id_field} {record_id!r} repeats in {file_uri}"))
                 continue
             seen.add(uri)
+            try:
+                acl = acl_from_value(record.pop(source.acl_field), source.acl_field, source.acl_separator) \
+                    if source.acl_field else None  # not part of the hash: an ACL change is metadata
+            except BadAcl as bad:
+                quarantined.append(Quarantined(source.name, uri, "discover", bad.reason, bad.detail,
+                                               doc_id=make_doc_id(source.name, uri)))
+                unreadable.add((source.name, uri))  # a published row keeps its last good chunks
+                continue
             size = len(str(record.get(source.text_field) or "").encode())
-            rows.append(_item(source, uri, full, record_hash(record), size, mtime))
+            rows.append({**_item(source, uri, full, record_hash(record), size, mtime), "acl": acl})
     return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
 
 

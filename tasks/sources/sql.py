@@ -176,7 +176,8 @@ def content_fields(source: SourceConfig) -> list[str]:
 
 def _rows_from(source: SourceConfig) -> sa.FromClause:
     """The table or query, with the columns kbflow reads declared (and quoted as needed)."""
-    columns = [sa.column(name) for name in dict.fromkeys([*content_fields(source), *filter(None, [source.cursor_field])])]
+    columns = [sa.column(name) for name in dict.fromkeys([*content_fields(source),
+                                                          *filter(None, [source.cursor_field, source.acl_field])])]
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
         return sa.table(name, *columns, schema=schema or None)
@@ -267,9 +268,9 @@ class _Rows:
 
     source: SourceConfig
     max_bytes: int
-    # The items' columns doc_id, tenant, uri, path, content_hash, size: six lists, not a tuple a row,
+    # The items' columns doc_id, tenant, uri, path, content_hash, size, acl: lists, not a tuple a row,
     # so a large table leaves no container per row for the garbage collector to walk (half the time).
-    columns: tuple[list, ...] = field(default_factory=lambda: ([], [], [], [], [], []))
+    columns: tuple[list, ...] = field(default_factory=lambda: ([], [], [], [], [], [], []))
     quarantined: list[Quarantined] = field(default_factory=list)
     unreadable: set[tuple[str, str]] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
@@ -314,12 +315,15 @@ class _Rows:
             try:
                 text = row_text(row.get(source.text_field), source.text_field, self.max_bytes) if source.text_field else ""
                 tenant = row_tenant(row, source)
-            except BadRow as bad:
+                # not part of the hash (content_fields): an ACL change is metadata, not content
+                acl = acl_from_value(row.get(source.acl_field), source.acl_field, source.acl_separator) \
+                    if source.acl_field else None
+            except (BadRow, BadAcl) as bad:
                 self.set_aside(uri, bad.reason, bad.detail, keep=True)
                 continue
             content_hash = _row_hash(row, hashed)
             for column, value in zip(self.columns, (make_doc_id(source.name, uri), tenant, uri, key_json(key),
-                                                    content_hash, len(text.encode("utf-8")))):
+                                                    content_hash, len(text.encode("utf-8")), acl)):
                 column.append(value)
 
     def discovery(self, cursors: dict[str, str]) -> Discovery:
@@ -328,7 +332,7 @@ class _Rows:
 
 
 def _sql_items(source: str, doc_id: Columns, tenant: Columns, uri: Columns, path: Columns, content_hash: Columns,
-               size: Columns) -> pa.Table:
+               size: Columns, acl: Columns) -> pa.Table:
     """`DISCOVERED` rows of a sql source from these columns (lists or arrays); the other columns are the
     same for every row. Built from columns: no Python object per row."""
     rows = len(doc_id)
@@ -337,7 +341,7 @@ def _sql_items(source: str, doc_id: Columns, tenant: Columns, uri: Columns, path
         "path": path, "format": pa.repeat(pa.scalar(SQL_FORMAT), rows), "content_hash": content_hash,
         "size": size, "mtime": pa.repeat(pa.scalar(0.0), rows),
         "change_token": pa.nulls(rows, pa.string()),  # object storage's; a row has its cursor instead
-        "acl": pa.nulls(rows, DISCOVERED.field("acl").type),
+        "acl": acl,
     }, schema=DISCOVERED)
 
 
@@ -387,13 +391,13 @@ def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, do
     scanned = pc.and_(first, pc.invert(read))
 
     mine = documents.filter(pc.equal(documents.column("source"), source.name)).select(
-        ["doc_id", "tenant", "uri", "content_hash", "size"])  # what its items take (fewer columns: a faster take)
+        ["doc_id", "tenant", "uri", "content_hash", "size", "acl"])  # what its items take (fewer columns: faster)
     row = pc.index_in(uris, value_set=mine.column("uri"))  # each scanned key's `documents` row (null: none)
     known = pc.and_(scanned, pc.is_valid(row))
     rows, at = mine.take(row.filter(known)), pc.indices_nonzero(known)
     found.known = _sql_items(source.name, rows.column("doc_id"), rows.column("tenant"), rows.column("uri"),
                              _keys_json(keys, kind, positions.take(at), texts.take(at)),
-                             rows.column("content_hash"), rows.column("size"))
+                             rows.column("content_hash"), rows.column("size"), rows.column("acl"))
     unknown = pc.and_(scanned, pc.is_null(row))
     return [keys[position] for position in positions.filter(unknown).to_pylist()]
 
