@@ -8,6 +8,7 @@ The store stores and reads: its reads return rows (and LanceDB's raw `_distance`
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,7 @@ class IndexReads(Tables):
         if sources is not None and not sources:
             found = None
         else:
-            scope = rows or RowFilter()
-            if sources is not None:
-                scope = RowFilter(**{**scope.__dict__, "sources": sources})
+            scope = rows if sources is None else replace(rows or RowFilter(), sources=sources)
             found = self._rows(DOCUMENTS_TABLE, scope)
         if found is None:
             return DOCUMENTS.empty_table()
