@@ -16,16 +16,13 @@ is an error rather than a filter that silently does nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kbflow.config import AccessConfig, ConfigError
 from kbflow.errors import InvalidInput
-from kbflow.globs import matches
 from kbflow.store import ACL_COLUMN, RowFilter
 
 
@@ -66,57 +63,6 @@ def acl_counts(documents: pa.Table, access: AccessConfig) -> dict[str, int]:
     n_missing = pc.sum(missing).as_py() or 0
     return {"public": len(public_rows), "restricted": documents.num_rows - n_missing - len(public_rows),
             "missing": n_missing}
-
-
-# -- where ACLs come from: a source's rules (files, object storage) or a field of each row ----------
-
-
-class BadAcl(ValueError):
-    """An ACL value that cannot be read; `reason` is the document's quarantine reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
-
-
-def acl_from_rules(uri: str, default: list[str] | None, rules: Sequence[Any]) -> list[str] | None:
-    """A file's or object's ACL: the principals of the first rule whose `include` glob matches its
-    path (relative to the source root), else the source's `acl` (None: no ACL)."""
-    for rule in rules:
-        if matches(uri, [rule.include], []):
-            return normalized(rule.principals)
-    return None if default is None else normalized(default)
-
-
-def acl_from_value(value: Any, field: str, separator: str = ",") -> list[str]:
-    """A row's ACL from its `acl_field`: a list of strings, a JSON list in a string, or a string split
-    on `separator`. Raises BadAcl (`missing_acl`, `malformed_acl`) for what is not one."""
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise BadAcl("malformed_acl", f"{field} is not a JSON list: {error}") from None
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise BadAcl("missing_acl", f"{field} is empty: the document would be visible to nobody")
-    if isinstance(value, str):
-        parts = [part.strip() for part in value.split(separator)]
-    elif isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and not isinstance(value, (bytes, dict))):
-        parts = list(value.tolist() if hasattr(value, "tolist") else value)
-        bad = next((part for part in parts if not isinstance(part, str) or not part.strip()), None)
-        if bad is not None or None in parts:
-            raise BadAcl("malformed_acl", f"{field} holds {bad!r}: principals are non-empty strings")
-        parts = [part.strip() for part in parts]
-    else:
-        raise BadAcl("malformed_acl", f"{field} is a {type(value).__name__}: give a list of strings or a string")
-    principals = normalized([part for part in parts if part])
-    if not principals:
-        raise BadAcl("missing_acl", f"{field} names no principal: the document would be visible to nobody")
-    return principals
-
-
-def normalized(principals: Sequence[str]) -> list[str]:
-    """Principals sorted and without repeats: two equal ACLs compare equal."""
-    return sorted(set(principals))
 
 
 def missing_acl_warning(documents: pa.Table, access: AccessConfig) -> str | None:

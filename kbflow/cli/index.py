@@ -154,11 +154,13 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         "access": {"mode": settings.access.mode,
                    **acl_counts(store.documents().slice(0, 0) if active is None else active, settings.access)},
     }
+    # byte-identical documents of a source, indexed once: as the last run that discovered found them
+    summary["duplicates"] = ((summary["last_run"] or {}).get("documents") or {}).get("duplicate", 0)
     if as_json:
         print_json(summary)
         return
     table = Table(title=f"kbflow store {store.uri}", show_header=False)
-    for key in ("documents", "chunks", "quarantined"):
+    for key in ("documents", "chunks", "quarantined", "duplicates"):
         table.add_row(key, str(summary[key]))
     acl = summary["access"]
     table.add_row("access", f"{acl['mode']}: {acl['public']} public, {acl['restricted']} restricted, "

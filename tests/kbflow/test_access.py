@@ -13,19 +13,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kbflow.access import (
-    BadAcl,
-    acl_counts,
-    acl_from_rules,
-    acl_from_value,
-    missing_acl_warning,
-    reader_principals,
-    visible_rows,
-)
+from kbflow.access import acl_counts, missing_acl_warning, reader_principals, visible_rows
 from kbflow.config import AccessConfig, ConfigError, EmbeddingConfig, KbflowConfig, StoreConfig
 from kbflow.resources import Resources
 from kbflow.schemas import ACL, DOCUMENTS, chunks_schema
 from kbflow.search import fts_hits, search, vector_hits
+from kbflow.sources.acl import BadAcl, acl_from_rules, acl_from_value
 from kbflow.store import RowFilter, Store, new_run_id
 from kbflow.tasks.index.embed import vector_column
 
