@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 # torch first, pinned to 2.13.0, the CPU build pip finds for this machine: an unpinned
 # torch, or one pulled in by sentence-transformers, would be a multi-GB CUDA build.
@@ -12,7 +12,7 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $@
 
 # The demo starts a Prefect server and the warm worker for the example store (its database under
@@ -46,9 +46,14 @@ eval: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# The documentation site, offline, into site/: --strict fails on a broken link, anchor or snippet.
+# Its reference pages are generated from the code at each build (docs/hooks/reference.py).
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: $(INSTALLED)
 	$(BIN)/python bench/ingest_bench.py
 
 clean:
 	-[ -x $(BIN)/kbflow ] && cd examples && ../$(BIN)/kbflow server stop --config kbflow.toml
-	rm -rf $(VENV) examples/.kbflow
+	rm -rf $(VENV) examples/.kbflow site build/docs-api

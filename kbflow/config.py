@@ -63,7 +63,9 @@ class _Section(BaseModel):
 
 class StoreConfig(_Section):
     uri: str = Field(".kbflow", description="LanceDB directory or object-store URI")
-    storage_options: dict[str, str] = Field(default_factory=dict)
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="object-store options for LanceDB (aws_region, aws_endpoint, allow_http, ...); "
+                                          "secrets better from the environment")
     vector_index_min_rows: int = Field(
         100_000, ge=256, description="build an ANN index once the chunks table has this many rows"
     )
@@ -94,8 +96,8 @@ class StoreConfig(_Section):
 
 
 class EmbeddingConfig(_Section):
-    model: str = DEFAULT_MODEL
-    batch_size: int = Field(64, ge=1, le=4096)
+    model: str = Field(DEFAULT_MODEL, description="the packaged model (offline), or a local sentence-transformers folder")
+    batch_size: int = Field(64, ge=1, le=4096, description="texts encoded per model call")
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="onnx: ONNX Runtime on a one-off export of the local model folder (extra `onnx`)"
     )
@@ -112,15 +114,17 @@ class ChunkingConfig(_Section):
     max_tokens: int | None = Field(
         None, ge=16, description="tokens per chunk incl. special tokens; default: the model's max"
     )
-    overlap_tokens: int = Field(32, ge=0)
+    overlap_tokens: int = Field(32, ge=0, description="tokens a window repeats from the one before (less than half of max_tokens)")
     min_section_tokens: int = Field(
         128, ge=0, description="a smaller section is carried into the next one's chunk, up to half of max_tokens "
         "(0: every section alone)"
     )
     # Boilerplate: a line found in at least this share of a source's documents, and in at
     # least boilerplate_min_documents of them, is removed before chunking (> 1 turns it off).
-    boilerplate_min_share: float = Field(0.5, gt=0)
-    boilerplate_min_documents: int = Field(5, ge=2)
+    boilerplate_min_share: float = Field(
+        0.5, gt=0, description="a line in at least this share of a source's documents is boilerplate; > 1: removal off"
+    )
+    boilerplate_min_documents: int = Field(5, ge=2, description="... and in at least this many of them")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingConfig:
@@ -166,12 +170,14 @@ class QualityConfig(_Section):
 
     expectations_dir: Path | None = Field(None, description="folder of GX suites; default: bundled")
     results_dir: Path | None = Field(None, description="default: <store>/quality, or .kbflow-quality")
-    max_file_bytes: int = Field(50_000_000, ge=1)
+    max_file_bytes: int = Field(
+        50_000_000, ge=1, description="a bigger file (or sql row text) is quarantined unread (file_too_large / too_large)"
+    )
     # documents
-    min_document_chars: int = Field(10, ge=0)
+    min_document_chars: int = Field(10, ge=0, description="shorter parsed documents are quarantined")
     min_text_to_bytes: float = Field(0.2, ge=0, le=1, description="plain-text formats only")
-    max_control_char_ratio: float = Field(0.01, ge=0, le=1)
-    max_replacement_ratio: float = Field(0.05, ge=0, le=1)
+    max_control_char_ratio: float = Field(0.01, ge=0, le=1, description="control characters: binary content")
+    max_replacement_ratio: float = Field(0.05, ge=0, le=1, description="U+FFFD characters: text decoded with the wrong charset")
     allowed_languages: list[str] = Field(default_factory=list, description="ISO 639-1; empty: any")
     # documents: Gopher's repetition rules (Rae et al. 2021, table A1), on documents of 50 words or more;
     # Gopher's own values in comments, kbflow's tuned on technical manuals (bench/quality_bench.py)
@@ -194,12 +200,14 @@ class QualityConfig(_Section):
     max_navigation_share: float = Field(0.6, ge=0, le=1, description="Prev/Up/Home/Next ... words in the body")
     max_link_line_share: float = Field(0.8, ge=0, le=1, description="navigation lines and numbered section titles (3+ lines)")
     # run: distinct chunk texts over the whole run, per source
-    min_unique_chunk_ratio: float = Field(0.3, ge=0, le=1)
+    min_unique_chunk_ratio: float = Field(0.3, ge=0, le=1, description="run: distinct chunk texts per source, at least (blocks)")
     # run (per source, against the last successful run)
     max_deleted_share: float = Field(0.5, ge=0, le=1, description="mass-deletion guard")
-    max_quarantined_share: float = Field(0.25, ge=0, le=1)
-    min_document_count_ratio: float = Field(0.5, ge=0)
-    max_document_count_ratio: float | None = Field(None, ge=1)
+    max_quarantined_share: float = Field(
+        0.25, ge=0, le=1, description="run: a source's items set aside whole this run, at most (blocks)"
+    )
+    min_document_count_ratio: float = Field(0.5, ge=0, description="run: documents now / at the last run, at least (blocks)")
+    max_document_count_ratio: float | None = Field(None, ge=1, description="run: ... and at most; none: no upper bound")
 
     def parameters(self) -> dict[str, Any]:
         """Thresholds as GX expectation parameters (`{"$PARAMETER": name}` in the suites)."""
@@ -212,10 +220,10 @@ class ScheduleConfig(_Section):
     ingest_cron: str | None = Field("0 * * * *", description='ingest all sources; "": only on events')
     dataset_cron: str | None = Field("30 2 * * *", description='build the dataset_kinds datasets; "": on demand')
     dataset_kinds: list[DatasetKind] = Field(
-        default_factory=lambda: ["embedding-pairs"]
+        default_factory=lambda: ["embedding-pairs"], description="the dataset kinds built on dataset_cron"
     )
     evaluate_cron: str | None = Field("0 4 * * 1", description='kbflow evaluate on [evaluation] queries; "": on demand')
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="not applied yet: the deployments' crons run in UTC whatever this says")
     watch_debounce_s: float = Field(2.0, ge=0, description="kbflow watch: quiet time before a run")
     records_poll_s: float = Field(30.0, gt=0, description="kbflow watch: how often records and object-storage sources are polled")
 
@@ -274,7 +282,7 @@ class EvaluationConfig(_Section):
     """Defaults of `kbflow evaluate` and of the scheduled `evaluate` deployment."""
 
     queries: Path | None = Field(None, description="JSONL of {\"query\", \"relevant\": [...]}")
-    k: int = Field(10, ge=1, le=1000)
+    k: int = Field(10, ge=1, le=1000, description="hits retrieved per query; recall@k is at this k")
     results_dir: Path | None = Field(None, description="default: <store>/eval, or .kbflow-eval")
     generated_queries: int = Field(
         200, ge=1, description="--generated (and --tune without labels): questions made from the index's headings"
@@ -286,21 +294,21 @@ class LlmConfig(_Section):
     """An OpenAI-compatible chat endpoint for the `llm` query generator (off unless set)."""
 
     base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1")
-    model: str | None = None
+    model: str | None = Field(None, description="the model name sent to the endpoint; omitted when unset")
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable with the key")
     prompt_file: Path | None = Field(None, description="prompt template with {passage}; default: built in")
-    timeout_s: float = Field(30.0, gt=0)
-    max_retries: int = Field(3, ge=0, le=20)
-    requests_per_minute: float = Field(60.0, gt=0)
-    temperature: float = Field(0.2, ge=0, le=2)
-    questions_per_chunk: int = Field(1, ge=1, le=10)
+    timeout_s: float = Field(30.0, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, le=20, description="retries of a timeout, refused connection, 429 or 5xx, with back-off")
+    requests_per_minute: float = Field(60.0, gt=0, description="rate limit of the requests")
+    temperature: float = Field(0.2, ge=0, le=2, description="sampling temperature")
+    questions_per_chunk: int = Field(1, ge=1, le=10, description="questions asked for per passage")
 
 
 class DatasetsConfig(_Section):
     """How `kbflow dataset build` makes fine-tuning datasets: generators, negatives, hygiene."""
 
     out_dir: Path | None = Field(None, description="default: <store>/datasets, or .kbflow-datasets")
-    seed: int = 42
+    seed: int = Field(42, description="splits, sampling and shuffles: the same seed, the same rows in the same order")
     generators: list[Literal["heading", "ict", "labeled", "llm"]] = Field(
         default_factory=lambda: ["heading", "ict", "labeled"],
         description="labeled: the real questions of labeled sources, when there are any",
@@ -314,15 +322,20 @@ class DatasetsConfig(_Section):
         1.0, gt=0, description="a negative whose BM25 match of the anchor reaches this share of the positive's "
                                "is taken for another answer and skipped"
     )
-    validation_share: float = Field(0.1, ge=0, lt=1)
-    test_share: float = Field(0.1, ge=0, lt=1)
-    min_query_tokens: int = Field(3, ge=1)
+    validation_share: float = Field(0.1, ge=0, lt=1, description="share of documents whose rows go to validation")
+    test_share: float = Field(0.1, ge=0, lt=1, description="share of documents whose rows go to test")
+    min_query_tokens: int = Field(3, ge=1, description="shorter generated questions are skipped (words)")
     max_tokens: int | None = Field(None, ge=16, description="per text field, model tokens; default: the model's max")
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard above which rows are near-duplicates")
-    pii_policy: Literal["redact", "drop", "flag"] = "redact"
-    raft_distractors: int = Field(3, ge=0, le=20)
+    pii_policy: Literal["redact", "drop", "flag"] = Field(
+        "redact", description="redact: typed placeholders; drop: remove the rows; flag: a pii_flagged column"
+    )
+    raft_distractors: int = Field(3, ge=0, le=20, description="RAFT: distractor chunks per row")
     raft_oracle_share: float = Field(0.8, ge=0, le=1, description="share of RAFT rows whose context holds the oracle")
-    system_prompt: str = "You are a helpful assistant. Answer the question using the documentation."
+    system_prompt: str = Field(
+        "You are a helpful assistant. Answer the question using the documentation.",
+        description="sft / raft: the system message of each row",
+    )
     llm: LlmConfig = Field(default_factory=LlmConfig)
 
     @model_validator(mode="after")
@@ -335,10 +348,10 @@ class DatasetsConfig(_Section):
 class FinetuneConfig(_Section):
     """CPU-feasible defaults for `kbflow finetune` (MultipleNegativesRankingLoss)."""
 
-    epochs: int = Field(1, ge=1, le=100)
-    batch_size: int = Field(16, ge=2, le=1024)
-    learning_rate: float = Field(2e-5, gt=0, lt=1)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(1, ge=1, le=100, description="passes over the train split")
+    batch_size: int = Field(16, ge=2, le=1024, description="pairs per step; the other pairs' positives are each one's in-batch negatives")
+    learning_rate: float = Field(2e-5, gt=0, lt=1, description="peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps the learning rate warms up over")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
     max_seq_length: int | None = Field(
         None, ge=16, description="tokens per text while training (shorter: faster steps); the saved model "

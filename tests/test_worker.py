@@ -102,16 +102,19 @@ def test_a_command_whose_worker_reports_elsewhere_runs_in_process(warm_server):
     assert "running in this process" in done.stderr and json.loads(done.stdout)
 
 
-def test_the_readme_warm_search_snippet_answers_from_the_index(warm_server, monkeypatch):
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    snippet = readme.split("<!-- snippet: warm-search -->\n```python\n", 1)[1].split("```", 1)[0]
-    ingested = kbflow("ingest", "--json", cwd=warm_server)  # the index the snippet reads (a no-op if built)
+def test_the_docs_search_snippets_answer_from_the_index(warm_server, monkeypatch):
+    """docs/snippets/warm_search.py (the local-server guide) and search_api.py (README, Python API page)."""
+    snippets = Path(__file__).parent.parent / "docs" / "snippets"
+    ingested = kbflow("ingest", "--json", cwd=warm_server)  # the index the snippets read (a no-op if built)
     assert ingested.returncode == 0, ingested.stderr
     monkeypatch.chdir(warm_server)
     namespace: dict = {}
-    exec(compile(snippet, "README.md warm-search", "exec"), namespace)
+    exec(compile((snippets / "warm_search.py").read_text(encoding="utf-8"), "warm_search.py", "exec"), namespace)
     hits = namespace["search"]("How do I restore a snapshot?", k=2)
     assert hits[0]["uri"] == "backup.md" and "restore" in hits[0]["text"].lower(), hits
+    namespace = {}
+    exec(compile((snippets / "search_api.py").read_text(encoding="utf-8"), "search_api.py", "exec"), namespace)
+    assert namespace["hits"][0]["uri"] == "backup.md", namespace["hits"]
 
 
 def test_a_client_killed_mid_ingest_leaves_the_worker_serving_and_the_index_as_it_was(warm_server):
