@@ -20,9 +20,10 @@ from pathlib import Path
 from prefect import flow
 
 from kbflow import progress
+from kbflow.access import visible_rows
 from kbflow.config import DatasetKind, load_config
-from kbflow.models import load_embedder
-from kbflow.store import CHUNKS, Store
+from kbflow.resources import Resources
+from kbflow.store import CHUNKS
 from kbflow.tasks.datasets.card import describe_dataset, write_dataset_task
 from kbflow.tasks.datasets.checks import check_dataset_task
 from kbflow.tasks.datasets.kinds import dataset_kind, labeled_rows_task
@@ -38,12 +39,21 @@ from kbflow.tasks.datasets.labeled import (
 
 
 @flow(name="build-dataset")
-def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None, out_dir: str | None = None) -> dict:
+def build_dataset(
+    config_path: str,
+    kind: DatasetKind,
+    source: str | None = None,
+    out_dir: str | None = None,
+    principals: list[str] | None = None,
+) -> dict:
     """Build the `kind` dataset into `out_dir/KIND` (default datasets.out_dir); return its report.
 
-    Raises QualityGateFailed, writing nothing, when a blocking check of the kind's suite fails.
+    With `[access] mode = "enforce"` only documents visible to `principals` (and the public
+    principal; kbflow.access) feed it. Raises QualityGateFailed, writing nothing, when a
+    blocking check of the kind's suite fails.
     """
     config = load_config(config_path)
+    visible = visible_rows(config.access, None, principals)
     spec = dataset_kind(kind)
     settings = config.datasets
     if spec.labeled:
@@ -51,12 +61,13 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
     else:  # positives come from indexed sources only: an unknown name is an error before any work
         config.select_sources(source)
         sources, generators = [], make_generators(settings)
-    store = Store(config.store)
+    resources = Resources.open(config)
+    store = resources.store
     stage = f"dataset {kind}"  # one bar over the build's stages; negatives mining has its own
     progress.report(stage, 0, 4)
-    embedder = load_embedder(config.embedding)
+    embedder = resources.embedder
     max_tokens = min(settings.max_tokens or embedder.max_tokens, embedder.max_tokens)
-    index = read_index_task(store, config.embedding.model) if spec.reads_index or store.has(CHUNKS) else None
+    index = read_index_task(store, config.embedding.model, visible) if spec.reads_index or store.has(CHUNKS) else None
 
     if spec.labeled:
         records, dropped = read_labeled_records_task(sources)
@@ -87,7 +98,7 @@ def build_dataset(config_path: str, kind: DatasetKind, source: str | None = None
         kind, kind, splits, config=config, source=source, index=index.versions if index else None,
         documents={doc_id: h for doc_id, h in documents.items() if doc_id in used},
         labeled_sources=[s.name for s in sources], dropped=dropped, pii=pii, checks=checks,
-        tokenizer=embedder.tokenizer,
+        tokenizer=embedder.tokenizer, principals=None if visible is None else list(visible.principals),
     )
     target = Path(out_dir) if out_dir else config.datasets.out_dir
     progress.report(stage, 3, 4)

@@ -23,6 +23,7 @@ from kbflow import progress
 from kbflow.config import EvalMode, KbflowConfig, load_config
 from kbflow.errors import InvalidInput
 from kbflow.relevance import RANK_CUTOFF
+from kbflow.resources import Resources
 from kbflow.search import SEARCH_MODES
 from kbflow.store import new_run_id
 from kbflow.tasks.evaluation.evaluate import (
@@ -50,6 +51,7 @@ def evaluate(
     dataset: str | None = None,
     tune: bool = False,
     generated: bool = False,
+    principals: list[str] | None = None,
 ) -> dict:
     """Score vector, full-text and hybrid search (or one `mode`) on labeled queries; tune hybrid if asked.
 
@@ -63,12 +65,15 @@ def evaluate(
     depth = max(k, RANK_CUTOFF)  # hit@10, MRR@10 and nDCG@10 need ten hits, whatever k is
     generated = uses_generated(config, queries, dataset, tune, generated)
     queries_path, dataset_dir = resolve_inputs(config, queries, dataset, generated)
-    labeled = generate_queries(config) if generated else load_queries(queries_path, dataset_dir)
+    labeled = None if generated else load_queries(queries_path, dataset_dir)  # a bad line fails before any read
+    resources = Resources.for_search(config)
+    if generated:
+        labeled = generate_queries(resources.store, config)
 
     progress.report("eval queries", 0, len(labeled))  # retrieval encodes them all at once, then ranks
-    candidates = retrieve_candidates(config, labeled, depth)
+    candidates = retrieve_candidates(resources, labeled, depth, principals)
     progress.report("eval queries", len(labeled), len(labeled))
-    sources, unresolved = find_sources(config, labeled)
+    sources, unresolved = find_sources(resources.store, config, labeled)
     rankings = {m: rank_mode(config, labeled, candidates, m, depth) for m in modes}
     scores = {m: score_rankings(labeled, rankings[m], k, sources) for m in modes}
 

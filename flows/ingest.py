@@ -12,7 +12,8 @@ whose text is new for the model; a deleted document's chunks are removed. A run
 with no change writes nothing but its run record. A sql source with a cursor_field
 reads only rows past the last run's cursor, plus their keys. An unchanged document is parsed
 again only when the boilerplate of its source changed for one of its lines
-(kbflow.tasks.index.boilerplate).
+(kbflow.tasks.index.boilerplate). A document whose ACL alone changed keeps its chunks and
+vectors: they are relabelled in the run's publish, nothing is embedded (counted `acl_changed`).
 
 Memory is bounded: documents go through parse, chunk and embed in batches
 (`[ingest]`), embedded chunks are spilled to a staging table, and the publish
@@ -27,19 +28,20 @@ import pyarrow as pa
 from prefect import flow
 
 from kbflow import progress
+from kbflow.access import missing_acl_warning
 from kbflow.config import load_config
 from kbflow.lock import store_lock
-from kbflow.models import load_embedder
 from kbflow.runners import ConfiguredEmbedder, document_batches, in_flight, run_pipelines, task_runner
+from kbflow.resources import Resources
 from kbflow.runs import RunRecord
 from kbflow.schemas import DOCUMENTS
-from kbflow.store import Store
+from kbflow.store import ACTIVE
 from kbflow.tasks.index.boilerplate import find_source_boilerplate, save_line_hashes, strip_boilerplate
 from kbflow.tasks.index.chunk import chunk
 from kbflow.tasks.sources.discover import diff_against_documents, discover, empty_sources
 from kbflow.tasks.index.embed import embed
 from kbflow.tasks.sources.read import parse
-from kbflow.tasks.index.publish import StagedChunks, build_document_rows, publish
+from kbflow.tasks.index.publish import StagedChunks, build_document_rows, find_acl_changes, publish
 from kbflow.tasks.quality.profiles import ChunkTally, run_profile
 from kbflow.tasks.quality.suites import QualityGate, check_quality, check_run
 from kbflow.tasks.sources.sql_cursor import save_cursors
@@ -65,7 +67,8 @@ def ingest(
         config.store.uri = store_uri
     runner_config = config.runner.with_option(runner)
     sources = config.select_sources(source)
-    store = Store(config.store)
+    resources = Resources.open(config)
+    store = resources.store
 
     with (
         store_lock(config),
@@ -80,10 +83,16 @@ def ingest(
         run.set_aside_duplicates(discovery.duplicates)
         changes = diff_against_documents(discovery, known_documents)
         store.record_change_tokens(changes.moved_tokens)  # same bytes, new ETag: no re-read next time
-        run.documents.update(changes.counts)
+        acl_changes = find_acl_changes(discovery.items, known_documents, run.run_id)  # metadata only
+        run.documents.update(changes.counts, acl_changed=len(acl_changes.acl))
         run.lap("discover")
         if changes.to_parse.num_rows == 0 and changes.deleted.num_rows == 0:
-            run.status = "no_change"
+            if acl_changes.acl:  # who may see some documents changed, not what they say: relabel, embed nothing
+                published = publish(store, None, DOCUMENTS.empty_table(), [], acl_changes, run.run_id)
+                run.status = "published"
+                run.versions.update(chunks=published.chunks_version, documents=published.documents_version)
+            else:
+                run.status = "no_change"
             run.chunks["total"] = store.count("chunks")
             save_cursors(store, discovery.cursors, run.run_id)  # rows read past the cursor changed nothing
             return run.report()
@@ -93,7 +102,7 @@ def ingest(
                                               config.ingest.batch_documents)
         to_parse = pa.concat_tables([changes.to_parse, boilerplate.rechunk])
         progress.report("documents", 0, to_parse.num_rows)  # the overall bar shows before the model loads
-        embedder = load_embedder(config.embedding)
+        embedder = resources.embedder
         max_tokens = min(config.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
         # On Dask or Ray workers the model is loaded there, from the config, never shipped.
         model = embedder if runner_config.kind == "default" else ConfiguredEmbedder(config.embedding)
@@ -144,7 +153,7 @@ def ingest(
             check_run(gate, run_profile(known_documents, changes, run.quarantined, run_chunks))
             deleted = changes.deleted.column("doc_id").to_pylist()
             run.before_publish()  # the run is in `runs` before any table version that names it
-            published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted)
+            published = publish(store, staged, pa.concat_tables(document_parts), replaced + deleted, acl_changes)
             save_line_hashes(store, boilerplate)  # after the publish: a blocked run keeps the old state
             save_cursors(store, discovery.cursors, run.run_id)  # likewise: sql sources read past them next time
             run.lap("publish")
@@ -152,4 +161,5 @@ def ingest(
         run.status = "published"
         run.versions.update(chunks=published.chunks_version, documents=published.documents_version)
         run.chunks.update(deleted=published.chunks_deleted, total=store.count("chunks"))
+        run.warnings.extend(filter(None, [missing_acl_warning(store.documents(rows=ACTIVE), config.access)]))
         return run.report()

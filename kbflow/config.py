@@ -277,6 +277,23 @@ class SearchConfig(_Section):
     rerank_candidates: int = Field(30, ge=1, le=1000, description="top hits the cross-encoder re-scores")
 
 
+AccessMode = Literal["off", "enforce"]
+
+
+class AccessConfig(_Section):
+    """Per-document ACLs (kbflow.access): off (no cost, no filter) or enforced on every search and dataset."""
+
+    mode: AccessMode = Field(
+        "off", description="enforce: a search or dataset sees only documents whose ACL holds one of its principals"
+    )
+    public_principal: str = Field(
+        "public", min_length=1, description="the principal every search holds: an ACL with it is visible to all"
+    )
+    max_missing_share: float = Field(
+        0.0, ge=0, le=1, description="enforce: warn on a run when more documents than this share have no ACL"
+    )
+
+
 class EvaluationConfig(_Section):
     """Defaults of `kbflow evaluate` and of the scheduled `evaluate` deployment."""
 
@@ -395,6 +412,7 @@ class KbflowConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)

@@ -6,23 +6,24 @@ from typing import Any
 
 from kbflow.config import KbflowConfig
 from kbflow.errors import NotFound
-from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_string
+from kbflow.store import CHUNKS, DOCUMENTS_TABLE, RowFilter, Store
 
 
 def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
     """`kbflow trace`: chunk -> document (uri, content hash) -> source -> run -> table version."""
     store = Store.existing(config.store)
-    chunk = store.row(CHUNKS, f"chunk_id = {sql_string(chunk_id)}", exclude=("vector",))
+    chunk = store.row(CHUNKS, RowFilter(chunk_ids=[chunk_id]), exclude=("vector",))
     if chunk is None:
         raise NotFound(f"no chunk {chunk_id!r} in {store.uri}")
-    document = store.row(DOCUMENTS_TABLE, f"doc_id = {sql_string(chunk['doc_id'])}")
+    document = store.row(DOCUMENTS_TABLE, RowFilter(doc_ids=[chunk["doc_id"]]))
     source = next((s for s in config.sources if s.name == chunk["source"]), None)
     run = store.run(chunk["run_id"])
     tags = store.tags(CHUNKS)
     return {
-        "chunk": {k: chunk[k] for k in ("chunk_id", "ordinal", "heading", "text_hash", "n_tokens", "model", "run_id")},
+        "chunk": {k: chunk.get(k) for k in ("chunk_id", "ordinal", "heading", "text_hash", "n_tokens", "model", "run_id",
+                                            "acl")},
         "document": None if document is None else {
-            **{k: document[k] for k in ("doc_id", "uri", "content_hash", "title", "status", "n_chunks")},
+            **{k: document.get(k) for k in ("doc_id", "uri", "content_hash", "title", "status", "n_chunks", "acl")},
             # a sql row lives in its database, not in a file: its uri says where
             "path": None if source is None else source.document_path(document["uri"]),
         },

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from kbflow.config import EmbeddingConfig, RunnerConfig
-from kbflow.models import load_embedder
+from kbflow.resources import embedder_for
 
 # What a batch pipeline yields for each stage to run on the runner: a task and its parameters.
 Step = tuple[Callable[..., Any], dict[str, Any]]
@@ -127,19 +127,19 @@ class ConfiguredTokenizer:
         self.config = config
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
-        return load_embedder(self.config).tokenizer.offsets(text)
+        return embedder_for(self.config).tokenizer.offsets(text)
 
     def count(self, texts: Sequence[str]) -> list[int]:
-        return load_embedder(self.config).tokenizer.count(texts)
+        return embedder_for(self.config).tokenizer.count(texts)
 
     def unknown(self, texts: Sequence[str]) -> list[int]:
-        return load_embedder(self.config).tokenizer.unknown(texts)
+        return embedder_for(self.config).tokenizer.unknown(texts)
 
 
 class ConfiguredEmbedder:
     """The configured embedder, loaded where it is used: what a Dask or Ray worker receives.
 
-    Pickles as its `EmbeddingConfig`; `kbflow.models.load_embedder` loads the model
+    Pickles as its `EmbeddingConfig`; `kbflow.resources.embedder_for` loads the model
     once per worker process. Everything else is the loaded embedder's.
     """
 
@@ -148,14 +148,14 @@ class ConfiguredEmbedder:
         self.tokenizer = ConfiguredTokenizer(config)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return load_embedder(self.config).encode(texts)
+        return embedder_for(self.config).encode(texts)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes not set in __init__ (name, dim, max_tokens, batch_size ...);
         # guarded so unpickling (before __dict__ is restored) never loads a model.
         if name.startswith("__") or "config" not in self.__dict__:
             raise AttributeError(name)
-        return getattr(load_embedder(self.config), name)
+        return getattr(embedder_for(self.config), name)
 
 
 def document_batches(items: pa.Table, max_documents: int, max_bytes: int) -> Iterator[pa.Table]:

@@ -39,7 +39,7 @@ class RunRecord:
     run_id: str = field(default_factory=new_run_id)
     status: str = "running"
     documents: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("new", "changed", "unchanged", "deleted", "quarantined"), 0)
+        default_factory=lambda: dict.fromkeys(("new", "changed", "unchanged", "deleted", "quarantined", "acl_changed"), 0)
     )
     chunks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("embedded", "reused", "deleted", "total"), 0))
     stage_durations: dict[str, float] = field(default_factory=dict)

@@ -11,6 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# An ACL: the principals that may see a document and its chunks (kbflow.access).
+ACL = pa.list_(pa.string())
+
 # What discovery saw at a source, before anything is parsed.
 DISCOVERED = pa.schema(
     [
@@ -26,6 +29,8 @@ DISCOVERED = pa.schema(
         # object storage: what the listing says about the object's version (ETag, version id, or
         # size+mtime), compared with the stored one before any body is read; null for local files
         ("change_token", pa.string()),
+        # who may see it (kbflow.access): principal strings; null: no ACL (visible to nobody when enforced)
+        ("acl", ACL),
     ]
 )
 
@@ -41,6 +46,7 @@ PARSED = pa.schema(
         ("sections", pa.list_(SECTION)),
         ("metadata", pa.string()),  # JSON object: record metadata columns
         ("boilerplate_share", pa.float64()),  # share of the parsed text's characters removed as boilerplate
+        ("acl", ACL),
     ]
 )
 
@@ -58,6 +64,7 @@ CHUNKED = pa.schema(
         ("text_hash", pa.string()),  # sha256 of text: the embedding cache key with the model
         ("n_tokens", pa.int32()),  # model tokens incl. special tokens
         ("metadata", pa.string()),
+        ("acl", ACL),
     ]
 )
 
@@ -68,10 +75,15 @@ def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def chunks_schema(dim: int) -> pa.Schema:
-    """The `chunks` table: chunked rows plus their vector, model and writing run."""
-    return CHUNKED.append(pa.field("vector", pa.list_(pa.float32(), dim))).append(
+    """The `chunks` table: chunked rows plus their vector, model and writing run; the ACL last.
+
+    `acl` comes last so that a table written before it existed, which gains it as its last
+    column, keeps the same column order as the rows a run stages.
+    """
+    chunked = CHUNKED.remove(CHUNKED.get_field_index("acl"))
+    return chunked.append(pa.field("vector", pa.list_(pa.float32(), dim))).append(
         pa.field("model", pa.string())
-    ).append(pa.field("run_id", pa.string()))
+    ).append(pa.field("run_id", pa.string())).append(pa.field("acl", ACL))
 
 
 # The `documents` table: one row per document kbflow knows, with the hash it last saw.
@@ -90,6 +102,7 @@ DOCUMENTS = pa.schema(
         ("first_run_id", pa.string()),
         ("last_run_id", pa.string()),
         ("change_token", pa.string()),  # object storage: the listing's token when content_hash was taken
+        ("acl", ACL),  # who may see it (kbflow.access); null: no ACL
     ]
 )
 

@@ -1,7 +1,8 @@
 """Search the index: the Python API behind `kbflow search` and `kbflow eval`.
 
-Tenant filtering happens inside LanceDB before ranking (a prefilter), so a
-query for one tenant never sees another tenant's chunks, however close they are.
+Tenant and ACL filtering (kbflow.access) happen inside LanceDB before ranking (a prefilter),
+so a query for one tenant, or by one reader, never sees chunks it may not, however close they are,
+and still gets k hits when k visible ones exist.
 
 Ranking lives here, the store only reads: `vector_hits` is kbflow's one vector query
 (search, eval, and the dataset builder's hard-negative miner and RAFT retrieval all go
@@ -23,10 +24,11 @@ from typing import Any, get_args
 
 import numpy as np
 
+from kbflow.access import visible_rows
 from kbflow.config import Fusion, KbflowConfig, SearchConfig, SearchMode
 from kbflow.errors import InvalidInput
-from kbflow.models import load_embedder
-from kbflow.store import CHUNKS, SEARCH_COLUMNS, Store, sql_string
+from kbflow.resources import Resources
+from kbflow.store import CHUNKS, SEARCH_COLUMNS, RowFilter, Store
 
 __all__ = [
     "FUSIONS", "SEARCH_MODES", "Candidates", "HybridFusion", "fts_hits", "fuse_hits", "rank", "rare_terms", "rerank",
@@ -89,19 +91,24 @@ def search(
     k: int = 10,
     tenant: str | None = None,
     mode: str | None = None,
+    resources: Resources | None = None,
+    principals: Sequence[str] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Top-k hits for each query, in input order; the model is loaded once for all.
 
-    `mode` defaults to `[search] mode` (hybrid).
+    `mode` defaults to `[search] mode` (hybrid). `resources` (the store and the embedder)
+    default to the config's. `principals`: the asking user and their groups, with
+    `[access] mode = "enforce"` (kbflow.access): only chunks they may see are searched.
     """
     mode = mode or config.search.mode
     _check_mode(mode)
-    store = _open(config)
-    vectors = _encode(config, queries) if mode != "fts" else [None] * len(queries)
+    resources = resources or Resources.for_search(config)
+    vectors = _encode(resources, queries) if mode != "fts" else [None] * len(queries)
     settings = config.search
     depth = rerank_depth(settings, k)
+    visible = visible_rows(config.access, tenant, principals)
     results = [
-        search_hits(store, vector, query, depth, tenant, mode, fusion=settings.hybrid_fusion,
+        search_hits(resources.store, vector, query, depth, visible, mode, fusion=settings.hybrid_fusion,
                     weight=settings.hybrid_weight, candidates=settings.candidates,
                     rare_weight=settings.rare_term_weight, rare_term_share=settings.rare_term_share)
         for query, vector in zip(queries, vectors)
@@ -110,22 +117,27 @@ def search(
 
 
 def retrieve(
-    config: KbflowConfig, queries: list[str], k: int, tenant: str | None = None
+    config: KbflowConfig,
+    queries: list[str],
+    k: int,
+    tenant: str | None = None,
+    resources: Resources | None = None,
+    principals: Sequence[str] | None = None,
 ) -> list[Candidates]:
     """Both rankings of each query, `max(candidates, k)` deep (deeper for a rerank stage).
 
     What evaluation ranks every mode from, and fuses in memory for every weight it tries;
     with adaptive fusion configured, each carries its query's rare-term share.
     """
-    store = _open(config)
-    vectors = _encode(config, queries)
+    resources = resources or Resources.for_search(config)
+    store, visible = resources.store, visible_rows(config.access, tenant, principals)
+    vectors = _encode(resources, queries)
     settings = config.search
     depth = max(settings.candidates, rerank_depth(settings, k))
-    where = _tenant_filter(tenant)
     adaptive = settings.hybrid_fusion == "adaptive"
     return [
-        Candidates(vector=vector_hits(store, vector, depth, where), fts=fts_hits(store, query, depth, where),
-                   rare_share=rare_terms(store, query, settings.rare_term_share, where) if adaptive else 0.0)
+        Candidates(vector=vector_hits(store, vector, depth, visible), fts=fts_hits(store, query, depth, visible),
+                   rare_share=rare_terms(store, query, settings.rare_term_share, visible) if adaptive else 0.0)
         for query, vector in zip(queries, vectors)
     ]
 
@@ -169,7 +181,7 @@ def search_hits(
     vector: np.ndarray | None,
     text: str,
     k: int,
-    tenant: str | None,
+    visible: RowFilter | None,
     mode: str,
     *,
     fusion: str = "linear",
@@ -178,51 +190,50 @@ def search_hits(
     rare_weight: float = 0.5,
     rare_term_share: float = 0.002,
 ) -> list[dict[str, Any]]:
-    """Top-k chunks by vector, full-text or hybrid relevance; tenant filtered first.
+    """Top-k chunks by vector, full-text or hybrid relevance, among the `visible` ones (filtered first).
 
     Hybrid takes the top `candidates` (at least k) of the vector and of the full-text
-    ranking, each tenant-filtered, and fuses them as `HybridFusion(fusion, weight, rare_weight)`
+    ranking, each filtered, and fuses them as `HybridFusion(fusion, weight, rare_weight)`
     says (adaptive: with the query's `rare_terms` share at `rare_term_share`).
     """
     _check_mode(mode)
     if mode == "hybrid":
         _check_fusion(fusion, weight)
         depth = max(k, candidates)
-        where = _tenant_filter(tenant)
-        vector_ranking = vector_hits(store, vector, depth, where)
-        fts_ranking = fts_hits(store, text, depth, where)
-        rare_share = rare_terms(store, text, rare_term_share, where) if fusion == "adaptive" else 0.0
+        vector_ranking = vector_hits(store, vector, depth, visible)
+        fts_ranking = fts_hits(store, text, depth, visible)
+        rare_share = rare_terms(store, text, rare_term_share, visible) if fusion == "adaptive" else 0.0
         return HybridFusion(fusion, weight, rare_weight).fuse(vector_ranking, fts_ranking, rare_share)[:k]
     if mode == "vector":
-        return vector_hits(store, vector, k, _tenant_filter(tenant))
-    return fts_hits(store, text, k, _tenant_filter(tenant))
+        return vector_hits(store, vector, k, visible)
+    return fts_hits(store, text, k, visible)
 
 
 def vector_hits(
     store: Store,
     vector: np.ndarray,
     k: int,
-    where: str | None = None,
+    rows: RowFilter | None = None,
     columns: Sequence[str] = SEARCH_COLUMNS,
     version: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The k nearest chunks with their cosine similarity as `score`, best first; `where` filters first.
+    """The k nearest chunks with their cosine similarity as `score`, best first, among those `rows` keeps.
 
     kbflow's one vector query (`Store.nearest_chunks`, ANN-tuned): search, eval, the hard-
     negative miner and RAFT's oracle and distractors compare the same scores.
     """
-    hits = store.nearest_chunks(vector, k, where, columns, version)
+    hits = store.nearest_chunks(vector, k, rows, columns, version)
     return [{**hit, "score": 1.0 - float(hit.pop("_distance"))} for hit in hits]
 
 
 def fts_hits(
-    store: Store, text: str, k: int, where: str | None = None, columns: Sequence[str] = SEARCH_COLUMNS
+    store: Store, text: str, k: int, rows: RowFilter | None = None, columns: Sequence[str] = SEARCH_COLUMNS
 ) -> list[dict[str, Any]]:
-    """The k best full-text matches with their BM25 `score`, best first; `where` filters first."""
-    return [{**hit, "score": float(hit.pop("_score"))} for hit in store.matching_chunks(text, k, where, columns)]
+    """The k best full-text matches with their BM25 `score`, best first, among those `rows` keeps."""
+    return [{**hit, "score": float(hit.pop("_score"))} for hit in store.matching_chunks(text, k, rows, columns)]
 
 
-def rare_terms(store: Store, text: str, rare_term_share: float, where: str | None = None) -> float:
+def rare_terms(store: Store, text: str, rare_term_share: float, rows: RowFilter | None = None) -> float:
     """The share of the query's indexed terms that at most `rare_term_share` of the chunks hold.
 
     Each distinct word of the query is looked up alone in the full-text index (so it is
@@ -235,9 +246,9 @@ def rare_terms(store: Store, text: str, rare_term_share: float, where: str | Non
     words = list(dict.fromkeys(TERM.findall(text.lower())))
     if not words:
         return 0.0
-    total = store.count(CHUNKS, where)
+    total = store.count(CHUNKS, rows)
     rare_limit = max(1, int(rare_term_share * total))
-    counts = [len(store.matching_chunks(word, rare_limit + 1, where, columns=("chunk_id",))) for word in words]
+    counts = [len(store.matching_chunks(word, rare_limit + 1, rows, columns=("chunk_id",))) for word in words]
     indexed = [count for count in counts if count > 0]
     return sum(count <= rare_limit for count in indexed) / len(indexed) if indexed else 0.0
 
@@ -286,10 +297,6 @@ def _min_max(hits: list[dict[str, Any]]) -> dict[str, float]:
     return {hit["chunk_id"]: (score - low) / span if span else 1.0 for hit, score in zip(hits, scores)}
 
 
-def _tenant_filter(tenant: str | None) -> str | None:
-    return None if tenant is None else f"tenant = {sql_string(tenant)}"
-
-
 def _check_fusion(fusion: str, weight: float) -> None:
     if fusion not in FUSIONS:
         raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
@@ -302,14 +309,7 @@ def _check_mode(mode: str) -> None:
         raise InvalidInput(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
 
 
-def _open(config: KbflowConfig) -> Store:
-    store = Store.existing(config.store)
-    store.table(CHUNKS)  # a clear error before loading a model for an empty store
-    store.check_model(config.embedding.model)
-    return store
-
-
-def _encode(config: KbflowConfig, queries: list[str]) -> list[np.ndarray]:
+def _encode(resources: Resources, queries: list[str]) -> list[np.ndarray]:
     if not queries:
         return []
-    return list(load_embedder(config.embedding).encode(queries))
+    return list(resources.embedder.encode(queries))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,9 +25,8 @@ kbflow.set_process_defaults()  # the offline / no-analytics defaults, before Pre
 # No test leaves a kbflow service running: commands run in-process unless a test (tests/service/) starts its own.
 os.environ["KBFLOW_NO_SERVER"] = "1"
 
-import kbflow.flows.ingest  # noqa: E402,F401  - imported before hash_embedder patches its loader
-import kbflow.search  # noqa: F401
 from kbflow.config import EmbeddingConfig, load_config
+from kbflow.resources import provided_embedder
 
 from fakes import HashEmbedder
 from s3_servers import CountingProxy, s3_client, start_moto
@@ -133,26 +133,22 @@ def s3_proxy(s3_endpoint):
 
 
 @pytest.fixture
-def hash_embedder(monkeypatch) -> HashEmbedder:
+def hash_embedder() -> Iterator[HashEmbedder]:
     """Flows and search embed with fast test embedders, one per configured model name.
 
-    Returns the default model's; `hash_embedder.registry` maps names to embedders,
-    so a test can configure another model (a different name and dimension).
+    Provided through kbflow.resources (the one place entry points get their embedder), for
+    the test's scope. Returns the default model's; `hash_embedder.registry` maps names to
+    embedders, so a test can configure another model (a different name and dimension).
     """
     registry: dict[str, HashEmbedder] = {}
 
     def load(config: EmbeddingConfig) -> HashEmbedder:
         return registry.setdefault(config.model, HashEmbedder(name=config.model))
 
-    # Every module that imported the real loader by name gets the test one.
-    import kbflow.models
-
-    real = kbflow.models.load_embedder
-    for module in [m for m in list(sys.modules.values()) if getattr(m, "load_embedder", None) is real]:
-        monkeypatch.setattr(module, "load_embedder", load)
     default = load(EmbeddingConfig())
     default.registry = registry
-    return default
+    with provided_embedder(load):
+        yield default
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

@@ -37,19 +37,20 @@ class HangingEmbedder(HashEmbedder):
 
 
 import kbflow.flows.ingest  # noqa: E402
+from kbflow.resources import provided_embedder  # noqa: E402
 from kbflow.store import CHUNKS, Store  # noqa: E402
 
 # Named after the configured model, as the test embedders of conftest.hash_embedder are.
 if crash_point == "during-embedding":
-    kbflow.flows.ingest.load_embedder = lambda config: HangingEmbedder(name=config.model)
+    embedder = HangingEmbedder
 elif crash_point == "slow-embedding":
-    kbflow.flows.ingest.load_embedder = lambda config: SlowEmbedder(name=config.model)
+    embedder = SlowEmbedder
 else:
-    kbflow.flows.ingest.load_embedder = lambda config: HashEmbedder(name=config.model)
+    embedder = HashEmbedder
     commit = Store._commit
 
-    def commit_then_die(self, name, rows, doc_ids):
-        result = commit(self, name, rows, doc_ids)
+    def commit_then_die(self, name, rows, doc_ids, relabelled=None):
+        result = commit(self, name, rows, doc_ids, relabelled)
         if name == CHUNKS:
             marker.write_text("chunks committed")
             os._exit(9)
@@ -57,7 +58,8 @@ else:
 
     Store._commit = commit_then_die
 
-report = kbflow.flows.ingest.ingest(config_path=config_path)
+with provided_embedder(lambda config: embedder(name=config.model)):
+    report = kbflow.flows.ingest.ingest(config_path=config_path)
 if crash_point == "slow-embedding":
     import json
 

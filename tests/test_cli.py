@@ -30,7 +30,8 @@ def test_ingest_search_status_json_contracts(small_corpus, hash_embedder):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {"run_id", "status", "documents", "chunks", "duration_s", "quarantined"}
-    assert set(report["documents"]) == {"new", "changed", "unchanged", "deleted", "quarantined"}
+    # acl_changed: documents whose ACL alone changed (issue 25), an addition to the contract
+    assert set(report["documents"]) == {"new", "changed", "unchanged", "deleted", "quarantined", "acl_changed"}
     assert set(report["chunks"]) == {"embedded", "reused", "deleted", "total"}
 
     result = kbflow("search", "which port does the server listen on", "--config", config, "--k", "2", "--json")

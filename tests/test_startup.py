@@ -45,7 +45,7 @@ CLI_INGEST = textwrap.dedent("""
     from pathlib import Path
     sys.path.append({tests!r})  # for fakes; appended: tests/kbflow/ must not shadow kbflow
     from fakes import HashEmbedder
-    import kbflow.flows.ingest
+    from kbflow.resources import provided_embedder
 
     config, marker = sys.argv[1], (Path(sys.argv[2]) if len(sys.argv) > 2 else None)
 
@@ -56,10 +56,10 @@ CLI_INGEST = textwrap.dedent("""
                 time.sleep(600)
             return super().encode(texts)
 
-    kbflow.flows.ingest.load_embedder = lambda embedding: Embedder(name=embedding.model)
     sys.argv = ["kbflow", "ingest", "--config", config, "--json"]
     from kbflow.cli import main
-    main()
+    with provided_embedder(lambda embedding: Embedder(name=embedding.model)):
+        main()
 """).format(tests=str(TESTS))
 KBFLOW = str(Path(sys.executable).parent / "kbflow")
 

@@ -41,6 +41,8 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", envvar="KBFLOW_CONFIG", help="path to kbflow.toml")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON only, for machines")]
+PrincipalOption = Annotated[list[str] | None, typer.Option(
+    "--principal", help="who asks (repeatable: a user and their groups); with [access] mode = \"enforce\"")]
 RunOption = Annotated[str | None, typer.Option("--run", help="a run id (default: the last run)")]
 
 

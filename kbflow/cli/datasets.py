@@ -17,6 +17,7 @@ from kbflow.cli.common import (
     EXIT_STALE,
     ConfigOption,
     JsonOption,
+    PrincipalOption,
     app,
     fail,
     print_json,
@@ -40,12 +41,13 @@ def dataset_build(
     config: ConfigOption = Path("kbflow.toml"),
     source: Annotated[str | None, typer.Option(help="only this source (a labeled one for sft/raft)")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="parent folder (default datasets.out_dir)")] = None,
+    principal: PrincipalOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build a dataset into OUT/KIND: data/{train,validation,test}-*.parquet, README.md, manifest.json."""
     if source is not None:
         load_config(config).source(source)  # fail fast, before Prefect or a service starts
-    arguments = {"kind": kind, "source": source, "out": served.as_path(out)}
+    arguments = {"kind": kind, "source": source, "out": served.as_path(out), "principals": principal}
     try:
         report = served.run("dataset-build", config, arguments, as_json=as_json, flows=True)
     except CommandBlocked as blocked:
@@ -80,14 +82,17 @@ def dataset_check(
     as_json: JsonOption = False,
 ) -> None:
     """Report rows whose source chunk or document was deleted or changed since the build (exit 4 if any)."""
+    from kbflow.store import Store
     from kbflow.tasks.datasets.staleness import find_stale_rows
 
-    report = find_stale_rows(path, load_config(config))
+    settings = load_config(config)
+    report = find_stale_rows(path, settings, Store(settings.store))
     if as_json:
         print_json(report)
     else:
         stdout.print(f"{path}: {report['stale']} of {report['rows']} rows stale "
-                     f"({report['deleted']} deleted, {report['changed']} changed)")
+                     f"({report['deleted']} deleted, {report['changed']} changed"
+                     + (f", {report['not_visible']} no longer visible)" if report["not_visible"] else ")"))
         for example in report["examples"]:
             stdout.print(f"  {example['split']} {example['id']}: {example['reason']} (doc {example['doc_id']})")
     if report["stale"]:

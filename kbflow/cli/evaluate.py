@@ -12,6 +12,7 @@ from kbflow.cli.common import (
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
+    PrincipalOption,
     app,
     fail,
     print_json,
@@ -37,13 +38,14 @@ def evaluate(
     tune: Annotated[bool, typer.Option("--tune", help="grid-search hybrid fusion and weight; print [search] lines")] = False,
     generated: Annotated[bool, typer.Option(
         "--generated", help="questions made from the index's headings (no labels needed; --tune uses them without labels)")] = False,
+    principal: PrincipalOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Retrieval metrics (hit@k, recall, MRR, nDCG) per mode and source for labeled queries."""
     if (queries is not None) + (dataset is not None) + generated > 1:
         raise fail("give one of --queries, --dataset or --generated", EXIT_USAGE)
     arguments = {"queries": served.as_path(queries), "dataset": served.as_path(dataset), "k": k, "mode": mode,
-                 "tune": tune, "generated": generated}
+                 "tune": tune, "generated": generated, "principals": principal}
     report = served.run("evaluate", config, arguments, as_json=as_json, flows=True)
     if report.get("unresolved"):
         stderr.print(f"note: {report['unresolved']} relevant id(s) match no indexed document or chunk "

@@ -15,6 +15,7 @@ from kbflow.cli.common import (
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
+    PrincipalOption,
     app,
     fail,
     print_json,
@@ -85,6 +86,7 @@ def search(
     tenant: Annotated[str | None, typer.Option(help="only this tenant's chunks")] = None,
     mode: Annotated[SearchMode | None, typer.Option(help="vector | fts | hybrid (default: [search] mode, hybrid)")] = None,
     queries: Annotated[Path | None, typer.Option(help="JSONL file of {\"query\" (or \"question\"): ...} lines")] = None,
+    principal: PrincipalOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search the index by meaning (vector), keywords (fts) or both (hybrid)."""
@@ -96,7 +98,8 @@ def search(
         raise fail("the QUERY is empty; give the text to search for", EXIT_USAGE)
     texts = [query] if query is not None else [q.query for q in read_queries(queries, require_relevant=False)]
     # fts needs no model: a running service answers it, none is started for it.
-    answer = served.run("search", config, {"texts": texts, "k": k, "tenant": tenant, "mode": mode},
+    answer = served.run("search", config, {"texts": texts, "k": k, "tenant": tenant, "mode": mode,
+                                          "principals": principal},
                         autostart=(mode or load_config(config).search.mode) != "fts")
     if answer["warning"]:
         stderr.print(f"[yellow]warning:[/] {escape(answer['warning'])}", highlight=False, soft_wrap=True)
@@ -126,6 +129,9 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         table.add_row(key, str(summary[key]))
     table.add_row("quarantined", quarantine_phrase(summary["quarantined_units"]))
     table.add_row("duplicates", str(summary["duplicates"]))
+    acl = summary["access"]
+    table.add_row("access", f"{acl['mode']}: {acl['public']} public, {acl['restricted']} restricted, "
+                            f"{acl['missing']} without an ACL")
     last = summary["last_run"]
     if last:
         table.add_row("last run", f"{last['run_id']} ({last['status']}, {last['duration_s']:.1f} s)")

@@ -90,7 +90,7 @@ def evaluate(config_path: str, arguments: dict[str, Any], context: Context) -> d
         read_queries(queries_path)  # a bad line fails here, before Prefect starts
     context.ready()
     return evaluate_flow(config_path=config_path, k=arguments.get("k"), mode=arguments.get("mode", "all"),
-                         tune=tune, generated=generated, **inputs)
+                         tune=tune, generated=generated, principals=arguments.get("principals"), **inputs)
 
 
 def dataset_build(config_path: str, arguments: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def dataset_build(config_path: str, arguments: dict[str, Any], context: Context)
     context.ready()
     try:
         return build_dataset(config_path=config_path, kind=arguments["kind"], source=arguments.get("source"),
-                             out_dir=arguments.get("out"))
+                             out_dir=arguments.get("out"), principals=arguments.get("principals"))
     except QualityGateFailed as blocked:
         raise CommandBlocked(str(blocked), None, blocked.failure_dicts()) from None
 
@@ -120,7 +120,7 @@ def search(config_path: str, arguments: dict[str, Any], context: Context) -> dic
     settings = load_config(config_path)
     tenant = arguments.get("tenant")
     results = search_index(settings, arguments["texts"], k=int(arguments.get("k", 10)), tenant=tenant,
-                           mode=arguments.get("mode"))
+                           mode=arguments.get("mode"), principals=arguments.get("principals"))
     warning = unknown_tenant(settings, tenant) if tenant is not None and not any(results) else None
     return {"results": results, "warning": warning}
 
@@ -144,18 +144,25 @@ def _store(config_path: str):
 
 def status(config_path: str, arguments: dict[str, Any], context: Context) -> dict[str, Any]:
     """`kbflow status --json`."""
+    from kbflow.access import acl_counts
     from kbflow.quarantine import quarantine_counts
     from kbflow.runs import decoded_run
+    from kbflow.store import ACTIVE, Store
 
-    store = _store(config_path)
+    settings = load_config(config_path)
+    store = Store.existing(settings.store)
     runs, set_aside = store.runs(limit=1), store.quarantine()
+    active = store.documents(rows=ACTIVE) if store.has("documents") else None
     summary = {
-        "documents": store.count("documents", "status = 'active'"),
+        "documents": 0 if active is None else active.num_rows,
         "chunks": store.count("chunks"),
         "quarantined": len(set_aside),  # records: items set aside, each once however many runs saw it
         # the units of those records: documents with one, and chunks (one document, two chunks: 1 and 2)
         "quarantined_units": quarantine_counts(set_aside),
         "last_run": decoded_run(runs[0]) if runs else None,
+        # active documents by ACL (kbflow.access); "missing": none, so visible to nobody when enforced
+        "access": {"mode": settings.access.mode,
+                   **acl_counts(store.documents().slice(0, 0) if active is None else active, settings.access)},
     }
     # byte-identical documents of a source, indexed once: as the last run that discovered found them
     summary["duplicates"] = ((summary["last_run"] or {}).get("documents") or {}).get("duplicate", 0)

@@ -185,8 +185,12 @@ class SourceBase(BaseModel):
         return {
             "doc_id": make_doc_id(self.name, uri), "source": self.name, "tenant": self.tenant, "uri": uri,
             "path": str(path), "format": format, "content_hash": content_hash, "size": size, "mtime": mtime,
-            "change_token": change_token,
+            "change_token": change_token, "acl": self.item_acl(uri),
         }
+
+    def item_acl(self, uri: str) -> list[str] | None:
+        """Who may see the document at `uri` (kbflow.access); a kind with per-row ACLs sets them itself."""
+        return None
 
     def discovered(self, rows: list[dict], quarantined: list[Quarantined], unreadable: set[tuple[str, str]]) -> Discovery:
         return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)

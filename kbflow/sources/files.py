@@ -17,9 +17,10 @@ import pyarrow as pa
 from kbflow.formats import FILE_FORMATS, file_format
 from kbflow.quarantine import Quarantined
 from kbflow.sources.base import Content, Discovery, ReadFailed, sha256_file
+from kbflow.sources.acl import RuleAcl
 from kbflow.sources.paths import LocalPathSource
 
-class FilesSource(LocalPathSource):
+class FilesSource(RuleAcl, LocalPathSource):
     """Local files, one document each."""
 
     kind: Literal["files"]

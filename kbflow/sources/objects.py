@@ -37,6 +37,7 @@ from kbflow.errors import KbflowError, SourceUnreachable
 from kbflow.formats import FILE_FORMATS, file_format
 from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
+from kbflow.sources.acl import RuleAcl
 from kbflow.sources.base import HASH_BLOCK, Content, Discovery, ReadFailed, SourceBase, make_doc_id
 from kbflow.sources.paths import glob_tail
 
@@ -312,7 +313,7 @@ def _object_url(path: str) -> str:
     return path
 
 
-class ObjectsSource(SourceBase):
+class ObjectsSource(RuleAcl, SourceBase):
     """Objects under an object-storage URL, one document an object (`kind = "objects"`, or
     `kind = "files"` with a URL path, as configs written before this kind say)."""
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from kbflow.errors import InvalidInput
 from kbflow.quarantine import Quarantined
-from kbflow.sources.base import Content, Discovery, LabeledRows, ReadFailed
+from kbflow.sources.acl import BadAcl
+from kbflow.sources.base import Content, Discovery, LabeledRows, ReadFailed, make_doc_id
 from kbflow.sources.paths import LocalPathSource
 from kbflow.sources.rows import RowSource, record_hash
 
@@ -39,7 +40,7 @@ class RecordsSource(LocalPathSource, RowSource):
         JSON Lines are read line by line so one malformed line is reported, not fatal.
         Raises OSError / pyarrow.ArrowInvalid for a file that cannot be read at all.
         """
-        wanted = self.record_fields()
+        wanted = [*self.record_fields(), *filter(None, [self.acl_field])]
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             rows, bad = [], []
@@ -101,8 +102,17 @@ class RecordsSource(LocalPathSource, RowSource):
                                                    f"{self.id_field} {record_id!r} repeats in {file_uri}"))
                     continue
                 seen.add(uri)
+                try:
+                    acl = self.row_acl(record)
+                except BadAcl as bad:
+                    quarantined.append(Quarantined(self.name, uri, "discover", bad.reason, bad.detail,
+                                                   doc_id=make_doc_id(self.name, uri)))
+                    unreadable.add((self.name, uri))  # a published row keeps its last good chunks
+                    continue
+                record.pop(self.acl_field, None)  # not part of the hash: an ACL change is metadata
                 size = len(str(record.get(self.text_field) or "").encode())
-                rows.append(self.item(uri, full, full.suffix.lower().lstrip("."), record_hash(record), size, mtime))
+                item = self.item(uri, full, full.suffix.lower().lstrip("."), record_hash(record), size, mtime)
+                rows.append({**item, "acl": acl})
         return self.discovered(rows, quarantined, unreadable)
 
     def read(self, items: list[dict]) -> Iterator[tuple[dict, Content]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from kbflow.sources.acl import FieldAcl
 from kbflow.sources.base import Record, SourceBase
 
 # What json.dumps(row, sort_keys=True, default=str) builds on every call: built once (same text).
@@ -20,7 +21,7 @@ def record_hash(row: dict) -> str:
     return hashlib.sha256(_RECORD_JSON.encode(row).encode()).hexdigest()
 
 
-class RowSource(SourceBase):
+class RowSource(FieldAcl, SourceBase):
     """A source whose documents are rows: an id, a text, a title and metadata fields, and the
     labels of fine-tuning datasets and evaluation (sft, raft) where it has them."""
 

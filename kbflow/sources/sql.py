@@ -49,6 +49,7 @@ from kbflow.errors import ConfigError, KbflowError, SourceUnreachable
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED, DOCUMENTS
 from kbflow.sources.cursor import decode_cursor, encode_cursor
+from kbflow.sources.acl import BadAcl
 from kbflow.sources.base import Content, Discovery, LabeledRows, ReadFailed, make_doc_id
 from kbflow.sources.rows import RowSource, record_hash
 
@@ -194,7 +195,8 @@ def _rows_from(source: SqlSource) -> sa.FromClause:
     """The table or query, with the columns kbflow reads declared (and quoted as needed)."""
     import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
 
-    columns = [sa.column(name) for name in dict.fromkeys([*content_fields(source), *filter(None, [source.cursor_field])])]
+    columns = [sa.column(name) for name in dict.fromkeys([*content_fields(source),
+                                                          *filter(None, [source.cursor_field, source.acl_field])])]
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
         return sa.table(name, *columns, schema=schema or None)
@@ -289,9 +291,9 @@ class _Rows:
 
     source: SqlSource
     max_bytes: int
-    # The items' columns doc_id, tenant, uri, path, content_hash, size: six lists, not a tuple a row,
+    # The items' columns doc_id, tenant, uri, path, content_hash, size, acl: lists, not a tuple a row,
     # so a large table leaves no container per row for the garbage collector to walk (half the time).
-    columns: tuple[list, ...] = field(default_factory=lambda: ([], [], [], [], [], []))
+    columns: tuple[list, ...] = field(default_factory=lambda: ([], [], [], [], [], [], []))
     quarantined: list[Quarantined] = field(default_factory=list)
     unreadable: set[tuple[str, str]] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
@@ -336,12 +338,14 @@ class _Rows:
             try:
                 text = row_text(row.get(source.text_field), source.text_field, self.max_bytes) if source.text_field else ""
                 tenant = row_tenant(row, source)
-            except BadRow as bad:
+                # not part of the hash (content_fields): an ACL change is metadata, not content
+                acl = source.row_acl(row)
+            except (BadRow, BadAcl) as bad:
                 self.set_aside(uri, bad.reason, bad.detail, keep=True)
                 continue
             content_hash = _row_hash(row, hashed)
             for column, value in zip(self.columns, (make_doc_id(source.name, uri), tenant, uri, key_json(key),
-                                                    content_hash, len(text.encode("utf-8")))):
+                                                    content_hash, len(text.encode("utf-8")), acl)):
                 column.append(value)
 
     def discovery(self, cursors: dict[str, str]) -> Discovery:
@@ -350,7 +354,7 @@ class _Rows:
 
 
 def _sql_items(source: str, doc_id: Columns, tenant: Columns, uri: Columns, path: Columns, content_hash: Columns,
-               size: Columns) -> pa.Table:
+               size: Columns, acl: Columns) -> pa.Table:
     """`DISCOVERED` rows of a sql source from these columns (lists or arrays); the other columns are the
     same for every row. Built from columns: no Python object per row."""
     rows = len(doc_id)
@@ -359,6 +363,7 @@ def _sql_items(source: str, doc_id: Columns, tenant: Columns, uri: Columns, path
         "path": path, "format": pa.repeat(pa.scalar(SQL_FORMAT), rows), "content_hash": content_hash,
         "size": size, "mtime": pa.repeat(pa.scalar(0.0), rows),
         "change_token": pa.nulls(rows, pa.string()),  # object storage's; a row has its cursor instead
+        "acl": acl,
     }, schema=DISCOVERED)
 
 
@@ -411,13 +416,13 @@ def _scan_keys(connection: sa.Connection, source: SqlSource, found: _Rows, docum
     scanned = pc.and_(first, pc.invert(read))
 
     mine = documents.filter(pc.equal(documents.column("source"), source.name)).select(
-        ["doc_id", "tenant", "uri", "content_hash", "size"])  # what its items take (fewer columns: a faster take)
+        ["doc_id", "tenant", "uri", "content_hash", "size", "acl"])  # what its items take (fewer columns: faster)
     row = pc.index_in(uris, value_set=mine.column("uri"))  # each scanned key's `documents` row (null: none)
     known = pc.and_(scanned, pc.is_valid(row))
     rows, at = mine.take(row.filter(known)), pc.indices_nonzero(known)
     found.known = _sql_items(source.name, rows.column("doc_id"), rows.column("tenant"), rows.column("uri"),
                              _keys_json(keys, kind, positions.take(at), texts.take(at)),
-                             rows.column("content_hash"), rows.column("size"))
+                             rows.column("content_hash"), rows.column("size"), rows.column("acl"))
     unknown = pc.and_(scanned, pc.is_null(row))
     return [keys[position] for position in positions.filter(unknown).to_pylist()]
 

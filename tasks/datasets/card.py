@@ -71,6 +71,7 @@ def describe_dataset(
     pii: dict[str, int],
     checks: dict[str, Any],
     tokenizer: Tokenizer,
+    principals: list[str] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The manifest (lineage: index versions, run ids, config hash, seed, document hashes) and the card."""
     sources = sorted({s for table in splits.values() for s in table.column("source").to_pylist()})
@@ -92,6 +93,8 @@ def describe_dataset(
         "checks": {"suite": checks["suite"], "success": checks["success"]},
         "files": [split_file(split) for split in SPLITS if splits[split].num_rows],
         "documents": dict(sorted(documents.items())),
+        # [access] mode = "enforce": the principals whose visible documents the rows come from; null: off
+        "principals": principals,
     }
     card = render_card(kind, name, manifest, length_stats(kind, splits, tokenizer), config, checks)
     return manifest, card
@@ -140,6 +143,9 @@ def render_card(kind: str, name: str, manifest: dict, lengths: dict, config: Kbf
         f"{index.get('documents_version')}, model `{index.get('model')}`, written by runs "
         f"{', '.join(f'`{r}`' for r in index.get('run_ids', [])) or '–'}",
         f"- sources: {', '.join(manifest['sources']) or '–'}; generators: {', '.join(manifest['generators']) or '–'}",
+        "- access: " + ("ACLs not enforced (`[access] mode = \"off\"`)" if manifest["principals"] is None else
+                        "rows only from documents visible to " + ", ".join(f"`{p}`" for p in manifest["principals"])
+                        + "; `kbflow dataset check` flags rows whose document is no longer visible to them"),
         f"- config hash `{manifest['config_hash']}`, seed {manifest['seed']}; `manifest.json` has the details "
         "and each document's content hash, which `kbflow dataset check` compares with the index.",
         "",

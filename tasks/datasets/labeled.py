@@ -26,7 +26,7 @@ from kbflow.sources.base import Source
 from kbflow.models import Embedder
 from kbflow.relevance import hit_keys
 from kbflow.schemas import dataset_schema
-from kbflow.store import sql_list, sql_string
+from kbflow.store import RowFilter
 from kbflow.tasks.datasets.snapshot import GROUP, QUERY, IndexSnapshot, strip_heading, with_private
 from kbflow.tasks.datasets.pairs import GeneratedPair
 
@@ -107,8 +107,7 @@ def resolve_relevant(relevant: Sequence[str], lookup: dict[str, list[str]]) -> l
 def nearest_chunk(index: IndexSnapshot, vector: np.ndarray, doc_ids: list[str] | None) -> dict[str, Any] | None:
     """The chunk of `doc_ids` (of the whole index when None) nearest to a question's vector: the one
     that answers it (RAFT's oracle, a labeled pair's positive); None when those documents have no chunk."""
-    where = f"doc_id IN ({sql_list(doc_ids)})" if doc_ids else None
-    return next(iter(index.search(vector, where, 1)), None)
+    return next(iter(index.search(vector, RowFilter(doc_ids=doc_ids) if doc_ids else None, 1)), None)
 
 
 def labeled_pairs(
@@ -192,8 +191,8 @@ def raft_rows(
             no_oracle += 1
             continue
         excluded = relevant or [oracle["doc_id"]]
-        where = f"doc_id NOT IN ({sql_list(excluded)}) AND tenant = {sql_string(oracle['tenant'])}"
-        distractors = index.search(vector, where, config.raft_distractors + 1)
+        others = RowFilter(exclude_doc_ids=excluded, tenant=oracle["tenant"])
+        distractors = index.search(vector, others, config.raft_distractors + 1)
         rng = random.Random(f"{config.seed}:{record.id}")
         has_oracle = rng.random() < config.raft_oracle_share
         context = [oracle, *distractors[: config.raft_distractors]] if has_oracle else distractors

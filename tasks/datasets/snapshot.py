@@ -20,7 +20,7 @@ group that decides it (`_group`, a document id) and, for raft, the text dedup co
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from kbflow.config import DatasetsConfig
 from kbflow.models import Embedder
 from kbflow.schemas import dataset_schema, vector_matrix
 from kbflow.search import vector_hits
-from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_list, sql_string
+from kbflow.store import CHUNKS, DOCUMENTS_TABLE, RowFilter, Store
 from kbflow.tasks.index.chunk import MAX_HEADING_CHARS
 from kbflow.tasks.quality.content import is_navigation_only
 from kbflow.tasks.datasets.pairs import GeneratedPair, Passage
@@ -70,6 +70,7 @@ class IndexSnapshot:
     vectors: np.ndarray  # one row per chunk, same order
     documents: pa.Table  # doc_id, source, uri, content_hash, tenant, title
     versions: dict[str, Any]  # chunks_version, documents_version, model, run_ids
+    visible: RowFilter | None = None  # what the build may see (kbflow.access): every search keeps to it
     _position: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,25 +85,28 @@ class IndexSnapshot:
     def content_hashes(self) -> dict[str, str]:
         return dict(zip(self.documents.column("doc_id").to_pylist(), self.documents.column("content_hash").to_pylist()))
 
-    def search(self, vector: np.ndarray, where: str | None, limit: int) -> list[dict[str, Any]]:
+    def search(self, vector: np.ndarray, rows: RowFilter | None, limit: int) -> list[dict[str, Any]]:
         """Nearest chunks by cosine (`score`), filtered inside LanceDB first; ties by chunk_id.
 
         The same vector query as `kbflow search` (`vector_hits`: ANN-tuned past
         `vector_index_min_rows`), at the snapshot's chunks version.
         """
-        hits = vector_hits(self.store, vector, limit, where, HIT_COLUMNS, self.versions["chunks_version"])
+        if self.visible is not None:
+            rows = replace(rows or RowFilter(), principals=self.visible.principals)
+        hits = vector_hits(self.store, vector, limit, rows, HIT_COLUMNS, self.versions["chunks_version"])
         return sorted(hits, key=lambda hit: (-round(hit["score"], 6), hit["chunk_id"]))
 
 
-def read_index(store: Store, model: str) -> IndexSnapshot:
-    """The index as it is now, pinned to its current versions (a concurrent ingest changes nothing here)."""
+def read_index(store: Store, model: str, visible: RowFilter | None = None) -> IndexSnapshot:
+    """The index as it is now, pinned to its current versions (a concurrent ingest changes nothing here);
+    only the chunks and documents that `visible` keeps (kbflow.access: a build's principals)."""
     store.check_model(model)
     version = store.version(CHUNKS)
-    everything = store.chunks([*CHUNK_COLUMNS, "vector"], version=version)
+    everything = store.chunks([*CHUNK_COLUMNS, "vector"], visible, version=version)
     order = pc.sort_indices(everything, [("doc_id", "ascending"), ("ordinal", "ascending"), ("chunk_id", "ascending")])
     everything = everything.take(order)
     vectors = vector_matrix(everything.column("vector"))
-    documents = store.documents().select(["doc_id", "source", "uri", "content_hash", "tenant", "title"])
+    documents = store.documents(rows=visible).select(["doc_id", "source", "uri", "content_hash", "tenant", "title"])
     versions = {
         "chunks_version": version,
         "documents_version": store.version(DOCUMENTS_TABLE),
@@ -110,7 +114,7 @@ def read_index(store: Store, model: str) -> IndexSnapshot:
         "run_ids": sorted(set(everything.column("run_id").to_pylist())),  # the runs that wrote these chunks
         "last_published_run": next((run["run_id"] for run in store.published_runs()), None),
     }
-    return IndexSnapshot(store, everything.select(CHUNK_COLUMNS), vectors, documents, versions)
+    return IndexSnapshot(store, everything.select(CHUNK_COLUMNS), vectors, documents, versions, visible)
 
 
 def strip_heading(text: str, heading: str | None) -> str:
@@ -170,10 +174,9 @@ def mine_hard_negatives(
         mined: list[str] = []
         if negatives:
             floor = float(vectors[i] @ index.vector(pair.chunk_id)) - config.negative_margin
-            where = f"doc_id NOT IN ({sql_list([chunk['doc_id'], *pair.other_answers])}) " \
-                    f"AND tenant = {sql_string(chunk['tenant'])}"
+            others = RowFilter(exclude_doc_ids=[chunk["doc_id"], *pair.other_answers], tenant=chunk["tenant"])
             positive = " ".join(pair.positive.split())
-            for hit in index.search(vectors[i], where, negatives + NEGATIVE_POOL):
+            for hit in index.search(vectors[i], others, negatives + NEGATIVE_POOL):
                 text = strip_heading(hit["text"], hit["heading"]).strip()
                 if hit["score"] >= floor or not text or " ".join(text.split()) == positive or text in mined:
                     continue
@@ -228,9 +231,9 @@ def reranker_rows(pairs: pa.Table, negatives: int) -> pa.Table:
 
 
 @task(name="read-index", cache_policy=NO_CACHE)
-def read_index_task(store: Store, model: str) -> IndexSnapshot:
-    """Pin the index at its current versions."""
-    return read_index(store, model)
+def read_index_task(store: Store, model: str, visible: RowFilter | None = None) -> IndexSnapshot:
+    """Pin the index at its current versions (what `visible` keeps of it)."""
+    return read_index(store, model, visible)
 
 
 @task(name="mine-hard-negatives", cache_policy=NO_CACHE)

@@ -4,6 +4,9 @@ A row is stale when a chunk its text comes from (the kind's `chunk_columns`) or 
 document was deleted from the index, or its document changed since the build (the
 content hash in manifest.json against the `documents` table, or the labeled source as
 it is now). Chunk ids are content-derived, so an edited passage is a deleted chunk.
+A dataset built for principals (`[access] mode = "enforce"`, listed in manifest.json) also
+has a row go stale when its document is no longer visible to them (`not_visible`): its text
+must not reach a model by way of a dataset its readers may no longer read.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from typing import Any
 from kbflow.config import KbflowConfig
 from kbflow.dataset_files import SPLITS, read_split
 from kbflow.errors import MissingFile
-from kbflow.store import CHUNKS, Store
+from kbflow.store import CHUNKS, RowFilter, Store
 from kbflow.tasks.datasets.kinds import dataset_kind
 from kbflow.tasks.datasets.labeled import content_hashes, read_labeled_records
 
 STALE_EXAMPLES = 10
 
 
-def find_stale_rows(dataset_dir: Path, config: KbflowConfig) -> dict[str, Any]:
+def find_stale_rows(dataset_dir: Path, config: KbflowConfig, store: Store) -> dict[str, Any]:
     """Rows whose chunk or document was deleted, or whose document changed, since the build.
 
     Chunk ids are content-derived, so an edited passage is a deleted chunk. Documents are
@@ -36,10 +39,13 @@ def find_stale_rows(dataset_dir: Path, config: KbflowConfig) -> dict[str, Any]:
         raise MissingFile(f"{dataset_dir} is not a kbflow dataset (no manifest.json)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     spec = dataset_kind(manifest["kind"])
-    store = Store(config.store)
     chunk_ids = set(store.chunks(["chunk_id"]).column("chunk_id").to_pylist()) if store.has(CHUNKS) else set()
     documents = store.documents()
     current = dict(zip(documents.column("doc_id").to_pylist(), documents.column("content_hash").to_pylist()))
+    indexed = set(documents.column("doc_id").to_pylist())  # labeled records are not in the index
+    principals = manifest.get("principals")
+    visible = None if principals is None else set(
+        store.documents(rows=RowFilter(principals=principals)).column("doc_id").to_pylist())
     if manifest.get("labeled_sources"):
         records, _ = read_labeled_records([config.source(name) for name in manifest["labeled_sources"]])
         current.update(content_hashes(records))
@@ -55,11 +61,14 @@ def find_stale_rows(dataset_dir: Path, config: KbflowConfig) -> dict[str, Any]:
                 reason = "deleted"
             elif recorded.get(doc_id) not in (None, current[doc_id]):
                 reason = "changed"
+            elif visible is not None and doc_id in indexed and doc_id not in visible:
+                reason = "not_visible"
             else:
                 continue
             counts[reason] += 1
             if len(examples) < STALE_EXAMPLES:
                 examples.append({"split": split, "id": row[spec.id_column], "doc_id": doc_id, "reason": reason,
                                  **({"missing_chunks": missing} if missing else {})})
-    return {"stale": counts["deleted"] + counts["changed"], "rows": rows, "deleted": counts["deleted"],
-            "changed": counts["changed"], "examples": examples}
+    return {"stale": counts["deleted"] + counts["changed"] + counts["not_visible"], "rows": rows,
+            "deleted": counts["deleted"], "changed": counts["changed"], "not_visible": counts["not_visible"],
+            "examples": examples}

@@ -24,7 +24,8 @@ from kbflow.errors import InvalidInput
 from kbflow.queries import LabeledQuery, read_queries, unique
 from kbflow.relevance import METRIC_NAMES, hit_keys, matched_ids, mean_metrics, query_metrics
 from kbflow.search import FUSIONS, Candidates, rank, rerank, rerank_depth, retrieve
-from kbflow.store import CHUNKS, Store, sql_list
+from kbflow.resources import Resources
+from kbflow.store import CHUNKS, RowFilter, Store
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def index_catalog(store: Store, source_names: list[str], ids: Iterable[str]) -> 
     catalog = store.documents(source_names).select(columns).to_pylist()
     wanted = sorted(set(ids))
     if wanted and store.has(CHUNKS):
-        catalog += store.chunks(["chunk_id", *columns], where=f"chunk_id IN ({sql_list(wanted)})").to_pylist()
+        catalog += store.chunks(["chunk_id", *columns], RowFilter(chunk_ids=wanted)).to_pylist()
     return catalog
 
 
@@ -139,10 +140,10 @@ def search_config_lines(fusion: str, weight: float) -> str:
 
 
 @task(name="query-sources", cache_policy=NO_CACHE)
-def find_sources(config: KbflowConfig, labeled: list[LabeledQuery]) -> tuple[list[str], list[str]]:
+def find_sources(store: Store, config: KbflowConfig, labeled: list[LabeledQuery]) -> tuple[list[str], list[str]]:
     """Each query's source, from the index; and the relevant ids that name nothing in it."""
     relevant = {r for query in labeled for r in query.relevant}
-    catalog = index_catalog(Store(config.store), [source.name for source in config.sources], relevant)
+    catalog = index_catalog(store, [source.name for source in config.sources], relevant)
     return query_sources(labeled, catalog)
 
 
@@ -178,10 +179,10 @@ def generated_queries(store: Store, model: str, count: int, seed: int) -> list[L
 
 
 @task(name="generate-queries", cache_policy=NO_CACHE)
-def generate_queries(config: KbflowConfig) -> list[LabeledQuery]:
+def generate_queries(store: Store, config: KbflowConfig) -> list[LabeledQuery]:
     """Questions from the index's headings (`[evaluation] generated_queries` of them)."""
     settings = config.evaluation
-    return generated_queries(Store(config.store), config.embedding.model, settings.generated_queries, settings.seed)
+    return generated_queries(store, config.embedding.model, settings.generated_queries, settings.seed)
 
 
 @task(name="tune-fusion", cache_policy=NO_CACHE)
@@ -296,9 +297,13 @@ def record_results(results_dir: Path, report: dict[str, Any], details: dict[str,
 
 
 @task(name="retrieve", cache_policy=NO_CACHE)
-def retrieve_candidates(config: KbflowConfig, labeled: list[LabeledQuery], depth: int) -> list[Candidates]:
-    """Both rankings of every query, deep enough for every mode, fusion and rerank stage."""
-    return retrieve(config, [query.query for query in labeled], depth)
+def retrieve_candidates(
+    resources: Resources, labeled: list[LabeledQuery], depth: int, principals: list[str] | None = None
+) -> list[Candidates]:
+    """Both rankings of every query, deep enough for every mode, fusion and rerank stage; only what
+    `principals` may see (kbflow.access)."""
+    return retrieve(resources.config, [query.query for query in labeled], depth, resources=resources,
+                    principals=principals)
 
 
 @task(name="rank", cache_policy=NO_CACHE)

@@ -279,7 +279,7 @@ def chunk_documents(
                 rows.append(
                     {
                         "chunk_id": make_chunk_id(document["doc_id"], ordinal, text_hash),
-                        **{name: document[name] for name in ("doc_id", "source", "uri", "tenant", "metadata")},
+                        **{name: document[name] for name in ("doc_id", "source", "uri", "tenant", "metadata", "acl")},
                         "ordinal": ordinal,
                         "heading": heading,
                         "text": chunk_text,

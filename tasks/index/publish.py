@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,9 +134,47 @@ def build_document_rows(
     return pa.Table.from_pylist(rows, schema=DOCUMENTS), sorted(replaced)
 
 
+@dataclass
+class AclChanges:
+    """Documents whose content is unchanged but whose ACL changed: metadata to update, nothing to embed."""
+
+    acl: dict[str, list[str] | None]  # doc_id -> its new ACL
+    documents: pa.Table  # their `documents` rows with the new ACL (DOCUMENTS)
+
+
+def find_acl_changes(items: pa.Table, documents: pa.Table, run_id: str) -> AclChanges:
+    """The discovered `items` whose content hash equals their `documents` row's but whose ACL differs.
+
+    A document whose content changed is re-parsed and carries its new ACL anyway; one whose ACL
+    alone changed keeps its chunks and vectors, relabelled in the run's publish.
+    """
+    known = {row["doc_id"]: row for row in documents.to_pylist()}
+    changed: dict[str, list[str] | None] = {}
+    for doc_id, content_hash, acl in zip(items.column("doc_id").to_pylist(), items.column("content_hash").to_pylist(),
+                                         items.column("acl").to_pylist()):
+        old = known.get(doc_id)
+        if old is not None and old["content_hash"] == content_hash and _principals(old["acl"]) != _principals(acl):
+            changed[doc_id] = acl
+    rows = [{**known[doc_id], "acl": acl, "last_run_id": run_id} for doc_id, acl in changed.items()]
+    return AclChanges(changed, pa.Table.from_pylist(rows, schema=DOCUMENTS))
+
+
+def _principals(acl: list[str] | None) -> tuple[str, ...]:
+    return tuple(sorted(set(acl or ())))
+
+
 @task(name="publish", cache_policy=NO_CACHE)
 def publish(
-    store: Store, staged: StagedChunks, document_rows: pa.Table, replaced_doc_ids: list[str]
+    store: Store, staged: StagedChunks | None, document_rows: pa.Table, replaced_doc_ids: list[str],
+    acl_changes: AclChanges | None = None, run_id: str | None = None,
 ) -> Published:
-    """Commit the staged chunks (streamed, one commit), then the documents, to the store."""
-    return store.publish(staged.run_id, staged.rows(), document_rows, replaced_doc_ids)
+    """Commit the staged chunks (streamed, one commit) and the ACL changes, then the documents, to the store.
+
+    Without `staged` (a run whose only changes are ACLs) the chunks commit only relabels: nothing embedded.
+    """
+    acl = acl_changes.acl if acl_changes else None
+    if acl_changes is not None:
+        document_rows = pa.concat_tables([document_rows, acl_changes.documents])
+    if staged is None:
+        return store.publish(run_id, pa.table({}), document_rows, replaced_doc_ids, acl)
+    return store.publish(staged.run_id, staged.rows(), document_rows, replaced_doc_ids, acl)

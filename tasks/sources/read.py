@@ -37,6 +37,7 @@ def document_row(item: dict, parsed: ParsedText, metadata: dict | None = None) -
         "sections": [{"heading": heading, "start": start} for heading, start in parsed.sections],
         "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
         "boilerplate_share": 0.0,  # set by kbflow.tasks.index.boilerplate.remove_boilerplate
+        "acl": item.get("acl"),
     }
 
 

@@ -61,9 +61,9 @@ def test_batches_build_the_same_index_as_one_batch_in_one_streamed_commit(tmp_pa
         parsed_batches.append(items.num_rows)
         return real_parse.fn(items, sources)
 
-    def recording_commit(self, name, rows, doc_ids):
+    def recording_commit(self, name, rows, doc_ids, relabelled=None):
         commits.append((name, "stream" if isinstance(rows, pa.RecordBatchReader) else "table"))
-        return real_commit(self, name, rows, doc_ids)
+        return real_commit(self, name, rows, doc_ids, relabelled)
 
     monkeypatch.setattr(kbflow.flows.ingest, "parse", recording_parse)
     monkeypatch.setattr(Store, "_commit", recording_commit)
@@ -80,7 +80,8 @@ def test_batches_build_the_same_index_as_one_batch_in_one_streamed_commit(tmp_pa
     assert commits == [("chunks", "stream"), ("documents", "table")]
     assert report["status"] == "published"
     assert report["documents"] == one_batch["documents"] == {
-        "new": 7, "changed": 0, "unchanged": 0, "deleted": 0, "quarantined": 2}  # the stubs: set aside, not new
+        "new": 7, "changed": 0, "unchanged": 0, "deleted": 0,
+            "quarantined": 2, "acl_changed": 0}  # the stubs: set aside, not new
     assert report["chunks"]["total"] == one_batch["chunks"]["total"]
     assert report["chunks"]["embedded"] == one_batch["chunks"]["embedded"]
     # The licence section repeats in every document: embedded once in the run, across batches.

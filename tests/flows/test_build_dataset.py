@@ -13,13 +13,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import kbflow.flows.build_dataset  # noqa: F401  - imported before hash_embedder patches its loader
+import kbflow.flows.build_dataset
 from kbflow.config import load_config
 from kbflow.dataset_files import SPLITS, read_split
 from kbflow.errors import QualityGateFailed
 from kbflow.flows.build_dataset import build_dataset
 from kbflow.flows.ingest import ingest
 from kbflow.schemas import dataset_schema
+from kbflow.store import Store
 from kbflow.tasks.datasets.kinds import DATASET_KINDS
 from kbflow.tasks.quality.content import is_navigation_only
 from kbflow.tasks.datasets.pii import find_pii
@@ -95,6 +96,12 @@ def corpus(tmp_path, hash_embedder) -> Path:
     config = write_corpus(tmp_path)
     assert ingest(config_path=str(config))["status"] == "published"
     return config
+
+
+def config_and_store(config: Path) -> tuple:
+    """The loaded config and its store, as `kbflow dataset check` hands them to find_stale_rows."""
+    loaded = load_config(config)
+    return loaded, Store(loaded.store)
 
 
 def build(config: Path, kind: str, out: Path | None = None, **kwargs) -> dict:
@@ -274,7 +281,7 @@ def test_check_reports_rows_whose_document_changed_or_was_deleted(corpus, tmp_pa
     out = tmp_path / "out"
     build(corpus, "embedding-pairs", out)
     build(corpus, "raft", out)
-    fresh = find_stale_rows(out / "embedding-pairs", load_config(corpus))
+    fresh = find_stale_rows(out / "embedding-pairs", *config_and_store(corpus))
     assert fresh["stale"] == 0 and fresh["rows"] > 0
 
     docs = corpus.parent / "docs"
@@ -283,7 +290,7 @@ def test_check_reports_rows_whose_document_changed_or_was_deleted(corpus, tmp_pa
     edited.write_text(edited.read_text() + "\nA closing remark about sync that touches no earlier chunk.\n")
     ingest(config_path=str(corpus))
 
-    stale = find_stale_rows(out / "embedding-pairs", load_config(corpus))
+    stale = find_stale_rows(out / "embedding-pairs", *config_and_store(corpus))
     rows = [row for split in SPLITS for row in read_split(out / "embedding-pairs", split).to_pylist()]
     doc_uris = {row["doc_id"]: row for row in rows}
     assert stale["deleted"] >= 1 and stale["changed"] >= 1 and stale["stale"] == stale["deleted"] + stale["changed"]
@@ -291,7 +298,7 @@ def test_check_reports_rows_whose_document_changed_or_was_deleted(corpus, tmp_pa
     assert {e["reason"] for e in stale["examples"]} <= {"deleted", "changed"}
     assert all(e["doc_id"] in doc_uris for e in stale["examples"])
 
-    raft = find_stale_rows(out / "raft", load_config(corpus))
+    raft = find_stale_rows(out / "raft", *config_and_store(corpus))
     assert raft["stale"] >= 1  # the billing question's oracle chunk is gone
 
 

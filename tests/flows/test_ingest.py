@@ -46,7 +46,8 @@ def chunks_by_uri(config_path) -> dict[str, list[dict]]:
 def test_cold_ingest_publishes_documents_chunks_and_a_run(small_corpus, hash_embedder):
     report = run(small_corpus)
     assert report["status"] == "published"
-    assert report["documents"] == {"new": 3, "changed": 0, "unchanged": 0, "deleted": 0, "quarantined": 0}
+    assert report["documents"] == {"new": 3, "changed": 0, "unchanged": 0, "deleted": 0,
+        "quarantined": 0, "acl_changed": 0}
     chunks = chunks_by_uri(small_corpus)
     assert set(chunks) == {"install.md", "backup.md", "billing.txt"}
     assert report["chunks"]["embedded"] == report["chunks"]["total"] == sum(len(c) for c in chunks.values())
@@ -174,9 +175,11 @@ def test_an_item_set_aside_counts_as_quarantined_not_new_whether_a_file_or_a_sql
         """, "[quality]\nmax_quarantined_share = 0.6\n")
     report = run(config_path)
     assert report["status"] == "published" and set(chunks_by_uri(config_path)) == {"ports.md", "tickets#1"}
-    assert report["documents"] == {"new": 2, "changed": 0, "unchanged": 0, "deleted": 0, "quarantined": 2}
+    assert report["documents"] == {"new": 2, "changed": 0, "unchanged": 0, "deleted": 0,
+        "quarantined": 2, "acl_changed": 0}
     # The file is remembered with its hash (not retried until it changes); the row is read, and set aside, again.
-    assert run(config_path)["documents"] == {"new": 0, "changed": 0, "unchanged": 3, "deleted": 0, "quarantined": 1}
+    assert run(config_path)["documents"] == {"new": 0, "changed": 0, "unchanged": 3, "deleted": 0,
+        "quarantined": 1, "acl_changed": 0}
 
 
 def test_tenant_filter_applies_before_ranking(tmp_path, hash_embedder):
@@ -227,7 +230,8 @@ def test_records_source_is_incremental(tmp_path, hash_embedder, path):
     lines[1]["answer"] = "Exports are zipped Markdown files with attachments."
     write(tmp_path, {"records/faq.jsonl": "\n".join(json.dumps(line) for line in lines)})
     report = run(config_path)
-    assert report["documents"] == {"new": 0, "changed": 1, "unchanged": 1, "deleted": 0, "quarantined": 0}
+    assert report["documents"] == {"new": 0, "changed": 1, "unchanged": 1, "deleted": 0,
+        "quarantined": 0, "acl_changed": 0}
     chunk = chunks_by_uri(config_path)["faq.jsonl#b"][0]
     assert json.loads(chunk["metadata"]) == {"category": "data"} and chunk["tenant"] == "support"
 

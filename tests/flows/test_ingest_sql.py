@@ -93,7 +93,8 @@ def test_new_changed_unchanged_and_deleted_rows_are_found_exactly(tmp_path, data
     execute(database, "INSERT INTO tickets (id, subject, body, team) VALUES (6, 'Billing', "
                       "'Invoices are emailed on the first day of each month.', 'globex')")
     third = ingest(config_path=config_path)
-    assert third["documents"] == {"new": 1, "changed": 1, "unchanged": 3, "deleted": 1, "quarantined": 0}
+    assert third["documents"] == {"new": 1, "changed": 1, "unchanged": 3, "deleted": 1,
+        "quarantined": 0, "acl_changed": 0}
     texts = chunk_texts(config_path)
     assert "tickets#4" not in texts and "three days" in texts["tickets#2"] and "Invoices" in texts["tickets#6"]
     assert ingest(config_path=config_path)["status"] == "no_change"
@@ -217,7 +218,7 @@ def test_rows_keyed_by_a_uuid_numeric_or_date_are_read_back_by_key(tmp_path, dat
                       "FROM generate_series(1, 3) n")
     config_path = config_of(tmp_path, table="notes")
     assert ingest(config_path=config_path)["documents"] == {"new": 3, "changed": 0, "unchanged": 0, "deleted": 0,
-                                                            "quarantined": 0}
+                                                            "quarantined": 0, "acl_changed": 0}
     assert sorted(chunk_texts(config_path).values()) == [f"Note number {n} about backups." for n in (1, 2, 3)]
 
 

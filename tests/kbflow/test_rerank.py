@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import kbflow.flows.ingest  # noqa: F401  - imported before hash_embedder patches its loader
 from kbflow.config import load_config
 from kbflow.flows.ingest import ingest
 from kbflow.models import ModelNotAvailable

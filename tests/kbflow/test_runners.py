@@ -12,6 +12,7 @@ from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import kbflow.runners
+from kbflow.resources import provided_embedder
 from kbflow.config import ConfigError, EmbeddingConfig, RunnerConfig
 from kbflow.runners import ConfiguredEmbedder, document_batches, in_flight, run_pipelines
 from kbflow.schemas import DISCOVERED
@@ -90,7 +91,7 @@ def test_a_task_runner_keeps_at_most_limit_batches_in_flight(prefect_harness):
     assert peak[0] <= 2 and started == list(range(6))
 
 
-def test_configured_embedder_pickles_as_its_config_and_loads_where_used(monkeypatch):
+def test_configured_embedder_pickles_as_its_config_and_loads_where_used():
     loaded = []
 
     class Fake:
@@ -108,11 +109,11 @@ def test_configured_embedder_pickles_as_its_config_and_loads_where_used(monkeypa
         loaded.append(config.model)
         return Fake()
 
-    monkeypatch.setattr(kbflow.runners, "load_embedder", load)
-    embedder = ConfiguredEmbedder(EmbeddingConfig(model="/models/m"))
-    copy = pickle.loads(pickle.dumps(embedder))
-    assert loaded == []  # pickling and unpickling load nothing
-    assert len(pickle.dumps(embedder)) < 2000
-    assert (copy.dim, copy.name, copy.batch_size) == (3, "fake", 8)
-    assert copy.tokenizer.count(["abc"]) == [3] and len(copy.encode(["a", "b"])) == 2
+    with provided_embedder(load):
+        embedder = ConfiguredEmbedder(EmbeddingConfig(model="/models/m"))
+        copy = pickle.loads(pickle.dumps(embedder))
+        assert loaded == []  # pickling and unpickling load nothing
+        assert len(pickle.dumps(embedder)) < 2000
+        assert (copy.dim, copy.name, copy.batch_size) == (3, "fake", 8)
+        assert copy.tokenizer.count(["abc"]) == [3] and len(copy.encode(["a", "b"])) == 2
     assert set(loaded) == {"/models/m"}

@@ -14,7 +14,7 @@ import pytest
 from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
 from kbflow.schemas import CHUNKED
 from kbflow.search import Candidates, HybridFusion, fuse_hits, rank, rare_terms, retrieve, search, search_hits
-from kbflow.store import Store, new_run_id
+from kbflow.store import RowFilter, Store, new_run_id
 from kbflow.tasks.index.embed import vector_column
 
 from fakes import HashEmbedder
@@ -103,12 +103,13 @@ def test_store_hybrid_fuses_tenant_filtered_candidates(config, hash_embedder):
     store = Store(config.store)
     query = "nightly backups snapshots"
     vector = hash_embedder.encode([query])[0]
-    by_vector = search_hits(store, vector, query, 3, "public", "vector")
-    by_fts = search_hits(store, vector, query, 3, "public", "fts")
-    assert ids(search_hits(store, vector, query, 3, "public", "hybrid", weight=1.0)) == ids(by_vector)
-    fts_first = search_hits(store, vector, query, 3, "public", "hybrid", fusion="rrf", weight=0.0)
+    public = RowFilter(tenant="public")
+    by_vector = search_hits(store, vector, query, 3, public, "vector")
+    by_fts = search_hits(store, vector, query, 3, public, "fts")
+    assert ids(search_hits(store, vector, query, 3, public, "hybrid", weight=1.0)) == ids(by_vector)
+    fts_first = search_hits(store, vector, query, 3, public, "hybrid", fusion="rrf", weight=0.0)
     assert len(by_fts) == 2 and ids(fts_first)[:2] == ids(by_fts)  # then vector-only hits fill the list
-    both = search_hits(store, vector, query, 10, "public", "hybrid", candidates=2)
+    both = search_hits(store, vector, query, 10, public, "hybrid", candidates=2)
     assert "other-tenant" not in ids(both)
     assert ids(both)[0] == "backup"
     assert both == sorted(both, key=lambda hit: -hit["score"])
@@ -200,7 +201,7 @@ def test_rare_terms_counts_chunks_in_the_full_text_index(config):
     assert rare_terms(store, "", 0.25) == 0.0
     # a tenant's view: "nightly" is in two chunks, one of them the public tenant's
     assert rare_terms(store, "nightly", 0.25) == 0.0
-    assert rare_terms(store, "nightly", 0.25, "tenant = 'public'") == 1.0
+    assert rare_terms(store, "nightly", 0.25, RowFilter(tenant="public")) == 1.0
 
 
 def test_search_with_adaptive_fusion_follows_fts_for_rare_terms_and_vector_otherwise(config, hash_embedder):

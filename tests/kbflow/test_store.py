@@ -106,7 +106,8 @@ def test_a_documents_table_from_an_older_kbflow_gains_change_token_on_its_next_w
     store = Store(StoreConfig(uri=str(fresh)))
     store.db.create_table("documents", data=document_rows(["a"], "old").select(older.names).cast(older))
     run_id = new_run_id()
-    rows = document_rows(["a"], run_id).set_column(len(DOCUMENTS) - 1, "change_token", pa.array(["etag:2"]))
+    rows = document_rows(["a"], run_id).set_column(DOCUMENTS.get_field_index("change_token"), "change_token",
+                                                  pa.array(["etag:2"]))
     store.publish(run_id, chunk_rows("a", ["one"], run_id), rows, ["a"])
     assert store.documents().column("change_token").to_pylist() == ["etag:2"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from kbflow.config import StoreConfig
 from kbflow.schemas import CHUNKED, DOCUMENTS
-from kbflow.store import Store, new_run_id
+from kbflow.store import RowFilter, Store, new_run_id
 from kbflow.tasks.datasets.snapshot import read_index, strip_heading
 from kbflow.tasks.index.embed import vector_column
 
@@ -47,7 +47,7 @@ def test_snapshot_search_scores_are_exact_cosines_past_the_ann_threshold(tmp_pat
     assert [i for i in store.table("chunks").list_indices() if i.columns == ["vector"]]  # an ANN index is used
     index = read_index(store, "m")
     query = index.vector("c-0042")
-    hits = index.search(query, "doc_id != 'd-4'", 10)
+    hits = index.search(query, RowFilter(exclude_doc_ids=["d-4"]), 10)
     assert len(hits) == 10 and all(hit["doc_id"] != "d-4" for hit in hits)
     for hit in hits:
         assert hit["score"] == pytest.approx(float(query @ index.vector(hit["chunk_id"])), abs=1e-5)
