@@ -160,19 +160,32 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
 
 @app.command()
 @reports_errors
-def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
-    """Re-embed everything with the configured model; switch search to it only if it passes DQ."""
+def reindex(
+    config: ConfigOption = Path("kbflow.toml"),
+    allow_worse: Annotated[bool, typer.Option(
+        "--allow-worse", help="switch even when [evaluation] queries lose more than max_mrr_drop of MRR@10")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-embed everything with the configured model; switch search to it only if it passes DQ
+    and the [evaluation] queries do not score worse on it."""
     api = flow_api(load_config(config), quiet=as_json)
+    from kbflow.errors import PromotionRefused
     from kbflow.flows.reindex import reindex as reindex_flow
 
     try:
         with progress_bars(enabled=not as_json):
             api.ready()
-            report = reindex_flow(config_path=str(config.resolve()))
+            report = reindex_flow(config_path=str(config.resolve()), allow_worse=allow_worse)
     except QualityGateFailed as blocked:
         print_run_report(blocked.blocked_report(), as_json)
         raise fail(f"{blocked}; the index was not switched", EXIT_BLOCKED) from None
+    except PromotionRefused as refused:
+        raise fail(str(refused), EXIT_BLOCKED) from None
     print_run_report(report, as_json)
+    if "promotion" in report and not as_json:
+        from kbflow.runs import promotion_line
+
+        stdout.print(f"reindex {promotion_line(report['promotion'])}", highlight=False)
 
 
 @app.command()

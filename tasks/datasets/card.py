@@ -71,8 +71,12 @@ def describe_dataset(
     pii: dict[str, int],
     checks: dict[str, Any],
     tokenizer: Tokenizer,
+    generation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """The manifest (lineage: index versions, run ids, config hash, seed, document hashes) and the card."""
+    """The manifest (lineage: index versions, run ids, config hash, seed, document hashes) and the card.
+
+    `generation`: per model-backed generator (local-llm), its speed and accept rate.
+    """
     sources = sorted({s for table in splits.values() for s in table.column("source").to_pylist()})
     generators = [] if dataset_kind(kind).labeled else list(dict.fromkeys(config.datasets.generators))
     manifest = {
@@ -92,6 +96,7 @@ def describe_dataset(
         "checks": {"suite": checks["suite"], "success": checks["success"]},
         "files": [split_file(split) for split in SPLITS if splits[split].num_rows],
         "documents": dict(sorted(documents.items())),
+        **({"generation": generation} if generation else {}),
     }
     card = render_card(kind, name, manifest, length_stats(kind, splits, tokenizer), config, checks)
     return manifest, card
