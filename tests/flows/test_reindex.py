@@ -152,18 +152,19 @@ def test_reindex_refuses_a_model_that_scores_worse_on_the_configured_queries(sma
     ingest(config_path=str(small_corpus))
     store = Store(load_config(small_corpus).store)
     # positive control: a model as good as the current one is promoted, with its numbers recorded
-    hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=16)
+    hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=32)
     with_queries(small_corpus, "model-b")
     promoted = reindex(config_path=str(small_corpus))
     assert promoted["status"] == "published" and promoted["promotion"]["decision"] == "promoted"
-    assert promoted["promotion"]["before"] > 0.9 and promoted["promotion"]["n"] == len(QUERIES)
-    assert index_models(small_corpus) == {"model-b": 16}
+    assert promoted["promotion"]["before"] == promoted["promotion"]["after"] > 0.9
+    assert promoted["promotion"]["n"] == len(QUERIES)
+    assert index_models(small_corpus) == {"model-b": 32}
 
     hash_embedder.registry["model-worse"] = NoSignalEmbedder(name="model-worse", dim=16)
     small_corpus.write_text(small_corpus.read_text().replace('model = "model-b"', 'model = "model-worse"'))
     with pytest.raises(PromotionRefused, match="refused: MRR@10"):
         reindex(config_path=str(small_corpus))
-    assert index_models(small_corpus) == {"model-b": 16}  # not switched
+    assert index_models(small_corpus) == {"model-b": 32}  # not switched
     assert not (small_corpus.parent / ".kbflow" / "staging").exists()
     refused = decoded_run(store.runs(limit=1)[0])
     assert refused["status"] == "refused" and refused["promotion"]["decision"] == "refused"
