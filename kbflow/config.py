@@ -682,6 +682,7 @@ ingest_cron = "0 * * * *"      # every source, hourly
 
 # [evaluation]
 # queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line
+# max_mrr_drop = 0.005         # kbflow reindex switches models only if these queries lose at most this
 
 [[sources]]
 name = "docs"

@@ -9,7 +9,9 @@ import shutil
 import lancedb
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from kbflow.cli import app
 from kbflow.config import load_config
 from kbflow.errors import ModelMismatch, PromotionRefused, QualityGateFailed
 from kbflow.flows.ingest import ingest
@@ -170,6 +172,8 @@ def test_reindex_refuses_a_model_that_scores_worse_on_the_configured_queries(sma
     assert refused["status"] == "refused" and refused["promotion"]["decision"] == "refused"
     assert refused["promotion"]["after"] < refused["promotion"]["before"] - 0.005
     assert refused["promotion"]["model_before"] == "model-b" and refused["promotion"]["model_after"] == "model-worse"
+    shown = CliRunner().invoke(app, ["runs", "--config", str(small_corpus)])
+    assert shown.exit_code == 0 and f"{refused['run_id']} reindex refused: MRR@10" in shown.stdout
 
     anyway = reindex(config_path=str(small_corpus), allow_worse=True)
     assert anyway["status"] == "published" and anyway["promotion"]["decision"] == "promoted_anyway"
