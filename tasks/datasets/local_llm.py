@@ -53,6 +53,7 @@ EXAMPLES = (
      "true, the output of dictionaries will be sorted by key.",
      "How can I get JSON output with the dictionary keys sorted?"),
 )
+EXAMPLE_QUESTIONS = frozenset(question for _, question in EXAMPLES)
 CACHE_FILE = "local-llm.jsonl"
 
 
@@ -233,7 +234,7 @@ class LocalLlmGenerator:
             else:
                 cached += 1
             question = generated_question(answer, self.min_query_tokens)
-            if question is None:
+            if question is None or question in EXAMPLE_QUESTIONS:  # a small model often repeats an example
                 self.skipped += 1
                 log.debug("local-llm: no usable question for %s: %r", passage.chunk_id, answer[:80])
                 continue

@@ -9,7 +9,7 @@ import pytest
 
 from kbflow.config import ConfigError, LocalLlmConfig
 from kbflow.tasks.datasets.local_llm import (
-    CACHE_FILE, LocalLlmGenerator, filter_round_trip, model_file, render_prompt, round_trip_consistent,
+    CACHE_FILE, EXAMPLES, LocalLlmGenerator, filter_round_trip, model_file, render_prompt, round_trip_consistent,
     sample_passages,
 )
 from kbflow.tasks.datasets.pairs import GeneratedPair, Passage
@@ -49,6 +49,16 @@ def test_a_model_answer_becomes_a_question_only_when_a_user_could_ask_it_alone()
                 "what is the text above about?",
                 ""):
         assert generated_question(bad) is None, bad
+
+
+def test_a_few_shot_example_repeated_by_the_model_is_no_question(tmp_path):
+    class Parrot(CountingModel):
+        def ask(self, prompt: str) -> str:
+            super().ask(prompt)
+            return EXAMPLES[1][1]  # SmolLM2 does this on some passages of the Python docs
+
+    generator = LocalLlmGenerator(LocalLlmConfig(cache_dir=tmp_path), None, 0, 3, model=Parrot())
+    assert generator.generate([passage(0)], random.Random(0)) == [] and generator.stats["rejected_by_rules"] == 1
 
 
 def test_the_sample_is_seeded_and_stable_as_passages_are_added():
