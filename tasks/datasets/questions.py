@@ -209,7 +209,8 @@ def generated_question(answer: str, min_words: int = 3) -> str | None:
     """The question in a model's answer, or None when it is not one a user could ask on its own.
 
     The first line that holds a question, a "Question:" label and quotes removed; it must start like
-    prose, end with "?", have `min_words` to 40 words, carry no code marks and not point at "the passage".
+    prose, end with "?", have `min_words` to 40 words, carry no code marks (backquotes are dropped) and
+    not point at "the passage".
 
     >>> generated_question('Question: "How do I restore a base backup?"')
     'How do I restore a base backup?'
@@ -217,7 +218,8 @@ def generated_question(answer: str, min_words: int = 3) -> str | None:
     True
     """
     for line in answer.strip().splitlines():
-        line = ANSWER_PREFIX.sub("", line.strip()).strip().strip("\"'*` ").strip()
+        # backquotes around a name are markdown, not code: "the `json.dumps` function" asks about json.dumps
+        line = ANSWER_PREFIX.sub("", line.strip().replace("`", "")).strip().strip("\"'* ").strip()
         if line:
             break
     else:
@@ -228,6 +230,6 @@ def generated_question(answer: str, min_words: int = 3) -> str | None:
         return None
     if not STARTS_LIKE_PROSE.match(question) or NEEDS_PASSAGE.search(question):
         return None
-    if re.search(r"`|[{};]|=>|->|</?\w+>", question):
+    if re.search(r"[{};]|=>|->|</?\w+>", question):
         return None
     return question

@@ -42,10 +42,13 @@ def test_a_model_answer_becomes_a_question_only_when_a_user_could_ask_it_alone()
     assert generated_question('Question: "How do I restore a base backup?"') == "How do I restore a base backup?"
     assert generated_question("**Q1:** What does VACUUM FULL lock? It locks the table.") == "What does VACUUM FULL lock?"
     assert generated_question("\n\nHow are WAL files archived?\n") == "How are WAL files archived?"
+    # what SmolLM2 wrote for a passage of the descriptor HOWTO: markdown quotes around names are dropped
+    assert (generated_question("What is the purpose of the `descr.__get__` and `descr.__set__` methods?")
+            == "What is the purpose of the descr.__get__ and descr.__set__ methods?")
     for bad in ("What does the passage say about backups?",  # needs the passage
                 "Backups are taken nightly.",  # not a question
                 "Why?",  # too short
-                "How do I run `pg_dump -Fc`?",  # code
+                "How do I set {a: 1}; in the file?",  # code
                 "what is the text above about?",
                 ""):
         assert generated_question(bad) is None, bad
