@@ -21,6 +21,7 @@ from prefect import flow
 
 from kbflow import progress
 from kbflow.config import EvalMode, KbflowConfig, load_config
+from kbflow.errors import InvalidInput
 from kbflow.relevance import RANK_CUTOFF
 from kbflow.search import SEARCH_MODES
 from kbflow.store import new_run_id
@@ -95,7 +96,7 @@ def evaluate(
 def evaluated_modes(mode: str) -> tuple[str, ...]:
     """"all" is every search mode in order; otherwise the one named."""
     if mode not in EVAL_MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(EVAL_MODES)}")
+        raise InvalidInput(f"unknown mode {mode!r}; use one of {', '.join(EVAL_MODES)}")
     return SEARCH_MODES if mode == "all" else (mode,)
 
 
@@ -110,7 +111,7 @@ def resolve_inputs(
     """The queries file (default `[evaluation] queries`) or the dataset folder to evaluate on;
     neither for generated questions."""
     if (queries is not None) + (dataset is not None) + generated > 1:
-        raise ValueError("give one of --queries, --dataset or --generated")
+        raise InvalidInput("give one of --queries, --dataset or --generated")
     if dataset is not None:
         return None, Path(dataset).expanduser().resolve()
     if queries is not None:
@@ -118,6 +119,6 @@ def resolve_inputs(
     if generated:
         return None, None
     if config.evaluation.queries is None:
-        raise ValueError("no queries: pass --queries FILE.jsonl, --dataset DIR or --generated (questions made "
+        raise InvalidInput("no queries: pass --queries FILE.jsonl, --dataset DIR or --generated (questions made "
                          "from the index's headings), or set [evaluation] queries")
     return config.evaluation.queries, None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from prefect import flow
 
 from kbflow.config import load_config
+from kbflow.errors import NotFound
 from kbflow.lock import store_lock
 from kbflow.runs import RunRecord
 from kbflow.store import Store
@@ -31,7 +32,7 @@ def rollback(config_path: str, to_run: str | None = None) -> dict:
     with store_lock(config), RunRecord(store, flow="rollback", source=None, model=config.embedding.model) as run:
         published = [r["run_id"] for r in store.published_runs()]
         if to_run is None and len(published) < 2:
-            raise LookupError("nothing to roll back to: fewer than two runs have published")
+            raise NotFound("nothing to roll back to: fewer than two runs have published")
         run.parent_run_id = to_run or published[1]
         versions = store.restore(run.parent_run_id, run.run_id)
         forget_line_hashes(store)

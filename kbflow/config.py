@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
 )
 
+from kbflow.errors import KbflowError
 from kbflow.globs import matches
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -28,8 +30,26 @@ FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".d
 RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
 GLOB_CHARACTERS = frozenset("*?[")  # in a source's path: a glob, not a file name
 ENV_PREFIX = "KBFLOW_"
-# KBFLOW_ variables of the command line, not config keys: which config, forced progress, no warm worker.
-CLI_VARIABLES = frozenset({"KBFLOW_CONFIG", "KBFLOW_PROGRESS", "KBFLOW_NO_WORKER"})
+# KBFLOW_ variables that are not config keys, and what reads them. Every KBFLOW_ name that README.md
+# and docs/ mention is either one of these or a config key (tests/kbflow/test_config_environment.py checks).
+PROCESS_VARIABLES = {
+    "KBFLOW_CONFIG": "the config file, as --config (kbflow.cli)",
+    "KBFLOW_DEBUG": "1: a failed command prints the whole traceback instead of one line (kbflow.cli)",
+    "KBFLOW_PROGRESS": "1: progress on stderr even with --json, as --progress (kbflow.cli)",
+    "KBFLOW_NO_WORKER": "1: run the command in this process, not in a warm worker (kbflow.cli)",
+    "KBFLOW_CACHE_DIR": "kbflow's per-user cache (ONNX exports, internal-error logs outside a store)",
+    "KBFLOW_HOME": "the folder a deployment's flow runs start in (deployments/prefect.yaml's pull step)",
+    "KBFLOW_SOURCE": "the source an event names, in the README's AWS Lambda handler",
+}
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """kbflow's per-user cache: $KBFLOW_CACHE_DIR, else $XDG_CACHE_HOME/kbflow, else ~/.cache/kbflow."""
+    environ = os.environ if environ is None else environ
+    if environ.get("KBFLOW_CACHE_DIR"):
+        return Path(environ["KBFLOW_CACHE_DIR"]).expanduser()
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kbflow"
+
 
 # Names shared by the config, the flows' parameters and the CLI's options: Pydantic, Prefect
 # and Typer all validate against these, so a bad value is refused the same way everywhere.
@@ -39,7 +59,7 @@ EvalMode = Literal["all", "vector", "fts", "hybrid"]
 Fusion = Literal["linear", "rrf"]
 
 
-class ConfigError(ValueError):
+class ConfigError(KbflowError, ValueError):
     """A config that cannot be used; the message names the key and the fix."""
 
 
@@ -521,8 +541,12 @@ class KbflowConfig(_Section):
         return [source for source in self.sources if source.is_labeled]
 
 
-def load_config(path: str | Path, environ: dict[str, str] | None = None) -> KbflowConfig:
-    """Read, override from the environment, validate and resolve a `kbflow.toml`."""
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> KbflowConfig:
+    """Read, override from the environment, validate and resolve a `kbflow.toml`.
+
+    Precedence: the file, then `KBFLOW_SECTION__KEY` variables of `environ` (default: os.environ),
+    then the command's own flags (applied by the command to the loaded config).
+    """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; create one with `kbflow init`")
@@ -530,30 +554,76 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Kbfl
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
-    overrides = _apply_environment(raw, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    overrides = _config_variables(environ)
     try:
-        config = KbflowConfig.model_validate({**raw, "root": path.parent})
+        config = KbflowConfig.model_validate({**_merged(raw, _environment_values(environ)), "root": path.parent})
     except ValidationError as error:
         raise ConfigError(_explain(path, error, overrides)) from error
     return _resolve_paths(config)
 
 
-def _apply_environment(raw: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
-    """Put `KBFLOW_SECTION__KEY` values into the raw config; return which key each variable set."""
-    overrides = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in CLI_VARIABLES:
-            continue
-        keys = name[len(ENV_PREFIX) :].lower().split("__")
-        section = raw
-        for key in keys[:-1]:
-            section = section.setdefault(key, {})
-        section[keys[-1]] = value
-        overrides[tuple(keys)] = name
-    return overrides
+def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The raw config values the environment's KBFLOW_SECTION__KEY variables set, shaped like the file's.
+
+    Read by pydantic-settings' EnvSettingsSource (nesting on `__`, JSON for lists and tables, names in
+    any case), over `environ` rather than always os.environ. pydantic-settings skips a variable that
+    names no section; a misspelt one must fail instead, so it is passed on as an unknown key for the
+    model to refuse, naming the variable.
+    """
+    variables = _config_variables(environ)
+    if not variables:
+        return {}
+    # Imported here for start-up cost: pydantic-settings brings asyncio and pydantic.dataclasses
+    # (0.1-0.3 s here), and most commands run with no KBFLOW_ config variable set.
+    from pydantic_settings import EnvSettingsSource, SettingsError
+    from pydantic_settings.sources.utils import parse_env_vars
+
+    class KbflowEnvironment(EnvSettingsSource):
+        # The source reads os.environ in this one method; a request's environment is read instead.
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return parse_env_vars(environ, False, False, None)
+
+    reader = KbflowEnvironment(
+        KbflowConfig, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__"  # type: ignore[arg-type]
+    )
+    try:
+        values = reader()
+    except SettingsError as error:
+        section = str(error).split('"')[1] if '"' in str(error) else ""
+        named = sorted(name for name, keys in variables.items() if keys[0] == section)
+        raise ConfigError(
+            f"{', '.join(named) or 'environment'}: not a value for [{section}]: a list or table is "
+            """written as JSON (KBFLOW_QUALITY__ALLOWED_LANGUAGES='["en"]'), one key as KBFLOW_SECTION__KEY"""
+        ) from None
+    for keys in variables.values():
+        if keys[0] not in KbflowConfig.model_fields:
+            values.setdefault(keys[0], None)
+    return values
 
 
-def _explain(path: Path, error: ValidationError, overrides: dict[tuple[str, ...], str]) -> str:
+def _merged(file: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
+    """The file's tables with the environment's keys laid over them, table by table.
+
+    Hand-written: pydantic-settings merges its own sources the same way but keeps that function private.
+    """
+    merged = dict(file)
+    for key, value in environment.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def _config_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Each KBFLOW_* variable that is meant as a config key, with the keys it names."""
+    return {
+        name: tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in PROCESS_VARIABLES
+    }
+
+
+def _explain(path: Path, error: ValidationError, overrides: dict[str, tuple[str, ...]]) -> str:
     """One line per problem naming the key, and where it came from: the file or an environment variable."""
     lines = [f"{path}: invalid configuration"]
     for problem in error.errors():
@@ -567,9 +637,9 @@ def _explain(path: Path, error: ValidationError, overrides: dict[tuple[str, ...]
     return "\n".join(lines)
 
 
-def _variable_for(loc: tuple[str, ...], overrides: dict[tuple[str, ...], str]) -> str | None:
+def _variable_for(loc: tuple[str, ...], overrides: dict[str, tuple[str, ...]]) -> str | None:
     """The KBFLOW_* variable that set this key (or a key inside it), if one did."""
-    for keys, variable in overrides.items():
+    for variable, keys in overrides.items():
         if keys[: len(loc)] == loc or loc[: len(keys)] == keys:
             return variable
     return None

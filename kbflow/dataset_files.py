@@ -11,6 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kbflow.errors import InvalidInput, MissingFile
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -24,12 +26,12 @@ def read_split(dir: Path, split: str) -> pa.Table:
     A split with no rows has no file: `datasets.load_dataset` cannot read a zero-row Parquet file.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise InvalidInput(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     dir = Path(dir)
     path = dir / split_file(split)
     if path.is_file():
         return pq.read_table(path)
     written = sorted((dir / "data").glob("*.parquet")) if (dir / "manifest.json").is_file() else []
     if not written:
-        raise FileNotFoundError(f"no dataset at {dir}; build it with `kbflow dataset build`")
+        raise MissingFile(f"no dataset at {dir}; build it with `kbflow dataset build`")
     return pq.read_schema(written[0]).empty_table()

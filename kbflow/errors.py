@@ -1,16 +1,48 @@
-"""Typed errors a run can end with; each message says what failed and what to do."""
+"""Typed errors a run can end with; each message says what failed and what to do.
+
+Every error a user can meet and act on derives from `KbflowError`: the CLI prints its message as
+one line (`error: …`) and exits with its `exit_code`. Anything else is a defect: the CLI writes its
+traceback to a log file and prints one line saying where (kbflow.cli.common.reports_errors).
+Each error also keeps the builtin base its callers catch (ValueError, LookupError, RuntimeError, …).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+EXIT_ERROR, EXIT_BLOCKED = 1, 3  # the CLI's exit codes for errors (kbflow.cli.common lists them all)
 
-class QualityGateFailed(RuntimeError):
+
+class KbflowError(Exception):
+    """An expected error: its message is the whole story for a user (what failed and what to do)."""
+
+    exit_code = EXIT_ERROR
+
+
+class InvalidInput(KbflowError, ValueError):
+    """Input the user gave (a file, an option, a query) that cannot be used; the message says why."""
+
+
+class NotFound(KbflowError, LookupError):
+    """Something the user named (a run, a chunk, a dataset split) does not exist."""
+
+
+class MissingFile(KbflowError, FileNotFoundError):
+    """A file or folder the command needs is not there; the message says how to make it."""
+
+
+class OutputExists(KbflowError, FileExistsError):
+    """Where a command would write is taken; the message says what to choose instead."""
+
+
+class QualityGateFailed(KbflowError, RuntimeError):
     """A blocking expectation failed, so nothing was published.
 
     `failures` are the failed expectation outcomes (kbflow.tasks.quality.suites.ExpectationOutcome);
     `report` is the run's report once the run has been recorded.
     """
+
+    exit_code = EXIT_BLOCKED
 
     def __init__(self, failures: list[Any]) -> None:
         self.failures = failures
@@ -34,7 +66,7 @@ def _described(failure: Any) -> str:
     return text
 
 
-class RunRefused(RuntimeError):
+class RunRefused(KbflowError, RuntimeError):
     """A run that would harm the index was refused before it changed anything: recorded
     as `refused`, not `failed`, and with no data-quality outcome (no check ran)."""
 
@@ -55,11 +87,13 @@ class PromotionRefused(RunRefused):
     """`kbflow reindex` built the new index, but the configured queries score worse on it than on
     the current one by more than `[evaluation] max_mrr_drop`: the index was not switched."""
 
+    exit_code = EXIT_BLOCKED
+
     def __init__(self, line: str) -> None:
         super().__init__(f"reindex {line}; the index was not switched (kbflow reindex --allow-worse switches anyway)")
 
 
-class SourceUnreachable(RuntimeError):
+class SourceUnreachable(KbflowError, RuntimeError):
     """A source that cannot be listed or read at all (unreachable endpoint or database, wrong
     credentials, missing bucket or table, missing backend package or driver): the run fails
     before it writes anything. The message names the source and the endpoint or host, never a

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kbflow.config import KbflowConfig
+from kbflow.errors import NotFound
 from kbflow.store import CHUNKS, DOCUMENTS_TABLE, Store, sql_string
 
 
@@ -13,7 +14,7 @@ def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
     store = Store.existing(config.store)
     chunk = store.row(CHUNKS, f"chunk_id = {sql_string(chunk_id)}", exclude=("vector",))
     if chunk is None:
-        raise LookupError(f"no chunk {chunk_id!r} in {store.uri}")
+        raise NotFound(f"no chunk {chunk_id!r} in {store.uri}")
     document = store.row(DOCUMENTS_TABLE, f"doc_id = {sql_string(chunk['doc_id'])}")
     source = next((s for s in config.sources if s.name == chunk["source"]), None)
     run = store.run(chunk["run_id"])

@@ -15,6 +15,8 @@ nothing across machines, so it is not used.
 
 from __future__ import annotations
 
+# fcntl, not the filelock package: the same flock underneath, and this lock file carries its holder's pid,
+# which a waiting writer names; filelock would add a dependency for the loop below and nothing more.
 import fcntl
 import hashlib
 import logging
@@ -26,13 +28,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from kbflow.config import KbflowConfig
+from kbflow.errors import KbflowError
 
 log = logging.getLogger("kbflow.lock")
 POLL_S = 0.2
 LEASE_S = 60.0  # how long a killed writer's slot stays taken (Prefect's minimum); renewed while held
 
 
-class StoreBusy(TimeoutError):
+class StoreBusy(KbflowError, TimeoutError):
     """Another writer held the store for longer than we were willing to wait."""
 
 

@@ -20,14 +20,15 @@ from typing import Protocol
 
 import numpy as np
 
-from kbflow.config import DEFAULT_MODEL, EmbeddingConfig
+from kbflow.config import DEFAULT_MODEL, EmbeddingConfig, cache_dir
+from kbflow.errors import KbflowError
 
 
 # What a sentence-transformers or Hugging Face model folder has at its top, at least one of.
 MODEL_FOLDER_MARKERS = ("modules.json", "config.json")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(KbflowError, RuntimeError):
     """The configured model cannot be loaded from local files."""
 
 
@@ -197,11 +198,8 @@ def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 
 
 def onnx_cache_dir() -> Path:
-    """Per-user cache of ONNX exports: $KBFLOW_CACHE_DIR, else $XDG_CACHE_HOME/kbflow, else ~/.cache/kbflow."""
-    if os.environ.get("KBFLOW_CACHE_DIR"):
-        return Path(os.environ["KBFLOW_CACHE_DIR"]).expanduser() / "onnx"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "kbflow" / "onnx"
+    """Per-user cache of ONNX exports: onnx/ in kbflow's cache folder (kbflow.config.cache_dir)."""
+    return cache_dir() / "onnx"
 
 
 def onnx_export(folder: Path | str) -> Path:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kbflow.config import KbflowConfig
+from kbflow.errors import KbflowError
 
 SERVER_FILE = "server.json"
 DEFAULT_PORT = 4200
@@ -41,7 +42,7 @@ START_TIMEOUT_S = 180.0  # a fresh database migrates first; a busy 2-core machin
 PR_SET_PDEATHSIG = 1
 
 
-class ServerError(RuntimeError):
+class ServerError(KbflowError, RuntimeError):
     """A Prefect server kbflow manages did not start, or is not there."""
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbflow.errors import InvalidInput, MissingFile
+
 QUERY_KEYS = ("query", "question")
 
 
@@ -30,7 +32,7 @@ def read_queries(path: Path, require_relevant: bool = True) -> list[LabeledQuery
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"queries file {path} not found")
+        raise MissingFile(f"queries file {path} not found")
     labeled = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -38,21 +40,21 @@ def read_queries(path: Path, require_relevant: bool = True) -> list[LabeledQuery
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not a JSON object ({error})") from None
+            raise InvalidInput(f"{path}:{number}: not a JSON object ({error})") from None
         text = next((row[key] for key in QUERY_KEYS if isinstance(row, dict) and row.get(key)), None)
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{path}:{number}: expected a non-empty \"query\" (or \"question\") string")
+            raise InvalidInput(f"{path}:{number}: expected a non-empty \"query\" (or \"question\") string")
         relevant = row.get("relevant")
         relevant = [relevant] if isinstance(relevant, str) else relevant
         if relevant is None and not require_relevant:
             relevant = []
         elif not isinstance(relevant, list) or not [r for r in relevant if str(r).strip()]:
-            raise ValueError(
+            raise InvalidInput(
                 f"{path}:{number}: no \"relevant\" ids; give the uris, file names or ids that answer the query"
             )
         labeled.append(LabeledQuery(text, unique(str(r).strip() for r in relevant if str(r).strip())))
     if not labeled:
-        raise ValueError(f"{path}: no queries")
+        raise InvalidInput(f"{path}: no queries")
     return labeled
 
 

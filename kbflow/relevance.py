@@ -18,6 +18,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from kbflow.errors import InvalidInput
+
 HIT_KS = (1, 5, 10)
 RANK_CUTOFF = 10  # MRR@10 and nDCG@10
 
@@ -32,7 +34,7 @@ def query_metrics(matches: Sequence[str | None], n_relevant: int, k: int = 10) -
     0.5
     """
     if n_relevant < 1:
-        raise ValueError("a query needs at least one relevant id")
+        raise InvalidInput("a query needs at least one relevant id")
     first_rank: dict[str, int] = {}
     for rank, matched in enumerate(matches, start=1):
         if matched is not None and matched not in first_rank:

@@ -22,6 +22,7 @@ from typing import Any, get_args
 import numpy as np
 
 from kbflow.config import Fusion, KbflowConfig, SearchConfig, SearchMode
+from kbflow.errors import InvalidInput
 from kbflow.models import load_embedder
 from kbflow.store import CHUNKS, SEARCH_COLUMNS, Store, sql_string
 
@@ -184,9 +185,9 @@ def fuse_hits(
     ['a', 'b']
     """
     if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+        raise InvalidInput(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
     if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"hybrid weight must be between 0 and 1, not {weight}")
+        raise InvalidInput(f"hybrid weight must be between 0 and 1, not {weight}")
     vector_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(vector_ranking, start=1)}
     fts_rank = {hit["chunk_id"]: rank for rank, hit in enumerate(fts_ranking, start=1)}
     if fusion == "linear":
@@ -220,7 +221,7 @@ def _tenant_filter(tenant: str | None) -> str | None:
 
 def _check_mode(mode: str) -> None:
     if mode not in SEARCH_MODES:
-        raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+        raise InvalidInput(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
 
 
 def _open(config: KbflowConfig) -> Store:

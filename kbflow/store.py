@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from lancedb.index import FTS
 
 from kbflow.config import StoreConfig
-from kbflow.errors import ModelMismatch
+from kbflow.errors import KbflowError, ModelMismatch, NotFound
 from kbflow.schemas import DOCUMENTS, QUARANTINE, RUNS, vector_matrix
 from kbflow.vector_index import (
     VECTOR_INDEX_NAME,
@@ -45,7 +45,7 @@ NO_CLEANUP = timedelta(days=36_500)  # an optimize that removes no version
 log = logging.getLogger("kbflow.store")
 
 
-class StoreEmpty(LookupError):
+class StoreEmpty(KbflowError, LookupError):
     """Nothing has been published to this store yet."""
 
 
@@ -458,7 +458,7 @@ class Store:
         """
         history = [run["run_id"] for run in self.published_runs()]
         if target_run_id not in history:
-            raise LookupError(f"run {target_run_id!r} did not publish anything; `kbflow runs` lists the runs")
+            raise NotFound(f"run {target_run_id!r} did not publish anything; `kbflow runs` lists the runs")
         candidates = history[history.index(target_run_id):]  # the target, then older runs
         versions = {}
         for name in (CHUNKS, DOCUMENTS_TABLE):
@@ -466,7 +466,7 @@ class Store:
             tags = table.tags.list()
             tagged = next((tags[r]["version"] for r in candidates if r in tags), None)
             if tagged is None:
-                raise LookupError(f"no version of {name!r} is tagged with {target_run_id!r} or an earlier run")
+                raise NotFound(f"no version of {name!r} is tagged with {target_run_id!r} or an earlier run")
             table.restore(tagged)  # a version tagged before indexes existed has none: _switched rebuilds
             versions[name] = self._switched(name, run_id)
         return versions

@@ -13,6 +13,7 @@ import re
 from lancedb.index import IvfHnswSq, IvfPq
 
 from kbflow.config import StoreConfig
+from kbflow.errors import InvalidInput
 
 # The ANN index's name records its type and partitions, so an outgrown index is seen and retrained.
 VECTOR_INDEX_NAME = re.compile(r"^vector_(?P<kind>ivf_pq|ivf_hnsw_sq)_p(?P<partitions>\d+)$")
@@ -30,7 +31,7 @@ def sub_vectors_for(config: StoreConfig, dim: int) -> int:
     """PQ sub-vectors: dim/8 (8 dims per byte code keeps recall high), or the nearest that divides dim."""
     if config.vector_index_sub_vectors:
         if dim % config.vector_index_sub_vectors:
-            raise ValueError(f"store.vector_index_sub_vectors = {config.vector_index_sub_vectors} must divide "
+            raise InvalidInput(f"store.vector_index_sub_vectors = {config.vector_index_sub_vectors} must divide "
                              f"the vector dimension {dim}")
         return config.vector_index_sub_vectors
     width = next(w for w in (8, 4, 2, 1) if dim % w == 0)

@@ -110,28 +110,71 @@ def test_errors_are_clear_and_exit_1(tmp_path):
     assert result.exit_code == 1 and "run `kbflow ingest` first" in result.stderr
 
 
-def test_a_library_error_says_where_it_was_raised_and_kbflow_debug_shows_its_traceback(monkeypatch, capsys):
+def test_a_kbflow_error_is_one_line_with_its_exit_code_and_kbflow_debug_shows_its_traceback(capsys, monkeypatch):
     from kbflow.cli.common import reports_errors
-    from kbflow.tasks.sources.sql_cursor import decode_cursor
+    from kbflow.errors import NotFound, QualityGateFailed
+
+    @reports_errors
+    def not_found() -> None:
+        raise NotFound("no run 'r1'; `kbflow runs` lists them")
+
+    @reports_errors
+    def blocked() -> None:
+        raise QualityGateFailed([])
+
+    codes = []
+    for command in (not_found, blocked):
+        with pytest.raises(typer.Exit) as ended:
+            command()
+        codes.append(ended.value.exit_code)
+    assert codes == [1, 3]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: no run 'r1'; `kbflow runs` lists them", "error: data-quality gate blocked the publish: "]
+    monkeypatch.setenv("KBFLOW_DEBUG", "1")
+    with pytest.raises(NotFound):
+        not_found()
+
+
+def test_an_unexpected_error_is_one_line_naming_the_log_that_holds_its_traceback(monkeypatch, capsys, tmp_path):
+    """Issue 23 #7: an error kbflow did not expect (here a ValueError inside the json module) ends as one
+    line saying where its traceback went; KBFLOW_DEBUG=1 shows the traceback instead."""
+    from kbflow.cli.common import reports_errors
+
+    monkeypatch.setenv("KBFLOW_CACHE_DIR", str(tmp_path / "cache"))
 
     @reports_errors
     def library_error() -> None:
-        json.loads("{")  # a ValueError raised inside the json module: maybe a defect, not the input
+        json.loads("{")
 
-    @reports_errors
-    def kbflow_error() -> None:
-        decode_cursor("{}")  # a LookupError raised by kbflow's own code: its message is the story
-
-    for command in (library_error, kbflow_error):
-        with pytest.raises(typer.Exit):
-            command()
-    library_message, kbflow_message = capsys.readouterr().err.strip().splitlines()
-    assert library_message.startswith("error: Expecting property name enclosed in double quotes")
-    assert re.search(r"\(raised in json\.decoder, line \d+; KBFLOW_DEBUG=1 shows the traceback\)$", library_message)
-    assert kbflow_message == "error: 'type'"
+    with pytest.raises(typer.Exit) as ended:
+        library_error()
+    assert ended.value.exit_code == 1
+    log = tmp_path / "cache" / "logs" / "internal-errors.log"
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == ("error: internal error (JSONDecodeError: Expecting property name enclosed in double quotes: "
+                    f"line 1 column 2 (char 1)); the traceback is in {log}; KBFLOW_DEBUG=1 prints it here")
+    logged = log.read_text()
+    assert "Traceback (most recent call last)" in logged and 'json.loads("{")' in logged
+    assert logged.rstrip().endswith("json.decoder.JSONDecodeError: Expecting property name enclosed in double "
+                                    "quotes: line 1 column 2 (char 1)")
     monkeypatch.setenv("KBFLOW_DEBUG", "1")
     with pytest.raises(json.JSONDecodeError):
         library_error()
+
+
+def test_an_unexpected_error_of_a_command_is_logged_in_its_store(small_corpus, hash_embedder, monkeypatch):
+    kbflow("ingest", "--config", str(small_corpus), "--json")
+
+    def broken(*args, **kwargs):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr("kbflow.search.search", broken)
+    result = kbflow("search", "backups", "--config", str(small_corpus))
+    log = small_corpus.parent / ".kbflow" / "logs" / "internal-errors.log"
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: internal error (TypeError: unsupported operand); the traceback is in "
+                                     f"{log}; KBFLOW_DEBUG=1 prints it here")
+    assert "in broken" in log.read_text()
 
 
 @pytest.mark.parametrize("command", [["search", "hello"], ["status"], ["quality"], ["quarantine"],

@@ -110,3 +110,20 @@ def test_build_progress_is_silent_with_json_and_shown_by_rows_with_progress(labe
     for stage in ("generating queries", "mining negatives"):
         counts = [line.rsplit(" ", 1)[1].split("/") for line in lines if line.startswith(stage + " ")]
         assert counts and counts[-1][0] == counts[-1][1] != "0", (stage, lines)
+
+
+def test_an_unreachable_llm_endpoint_ends_the_build_as_one_line(small_corpus, hash_embedder):
+    # LlmUnavailable is a KbflowError: the command's own except clause for it is gone, the line stays.
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with small_corpus.open("a") as handle:
+        handle.write(f'\n[datasets]\ngenerators = ["llm"]\n[datasets.llm]\nbase_url = "http://127.0.0.1:{port}/v1"\n'
+                     "max_retries = 0\n")
+    assert kbflow("ingest", "--config", str(small_corpus), "--json").exit_code == 0
+    result = kbflow("dataset", "build", "--config", str(small_corpus), "--kind", "embedding-pairs")
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: LLM endpoint http://127.0.0.1:{port}/v1 failed 1 time(s), last: ")

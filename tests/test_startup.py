@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import write
@@ -106,34 +107,29 @@ def test_trace_imports_nothing_heavy(ingested):
 # -- no orphans ----------------------------------------------------------------------------------
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (field 22 of /proc/PID/stat); None if it is gone or a zombie."""
+def _descendants(root: int) -> list[psutil.Process]:
+    """Every live process below `root` (psutil keeps each one's start time, so a reused pid is not it)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [child for child in children if _alive(child)]
 
 
-def _descendants(root: int) -> dict[int, str]:
-    """Every live process below `root` (by parent pid), with its start time."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-    found, frontier = {}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in found and (started := _start_time(pid)) is not None:
-                found[pid] = started
-                frontier.append(pid)
-    return found
+def _alive(process: psutil.Process) -> bool:
+    """Still running, as the same process (not a zombie, not a new process with the reused pid)."""
+    try:
+        return process.is_running() and process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(pid: int) -> bool:
+    """No process runs under `pid` (a zombie counts as gone)."""
+    try:
+        return not _alive(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _write_docs(root: Path) -> Path:
@@ -144,7 +140,7 @@ def _write_docs(root: Path) -> Path:
     return config
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="walks /proc")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children die with their parent by PR_SET_PDEATHSIG")
 def test_kill_9_of_an_ingest_leaves_no_process_it_started(tmp_path):
     config = _write_docs(tmp_path)
     marker = tmp_path / "marker"
@@ -161,8 +157,8 @@ def test_kill_9_of_an_ingest_leaves_no_process_it_started(tmp_path):
         os.kill(cli.pid, signal.SIGKILL)
         cli.wait()
         time.sleep(10)
-        survivors = {pid for pid, begun in started.items() if _start_time(pid) == begun}
-        assert survivors == set(), [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in survivors]
+        survivors = [process for process in started if _alive(process)]
+        assert survivors == [], [process.cmdline() for process in survivors]
     finally:
         if cli.poll() is None:
             cli.kill()
@@ -205,6 +201,6 @@ def test_flow_commands_report_to_the_stores_kbflow_server_and_stop_ends_it(tmp_p
         stopped = subprocess.run([KBFLOW, "server", "stop", "--config", str(config), "--json"], env=env,
                                  capture_output=True, text=True, timeout=60)
     assert json.loads(stopped.stdout) == {"stopped": True, "pid": server["pid"], "worker_pid": server["worker"]["pid"]}
-    assert _start_time(server["pid"]) is None and _start_time(server["worker"]["pid"]) is None
+    assert _gone(server["pid"]) and _gone(server["worker"]["pid"])
     status = subprocess.run([KBFLOW, "server", "status", "--config", str(config)], env=env, capture_output=True)
     assert status.returncode == 1

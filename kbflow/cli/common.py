@@ -18,9 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from kbflow.config import cache_dir, load_config
+from kbflow.errors import KbflowError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED, EXIT_STALE = 1, 2, 3, 4
 
@@ -58,53 +62,77 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 
 def known_errors() -> tuple[type[Exception], ...]:
-    """Errors whose message is the whole story for a user: printed, exit 1, no traceback."""
-    from kbflow.config import ConfigError
-    from kbflow.errors import ModelMismatch, SourceUnreachable
-    from kbflow.models import ModelNotAvailable
-    from kbflow.store import StoreEmpty
+    """Errors whose message is the whole story for a user: printed as one line, no traceback.
 
-    return (ConfigError, ModelMismatch, ModelNotAvailable, StoreEmpty, FileNotFoundError, FileExistsError,
-            LookupError, ValueError, SourceUnreachable)
+    kbflow's own (KbflowError), and the standard library's errors about a path the user named
+    (missing, taken, not allowed), whose message names that path.
+    """
+    return (KbflowError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError)
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-# KBFLOW_DEBUG=1: a known error ends with its traceback instead of the one-line message.
+# KBFLOW_DEBUG=1: a failed command ends with its traceback instead of the one-line message.
 DEBUG = "KBFLOW_DEBUG"
+INTERNAL_ERRORS_LOG = "internal-errors.log"
 
 
 def reports_errors(command: Command) -> Command:
-    """A command whose known errors (bad config, missing store, wrong input) end as `error: …`, exit 1."""
+    """A command that ends in one line on stderr when it fails: `error: …` with the error's exit code
+    for a known error (bad config, missing store, wrong input, a blocked gate), and for any other
+    error `error: internal error …` saying which file holds its traceback (exit 1)."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.Abort, click.ClickException):  # already a message and an exit code
             raise
         except Exception as error:
-            if isinstance(error, known_errors()) and os.environ.get(DEBUG) != "1":
-                raise fail(str(error) + raised_outside_kbflow(error)) from None
-            raise
+            if os.environ.get(DEBUG) == "1":
+                raise
+            if isinstance(error, known_errors()):
+                raise fail(str(error), getattr(error, "exit_code", EXIT_ERROR)) from None
+            log = log_internal_error(error, kwargs.get("config"))
+            raise fail(internal_error_line(error, log)) from None
 
     return run  # type: ignore[return-value]
 
 
-def raised_outside_kbflow(error: BaseException) -> str:
-    """Where a library raised `error`, for its one-line message ("" when kbflow raised it).
+def internal_error_line(error: BaseException, log: Path | None) -> str:
+    """The one line a user sees for an error kbflow did not expect: what it was and where its traceback is."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    summary = f"{type(error).__name__}: {first[:300]}" if first else type(error).__name__
+    where = f"the traceback is in {log}" if log is not None else "the traceback could not be written"
+    return f"internal error ({summary}); {where}; {DEBUG}=1 prints it here"
 
-    A ValueError or LookupError from a library is printed as a message too, and may be a defect,
-    not the user's input: the line says where it came from and how to see the whole traceback.
-    """
-    frame = None
-    for frame, _ in traceback.walk_tb(error.__traceback__):
-        pass
-    module = frame.f_globals.get("__name__", "") if frame is not None else "kbflow"
-    if module == "kbflow" or module.startswith("kbflow."):
-        return ""
-    return f" (raised in {module}, line {frame.f_lineno}; {DEBUG}=1 shows the traceback)"
+
+def log_internal_error(error: BaseException, config_path: Path | str | None) -> Path | None:
+    """Append `error`'s traceback, with the command line and the time, to the internal-errors log;
+    its path (None when no log could be written: the one-line message still goes out)."""
+    path = internal_errors_log(config_path)
+    text = "".join(traceback.format_exception(error))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(f"--- {datetime.now().astimezone().isoformat(timespec='seconds')} "
+                      f"pid {os.getpid()}: kbflow {' '.join(sys.argv[1:])}\n{text}\n")
+    except OSError:
+        return None
+    return path
+
+
+def internal_errors_log(config_path: Path | str | None) -> Path:
+    """Where internal errors are logged: logs/ in the config's local store when that store exists
+    (beside the run it concerns), else logs/ in kbflow's per-user cache (KBFLOW_CACHE_DIR)."""
+    try:
+        store = load_config(config_path).store if config_path is not None else None
+    except Exception:  # noqa: BLE001 - the config may be what failed; the cache folder still takes the log
+        store = None
+    if store is not None and store.is_local and Path(store.uri).is_dir():
+        return Path(store.uri) / "logs" / INTERNAL_ERRORS_LOG
+    return cache_dir() / "logs" / INTERNAL_ERRORS_LOG
 
 
 # `--progress` (any command; taken off the command line by kbflow.cli.main): progress on stderr even

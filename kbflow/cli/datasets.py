@@ -49,7 +49,6 @@ def dataset_build(
         loaded.source(source)
     api = flow_api(loaded, quiet=as_json)
     from kbflow.flows.build_dataset import build_dataset
-    from kbflow.tasks.datasets.llm import LlmUnavailable
 
     try:
         with progress_bars(enabled=not as_json):
@@ -60,8 +59,6 @@ def dataset_build(
         if as_json:
             print_json({"kind": kind, "status": "blocked", "failures": blocked.failure_dicts()})
         raise fail(f"{blocked}; no dataset was written", EXIT_BLOCKED) from None
-    except LlmUnavailable as error:
-        raise fail(str(error)) from None
     if as_json:
         print_json(report)
         return

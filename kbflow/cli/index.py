@@ -169,7 +169,6 @@ def reindex(
     """Re-embed everything with the configured model; switch search to it only if it passes DQ
     and the [evaluation] queries do not score worse on it."""
     api = flow_api(load_config(config), quiet=as_json)
-    from kbflow.errors import PromotionRefused
     from kbflow.flows.reindex import reindex as reindex_flow
 
     try:
@@ -179,8 +178,6 @@ def reindex(
     except QualityGateFailed as blocked:
         print_run_report(blocked.blocked_report(), as_json)
         raise fail(f"{blocked}; the index was not switched", EXIT_BLOCKED) from None
-    except PromotionRefused as refused:
-        raise fail(str(refused), EXIT_BLOCKED) from None
     print_run_report(report, as_json)
     if "promotion" in report and not as_json:
         from kbflow.runs import promotion_line

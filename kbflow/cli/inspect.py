@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kbflow.cli.common import ConfigOption, JsonOption, RunOption, app, print_json, reports_errors, stdout
 from kbflow.config import load_config
+from kbflow.errors import NotFound
 
 
 DQ_MARKS = {True: "✅", False: "❌", None: "—"}  # None: no check ran (no_change, refused, rollback)
@@ -27,11 +28,11 @@ def _find_run(store, run_id: str | None) -> dict[str, Any]:
     if run_id is not None:
         found = store.run(run_id)
         if found is None:
-            raise ValueError(f"no run {run_id!r}; `kbflow runs` lists them")
+            raise NotFound(f"no run {run_id!r}; `kbflow runs` lists them")
         return found
     latest = store.runs(limit=1)
     if not latest:
-        raise ValueError(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
+        raise NotFound(f"no runs recorded in {store.uri} yet; run `kbflow ingest` first")
     return latest[0]
 
 
@@ -53,7 +54,7 @@ def quality(
 
         index = data_docs_index(loaded.quality.results_dir)
         if not index.is_file():
-            raise ValueError(f"no Data Docs under {loaded.quality.results_dir} yet; run `kbflow ingest` first")
+            raise NotFound(f"no Data Docs under {loaded.quality.results_dir} yet; run `kbflow ingest` first")
         sys.stdout.write(f"{index}\n")
         return
     record = _find_run(Store.existing(loaded.store), run)

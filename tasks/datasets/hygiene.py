@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import DatasetsConfig
 from kbflow.dataset_files import SPLITS
+from kbflow.errors import InvalidInput
 from kbflow.models import Tokenizer
 from kbflow.tasks.datasets.kinds import dataset_kind
 from kbflow.tasks.datasets.snapshot import GROUP, QUERY, SPLIT
@@ -86,7 +87,7 @@ def require_rows(kind: str, table: pa.Table, dropped: dict[str, int]) -> None:
     """A dataset with no rows is an error that says where they went, not an empty folder."""
     if table.num_rows == 0:
         steps = ", ".join(f"{step} {n}" for step, n in dropped.items() if n) or "nothing was generated"
-        raise ValueError(f"no {kind} rows to write (dropped: {steps}); check the sources and [datasets] settings")
+        raise InvalidInput(f"no {kind} rows to write (dropped: {steps}); check the sources and [datasets] settings")
 
 
 def final_splits(kind: str, table: pa.Table, negatives: int) -> dict[str, pa.Table]:

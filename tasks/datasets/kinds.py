@@ -22,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import DatasetKind, DatasetsConfig
+from kbflow.errors import InvalidInput
 from kbflow.models import Embedder
 from kbflow.schemas import dataset_schema
 from kbflow.tasks.datasets.snapshot import QUERY, IndexSnapshot, reranker_rows
@@ -117,7 +118,7 @@ def field_values(table: pa.Table, name: str) -> list[Any]:
 def dataset_kind(kind: str) -> DatasetKindSpec:
     """The record of a kind; a ValueError listing the kinds for an unknown one."""
     if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; use one of {', '.join(DATASET_KINDS)}")
+        raise InvalidInput(f"unknown dataset kind {kind!r}; use one of {', '.join(DATASET_KINDS)}")
     return KINDS[kind]
 
 

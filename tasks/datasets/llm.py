@@ -6,7 +6,7 @@ comes from the environment variable named by `api_key_env`; a local server
 (llama.cpp, vLLM, Ollama) needs none and gets no Authorization header.
 
 Failures are told apart: a timeout, a refused connection, HTTP 429 or 5xx is
-retried with exponential back-off and, once `max_retries` are spent, ends the
+retried with exponential back-off (tenacity) and, once `max_retries` are spent, ends the
 build with `LlmUnavailable` (naming base_url and the cause), because the next
 passage would fare no better. An answer that is not a JSON list of questions is
 asked again; if it stays bad, only that passage is skipped (logged, counted in
@@ -29,7 +29,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tenacity
+
 from kbflow.config import ConfigError, LlmConfig
+from kbflow.errors import KbflowError
 from kbflow.tasks.datasets.pairs import GeneratedPair, Passage
 
 log = logging.getLogger("kbflow.llm")
@@ -51,7 +54,7 @@ _SKIP_STATUS = {400, 413, 422}  # about this passage (too long, refused), not ab
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-class LlmUnavailable(RuntimeError):
+class LlmUnavailable(KbflowError, RuntimeError):
     """The LLM endpoint cannot be used: unreachable, timing out, overloaded or refusing us."""
 
 
@@ -172,24 +175,21 @@ class LlmQueryGenerator:
             body["model"] = self.config.model
         payload = json.dumps(body).encode("utf-8")
         attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                return parse_questions(self._post(payload))
-            except _BadAnswer:
-                if last:
-                    raise
-                log.info("llm generator: bad answer, asking again (%d/%d)", attempt + 1, self.config.max_retries)
-            except _Transient as error:
-                if last:
-                    raise LlmUnavailable(
-                        f"LLM endpoint {self.config.base_url} failed {attempts} time(s), last: {error.cause}; "
-                        "check datasets.llm.base_url and that the server is up (or raise datasets.llm.timeout_s)"
-                    ) from error
-                delay = error.retry_after or min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
-                log.info("llm generator: %s, retrying in %.1f s", error.cause, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((_BadAnswer, _Transient)),
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=_backoff,
+            sleep=lambda seconds: self._sleep(seconds) if seconds > 0 else None,  # a bad answer: ask again at once
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(lambda: parse_questions(self._post(payload)))
+        except _Transient as error:
+            raise LlmUnavailable(
+                f"LLM endpoint {self.config.base_url} failed {attempts} time(s), last: {error.cause}; "
+                "check datasets.llm.base_url and that the server is up (or raise datasets.llm.timeout_s)"
+            ) from error
 
     def _post(self, payload: bytes) -> str:
         """One rate-limited request; the answer's message content."""
@@ -240,6 +240,26 @@ class _Transient(Exception):
     def __init__(self, cause: str, retry_after: float | None = None) -> None:
         super().__init__(cause)
         self.cause, self.retry_after = cause, retry_after
+
+
+_exponential = tenacity.wait_exponential(multiplier=BACKOFF_BASE_S, max=BACKOFF_MAX_S)
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    """Seconds before the next try: none after a bad answer; the server's Retry-After, else exponential."""
+    error = state.outcome.exception() if state.outcome else None
+    if not isinstance(error, _Transient):
+        return 0.0
+    return error.retry_after or _exponential(state)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    if isinstance(error, _Transient):
+        log.info("llm generator: %s, retrying in %.1f s", error.cause, wait)
+    else:
+        log.info("llm generator: bad answer, asking again (%d)", state.attempt_number)
 
 
 def _retry_after(value: str | None) -> float | None:

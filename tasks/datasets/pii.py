@@ -39,6 +39,8 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kbflow.errors import InvalidInput
+
 # In priority order: on overlap, the earlier type wins.
 PII_TYPES = (
     "secret",
@@ -440,7 +442,7 @@ def apply_pii_policy(table: pa.Table, columns: list[str], policy: PiiPolicy) -> 
     Returns the new table and the PII found per type (types not found are left out).
     """
     if policy not in ("redact", "drop", "flag"):
-        raise ValueError(f"unknown PII policy {policy!r}: use redact, drop or flag")
+        raise InvalidInput(f"unknown PII policy {policy!r}: use redact, drop or flag")
     counts: Counter = Counter()
     flagged = [False] * table.num_rows
     for name in columns:

@@ -15,6 +15,7 @@ from typing import Any
 
 from kbflow.config import KbflowConfig
 from kbflow.dataset_files import SPLITS, read_split
+from kbflow.errors import MissingFile
 from kbflow.store import CHUNKS, Store
 from kbflow.tasks.datasets.kinds import dataset_kind
 from kbflow.tasks.datasets.labeled import content_hashes, read_labeled_records
@@ -32,7 +33,7 @@ def find_stale_rows(dataset_dir: Path, config: KbflowConfig) -> dict[str, Any]:
     dataset_dir = Path(dataset_dir)
     manifest_path = dataset_dir / "manifest.json"
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"{dataset_dir} is not a kbflow dataset (no manifest.json)")
+        raise MissingFile(f"{dataset_dir} is not a kbflow dataset (no manifest.json)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     spec = dataset_kind(manifest["kind"])
     store = Store(config.store)

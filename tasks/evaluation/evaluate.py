@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import KbflowConfig
 from kbflow.dataset_files import read_split
+from kbflow.errors import InvalidInput
 from kbflow.queries import LabeledQuery, read_queries, unique
 from kbflow.relevance import METRIC_NAMES, hit_keys, matched_ids, mean_metrics, query_metrics
 from kbflow.search import FUSIONS, Candidates, rank, rerank, rerank_depth, retrieve
@@ -38,14 +39,14 @@ def read_dataset_queries(dataset_dir: Path) -> list[LabeledQuery]:
     table = read_split(Path(dataset_dir), "test")
     missing = {"anchor", "positive_chunk_id", "source"} - set(table.column_names)
     if missing:
-        raise ValueError(f"{dataset_dir}: not an embedding-pairs dataset (no {', '.join(sorted(missing))} column)")
+        raise InvalidInput(f"{dataset_dir}: not an embedding-pairs dataset (no {', '.join(sorted(missing))} column)")
     by_anchor: dict[str, LabeledQuery] = {}
     for row in table.select(["anchor", "positive_chunk_id", "source"]).to_pylist():
         found = by_anchor.setdefault(row["anchor"], LabeledQuery(row["anchor"], [], row["source"]))
         if row["positive_chunk_id"] not in found.relevant:
             found.relevant.append(row["positive_chunk_id"])
     if not by_anchor:
-        raise ValueError(f"{dataset_dir}: the test split is empty; build the dataset with a test_share > 0")
+        raise InvalidInput(f"{dataset_dir}: the test split is empty; build the dataset with a test_share > 0")
     return list(by_anchor.values())
 
 
@@ -168,7 +169,7 @@ def generated_queries(store: Store, model: str, count: int, seed: int) -> list[L
     for pair in HeadingGenerator(min_query_tokens=2).generate(passages, random.Random(seed)):
         relevant[pair.query].append(document_of[pair.chunk_id])
     if not relevant:
-        raise ValueError(f"no questions could be made from the headings of the index in {store.uri}")
+        raise InvalidInput(f"no questions could be made from the headings of the index in {store.uri}")
     chosen = random.Random(seed).sample(sorted(relevant), min(count, len(relevant)))
     return [LabeledQuery(query, unique(relevant[query])) for query in chosen]
 

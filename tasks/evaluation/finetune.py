@@ -43,6 +43,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow import progress
 from kbflow.config import FinetuneConfig
 from kbflow.dataset_files import SPLITS, read_split, split_file
+from kbflow.errors import InvalidInput, MissingFile, OutputExists
 from kbflow.models import Embedder
 from kbflow.relevance import RANK_CUTOFF, mean_metrics, query_metrics
 from kbflow.store import CHUNKS, Store
@@ -63,13 +64,13 @@ def read_pairs(dataset_dir: Path) -> dict[str, pa.Table]:
     dataset_dir = Path(dataset_dir)
     splits = {split: read_split(dataset_dir, split) for split in SPLITS if (dataset_dir / split_file(split)).is_file()}
     if "train" not in splits:
-        raise FileNotFoundError(
+        raise MissingFile(
             f"{dataset_dir} has no data/train-00000-of-00001.parquet; build one with "
             "`kbflow dataset build --kind embedding-pairs`"
         )
     missing = {"anchor", "positive"} - set(splits["train"].column_names)
     if missing:
-        raise ValueError(f"{dataset_dir} is not an embedding-pairs dataset: no {', '.join(sorted(missing))} column")
+        raise InvalidInput(f"{dataset_dir} is not an embedding-pairs dataset: no {', '.join(sorted(missing))} column")
     return splits
 
 
@@ -135,7 +136,7 @@ def retrieval_set(
     if queries is not None and generators is not None and "generator" in queries.column_names:
         queries = queries.filter(pa.array([g in generators for g in queries.column("generator").to_pylist()]))
     if queries is None or queries.num_rows == 0:
-        raise ValueError(f"the dataset has no {query_split} rows to score base and tuned models on")
+        raise InvalidInput(f"the dataset has no {query_split} rows to score base and tuned models on")
     return RetrievalSet(
         queries=queries.column("anchor").to_pylist(),
         relevant=_relevant_ids(queries),
@@ -364,7 +365,7 @@ def check_out_dir(out: Path) -> None:
     change the vectors of a model name the index already uses.
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new --out folder for the tuned model")
+        raise OutputExists(f"{out} exists and is not empty; choose a new --out folder for the tuned model")
 
 
 def write_lineage(model_dir: Path, lineage: dict[str, Any]) -> None:

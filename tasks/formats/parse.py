@@ -28,6 +28,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import SourceConfig
+from kbflow.errors import KbflowError
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import PARSED
 from kbflow.tasks.sources.discover import read_records
@@ -36,7 +37,7 @@ from kbflow.tasks.formats.headings import SEPARATOR as HEADING_SEPARATOR
 from kbflow.tasks.formats.sphinx_rst import clean_doctree, register_sphinx_names
 
 
-class ParseError(ValueError):
+class ParseError(KbflowError, ValueError):
     """A document whose content cannot be turned into text; `reason` is a short code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

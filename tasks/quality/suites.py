@@ -37,7 +37,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import QualityConfig
-from kbflow.errors import QualityGateFailed
+from kbflow.errors import InvalidInput, QualityGateFailed
 from kbflow.models import Tokenizer
 from kbflow.quarantine import Quarantined
 from kbflow.tasks.quality.data_docs import make_site_offline
@@ -222,18 +222,18 @@ def load_suite(name: str, expectations_dir: Path | None = None, columns: Iterabl
     try:
         suite = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot load expectation suite {path}: {error}") from error
+        raise InvalidInput(f"cannot load expectation suite {path}: {error}") from error
     known = set(columns) if columns is not None else None
     for expectation in suite.get("expectations", []):
         policy = expectation.get("meta", {}).get("on_failure")
         if policy not in {"quarantine", "block"}:
-            raise ValueError(
+            raise InvalidInput(
                 f"{path}: expectation {expectation.get('type')} needs meta.on_failure "
                 f"= \"quarantine\" or \"block\" (got {policy!r})"
             )
         column = expectation.get("kwargs", {}).get("column")
         if known is not None and column is not None and column not in known:
-            raise ValueError(
+            raise InvalidInput(
                 f"{path}: suite {suite.get('name', name)!r}, expectation {expectation.get('type')} names column "
                 f"{column!r}, which the {name} profile does not have; it has: {', '.join(sorted(known))}"
             )
@@ -284,7 +284,7 @@ def validate_frame(
     for expectation in suite.get("expectations", []):
         column = expectation.get("kwargs", {}).get("column")
         if column is not None and column not in frame.columns:
-            raise ValueError(
+            raise InvalidInput(
                 f"suite {name!r}, expectation {expectation.get('type')} names column {column!r}, "
                 f"which the profile it checks does not have; it has: {', '.join(map(str, frame.columns))}"
             )

@@ -24,6 +24,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow.config import SourceConfig
+from kbflow.errors import InvalidInput, MissingFile
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED, DOCUMENTS
 from kbflow.store import Store
@@ -174,10 +175,10 @@ def read_records(path: Path, source: SourceConfig) -> tuple[list[dict], list[tup
 
         table = pq.read_table(path)
     else:
-        raise ValueError(f"unsupported records format {suffix!r}")
+        raise InvalidInput(f"unsupported records format {suffix!r}")
     missing = [name for name in wanted if name not in table.column_names]
     if missing:
-        raise ValueError(f"missing column(s) {missing}; configured fields: {wanted}")
+        raise InvalidInput(f"missing column(s) {missing}; configured fields: {wanted}")
     return table.select(wanted).to_pylist(), []
 
 
@@ -236,7 +237,7 @@ def discover_source(source: SourceConfig, max_file_bytes: int, known_documents: 
         known = known_tokens(DOCUMENTS.empty_table() if known_documents is None else known_documents)
         return discover_objects(source, max_file_bytes, known)
     if not (source.root.is_dir() if source.path_glob else source.path.exists()):
-        raise FileNotFoundError(
+        raise MissingFile(
             f"source {source.name!r}: path {source.path} does not exist; "
             "sources.path is a folder, one file, or a glob such as records/*.jsonl"
         )

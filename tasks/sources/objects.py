@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from kbflow.config import SourceConfig
-from kbflow.errors import SourceUnreachable
+from kbflow.errors import KbflowError, SourceUnreachable
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED
 from kbflow.tasks.sources.discover import HASH_BLOCK, Discovery, _item, make_doc_id
@@ -67,7 +67,7 @@ PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotImplement
 T = TypeVar("T")
 
 
-class ObjectReadFailed(OSError):
+class ObjectReadFailed(KbflowError, OSError):
     """An object whose body could not be read after retries; the message is scrubbed."""
 
 

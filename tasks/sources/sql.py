@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from kbflow.config import ConfigError, SourceConfig
-from kbflow.errors import SourceUnreachable
+from kbflow.errors import KbflowError, SourceUnreachable
 from kbflow.quarantine import Quarantined
 from kbflow.schemas import DISCOVERED
 from kbflow.store import Store
@@ -219,7 +219,7 @@ def key_json(key: Any) -> str:
     return str(key) if type(key) is int else json.dumps(key, default=str)
 
 
-class BadRow(ValueError):
+class BadRow(KbflowError, ValueError):
     """A row that cannot become a document; `reason` is its quarantine reason."""
 
     def __init__(self, reason: str, detail: str) -> None:
