@@ -37,7 +37,7 @@ from pathlib import Path
 import pyarrow as pa
 
 import kbflow  # noqa: F401  - offline / no-analytics defaults first
-from kbflow.config import ChunkingConfig, SourceConfig
+from kbflow.config import ChunkingConfig, source_config
 from kbflow.models import HuggingFaceTokenizer, resolve_model_path
 from kbflow.schemas import DOCUMENTS, LINE_HASHES
 from kbflow.tasks.index.boilerplate import (
@@ -45,7 +45,8 @@ from kbflow.tasks.index.boilerplate import (
 )
 from kbflow.tasks.index.chunk import chunk_documents
 from kbflow.tasks.sources.discover import diff_against_documents, discover_source
-from kbflow.tasks.formats.parse import HEADING_SEPARATOR, parse_documents
+from kbflow.tasks.formats.base import HEADING_SEPARATOR
+from kbflow.tasks.sources.read import parse_documents
 
 DEFAULT_CORPUS = Path("/usr/share/doc/postgresql-doc-15/html")
 MODEL = "all-MiniLM-L6-v2"
@@ -112,7 +113,7 @@ def main() -> None:
     tokenizer = HuggingFaceTokenizer(AutoTokenizer.from_pretrained(resolve_model_path(MODEL), local_files_only=True))
     chunking = ChunkingConfig()
     max_tokens, overlap = 256, chunking.overlap_tokens
-    source = SourceConfig(name="bench", kind="files", path=args.corpus)
+    source = source_config(name="bench", kind="files", path=args.corpus)
     discovery = discover_source(source, 10**9)
     changes = diff_against_documents(discovery, DOCUMENTS.empty_table())
 

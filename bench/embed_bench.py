@@ -48,10 +48,10 @@ BOILERPLATE_CORPUS = Path("/usr/share/doc")  # */copyright: Debian's per-package
 def corpus_chunks(source, paths, tokenizer, max_tokens: int, overlap: int, limit: int) -> pa.Table:
     """kbflow's own discover -> parse -> chunk of `paths` (in the order given), whole files until `limit` chunks."""
     from kbflow.tasks.index.chunk import chunk_documents
-    from kbflow.tasks.sources.discover import discover_files
-    from kbflow.tasks.formats.parse import parse_documents
+    from kbflow.tasks.sources.discover import discover_source
+    from kbflow.tasks.sources.read import parse_documents
 
-    items = discover_files(source, 10**9).items
+    items = discover_source(source, 10**9).items
     by_uri = {uri: i for i, uri in enumerate(items.column("uri").to_pylist())}
     tables, total = [], 0
     for path in paths:
@@ -153,7 +153,7 @@ def main() -> None:
 
     import torch
 
-    from kbflow.config import ChunkingConfig, EmbeddingConfig, SourceConfig
+    from kbflow.config import ChunkingConfig, EmbeddingConfig, source_config
     from kbflow.models import load_embedder
     from kbflow.tasks.index.embed import embed_chunks
 
@@ -163,7 +163,7 @@ def main() -> None:
     overlap = ChunkingConfig().overlap_tokens
     work = Path(tempfile.mkdtemp(prefix="kbflow-embed-bench-"))
 
-    manual = SourceConfig(name="manual", kind="files", path=args.corpus, include=["**/*.html"], tenant="bench")
+    manual = source_config(name="manual", kind="files", path=args.corpus, include=["**/*.html"], tenant="bench")
     pages = sorted(str(p.relative_to(args.corpus)) for p in args.corpus.rglob("*.html"))
     manual_chunks = corpus_chunks(manual, pages, tokenizer, max_tokens, overlap, args.chunks * 2)
     distinct = first_distinct(manual_chunks, args.chunks)
@@ -172,7 +172,7 @@ def main() -> None:
     licences.mkdir()
     for path in sorted(args.boilerplate_corpus.glob("*/copyright")):
         shutil.copy(path, licences / f"{path.parent.name}.txt")  # follows symlinks: a package's own copy
-    copyright_source = SourceConfig(name="copyright", kind="files", path=licences, include=["*.txt"], tenant="bench")
+    copyright_source = source_config(name="copyright", kind="files", path=licences, include=["*.txt"], tenant="bench")
     names = sorted(p.name for p in licences.glob("*.txt"))
     boiler = corpus_chunks(copyright_source, names, tokenizer, max_tokens, overlap, args.boilerplate_chunks)
     boiler_texts = boiler.column("text").to_pylist()

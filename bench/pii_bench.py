@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from kbflow.tasks.datasets import pii as current
-from kbflow.tasks.formats.parse import parse_html
+from kbflow.tasks.formats.html import parse_html
 
 ROOT = Path(__file__).resolve().parent.parent
 MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")

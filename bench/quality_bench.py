@@ -24,11 +24,11 @@ from pathlib import Path
 import kbflow  # noqa: F401  - offline / no-analytics defaults first
 import pandas as pd
 
-from kbflow.config import QualityConfig, SourceConfig
+from kbflow.config import QualityConfig, source_config
 from kbflow.models import HuggingFaceTokenizer
 from kbflow.tasks.index.chunk import chunk_documents
-from kbflow.tasks.sources.discover import discover_files
-from kbflow.tasks.formats.parse import parse_documents
+from kbflow.tasks.sources.discover import discover_source
+from kbflow.tasks.sources.read import parse_documents
 from kbflow.tasks.quality.profiles import chunks_profile, documents_profile
 from kbflow.tasks.quality.suites import expectation_bounds, load_suite
 
@@ -124,8 +124,8 @@ def main() -> None:
             print(f"\n## {name}: {path} not found, skipped")
             continue
         started = time.perf_counter()
-        source = SourceConfig(name=name, kind="files", path=path, include=INCLUDE)
-        items = discover_files(source, 50_000_000).items
+        source = source_config(name=name, kind="files", path=path, include=INCLUDE)
+        items = discover_source(source, 50_000_000).items
         if args.limit:
             items = items.slice(0, args.limit)
         documents, unparsed = parse_documents(items, [source])

@@ -213,7 +213,7 @@ def bench_objects(count: int, repeats: int) -> dict:
             f'[sources.storage_options]\nendpoint_url = "{endpoint}"\n', encoding="utf-8")
         use_hash_embedder()
         from kbflow.flows.ingest import ingest
-        from kbflow.tasks.sources.objects import open_filesystem
+        from kbflow.sources.objects import open_filesystem
 
         from kbflow.config import load_config
 

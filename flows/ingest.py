@@ -38,7 +38,7 @@ from kbflow.tasks.index.boilerplate import find_source_boilerplate, save_line_ha
 from kbflow.tasks.index.chunk import chunk
 from kbflow.tasks.sources.discover import diff_against_documents, discover, empty_sources
 from kbflow.tasks.index.embed import embed
-from kbflow.tasks.formats.parse import parse
+from kbflow.tasks.sources.read import parse
 from kbflow.tasks.index.publish import StagedChunks, build_document_rows, publish
 from kbflow.tasks.quality.profiles import ChunkTally, run_profile
 from kbflow.tasks.quality.suites import QualityGate, check_quality, check_run
@@ -77,6 +77,7 @@ def ingest(
         discovery = discover(sources, config.quality.max_file_bytes, known_documents, store)
         run.quarantine(discovery.quarantined)
         run.warnings.extend(empty_sources(sources, discovery))
+        run.set_aside_duplicates(discovery.duplicates)
         changes = diff_against_documents(discovery, known_documents)
         store.record_change_tokens(changes.moved_tokens)  # same bytes, new ETag: no re-read next time
         run.documents.update(changes.counts)

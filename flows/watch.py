@@ -1,9 +1,10 @@
 """`kbflow watch`: keep the index following its sources as they are edited.
 
-Local `files` sources are watched with watchdog; a burst of edits is debounced into
-one run per source. `records` sources are polled by their files' names, sizes and mtimes,
-object-storage sources by their listing (keys and ETags, kbflow.tasks.sources.objects), `sql`
-sources by a cheap query (kbflow.tasks.sources.sql.sql_fingerprint), every `[schedule] records_poll_s`. Each change
+A source with a local folder to follow (`files`: `watched_folder()`) is watched with watchdog; a
+burst of edits is debounced into one run per source. Every other source is polled by its
+`fingerprint()` (records files' names, sizes and mtimes; an object listing's keys and ETags; a sql
+source's cheap query), every `[schedule] records_poll_s`: both through the `Source` protocol
+(kbflow.sources), whatever the kind. Each change
 either emits a `kbflow.source.changed` event (when a Prefect API is configured
 and serves the `ingest-on-change` deployment: `kbflow serve`), or runs the
 ingest in this process. Changes that arrive while a run is going are coalesced
@@ -16,13 +17,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
-from kbflow.config import KbflowConfig, SourceConfig
+from kbflow.config import KbflowConfig
 from kbflow.errors import SourceUnreachable
-from kbflow.tasks.sources.discover import source_files
-from kbflow.tasks.sources.objects import objects_fingerprint
+from kbflow.sources.base import Source
 
 log = logging.getLogger("kbflow.watch")
 TICK_S = 0.2
@@ -49,42 +49,22 @@ class PendingSources:
         return ready
 
 
-def source_of(path: str, sources: list[SourceConfig]) -> str | None:
-    """The files source an event path belongs to, if it is one of its included files."""
+def source_of(path: str, sources: list[Source]) -> str | None:
+    """The watched source an event path belongs to, if it is one of its included files."""
 
     candidate = Path(path).resolve() if os.path.exists(path) else Path(path).absolute()
     for source in sources:
-        root = source.root.resolve()
+        root = source.watched_folder().resolve()
         if candidate.is_relative_to(root) and source.selects(candidate.relative_to(root).as_posix()):
             return source.name
     return None
 
 
-def records_fingerprint(source: SourceConfig) -> tuple:
-    """What changes when a records source's files change (names, sizes, mtimes); its path is
-    a folder, one file or a glob."""
-    fingerprint = []
-    for path, _ in source_files(source):
-        try:
-            stat = path.stat()
-        except OSError:  # removed between the listing and the stat: the next poll sees it gone
-            continue
-        fingerprint.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(fingerprint))
-
-
-def source_fingerprint(source: SourceConfig, last: tuple = ()) -> tuple:
-    """The fingerprint of a polled source: its records files, its objects' listing, or its rows'
-    fingerprint query. A poll that fails (endpoint or database down for a while) keeps `last`:
-    it is logged, and the next poll tries again."""
-    if source.kind == "records":
-        return records_fingerprint(source)
+def source_fingerprint(source: Source, last: Hashable = ()) -> Hashable:
+    """The fingerprint of a polled source. A poll that fails (endpoint or database down for a
+    while) keeps `last`: it is logged, and the next poll tries again."""
     try:
-        if source.kind == "sql":
-            from kbflow.tasks.sources.sql import sql_fingerprint  # SQLAlchemy only when a sql source is watched
-
-            return sql_fingerprint(source)
-        return objects_fingerprint(source)
+        return source.fingerprint()
     except SourceUnreachable as error:  # the message names the endpoint or host, never a credential
         log.warning("%s", error)
         return last
@@ -101,8 +81,8 @@ def watch(
     from watchdog.observers import Observer
 
     sources = config.select_sources(source)
-    files = [s for s in sources if s.kind == "files" and not s.is_object_storage]
-    polled = [s for s in sources if s.kind in ("records", "sql") or s.is_object_storage]
+    files = [s for s in sources if s.watched_folder() is not None]
+    polled = [s for s in sources if s.watched_folder() is None]
     pending, stop = PendingSources(), stop or threading.Event()
 
     class OnChange(FileSystemEventHandler):
@@ -119,7 +99,7 @@ def watch(
     run_source(source)  # catch up with what changed while nobody watched
     observer = Observer()
     for watched in files:
-        observer.schedule(OnChange(), str(watched.root), recursive=True)
+        observer.schedule(OnChange(), str(watched.watched_folder()), recursive=True)
     observer.start()
     next_poll = time.monotonic() + config.schedule.records_poll_s
     try:

@@ -16,19 +16,17 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+    BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, TypeAdapter, ValidationError, field_validator,
+    model_validator,
 )
 
-from kbflow.errors import KbflowError
-from kbflow.globs import matches
+from kbflow.errors import ConfigError
+from kbflow.sources import SOURCE_KINDS, Source, SourceBase, kind_of, keys_of_other_kinds
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-FILE_FORMATS = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx")
-RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
-GLOB_CHARACTERS = frozenset("*?[")  # in a source's path: a glob, not a file name
 ENV_PREFIX = "KBFLOW_"
 # KBFLOW_ variables that are not config keys, and what reads them. Every KBFLOW_ name that README.md
 # and docs/ mention is either one of these or a config key (tests/kbflow/test_config_environment.py checks).
@@ -57,10 +55,6 @@ DatasetKind = Literal["embedding-pairs", "reranker", "sft", "raft"]
 SearchMode = Literal["vector", "fts", "hybrid"]
 EvalMode = Literal["all", "vector", "fts", "hybrid"]
 Fusion = Literal["linear", "rrf"]
-
-
-class ConfigError(KbflowError, ValueError):
-    """A config that cannot be used; the message names the key and the fix."""
 
 
 class _Section(BaseModel):
@@ -363,136 +357,22 @@ class FinetuneConfig(_Section):
     pairs: bool = Field(True, description="the pair training (MNRL); false: TSDAE alone, to measure it alone")
 
 
-def _object_url(path: str) -> str:
-    """A source path with a scheme (`s3://…`) is a URL; anything else is left to `Path`."""
-    if "://" not in path:
-        raise ValueError("not a URL")
-    return path
+# One `[[sources]]` table: the model of its `kind` (kbflow.sources), chosen by pydantic's
+# discriminated union, so a key that kind does not have is an error naming the key.
+def _source_union() -> Any:
+    return Annotated[Union[tuple(SOURCE_KINDS.values())], Discriminator("kind"), BeforeValidator(kind_of)]
 
 
-# `s3://bucket/prefix` (any `scheme://`) stays a string for fsspec; anything else is a local Path.
-ObjectUrl = Annotated[str, AfterValidator(_object_url)]
+SourceConfig = _source_union()
+_source_adapter: TypeAdapter | None = None
 
 
-class SourceConfig(_Section):
-    """One source. `path` is a folder, one file, or a glob (`records/*.jsonl`, `docs/**/*.md`),
-    or an object-storage URL (`s3://bucket/prefix`, `gs://`, `az://`, `file://`; read through
-    fsspec with `storage_options`, kbflow.tasks.sources.objects).
-
-    A document's uri is its file's path relative to `root` (plus `#id` for a record), so
-    a file keeps its uri, its doc_id and its incremental state whichever way it is named.
-    A `sql` source has no path: its rows come from a database (kbflow.tasks.sources.sql),
-    a row's uri is `<table or "query">#<id>`.
-    """
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["files", "records", "sql"]
-    path: ObjectUrl | Path | None = Field(
-        None, union_mode="left_to_right", description="files and records sources: a folder, one file, a glob or a URL"
-    )
-    storage_options: dict[str, str | bool | int | float] = Field(
-        default_factory=dict, repr=False,  # may hold credentials: never in a repr, a log or an error
-        description="object storage: fsspec options (endpoint_url, anon, region, ...); credentials from the environment",
-    )
-    include: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-    tenant: str = "default"
-    ingest_cron: str | None = Field(None, description="kbflow serve: also ingest this source alone on this cron")
-    index: bool = Field(True, description="false: a labeled-only source (datasets, eval), never ingested")
-    # records and sql
-    id_field: str | None = None
-    text_field: str | None = None
-    title_field: str | None = None
-    metadata: list[str] = Field(default_factory=list)
-    # records and sql: labels for fine-tuning datasets (sft, raft) and evaluation
-    question_field: str | None = None
-    answer_field: str | None = None
-    relevant_field: str | None = Field(None, description="list of uris / file names / ids that answer the question")
-    # sql only. A URL with a password is a secret: SecretStr keeps it out of reprs and dumps.
-    url: SecretStr | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
-    url_env: str | None = Field(None, description="name of the environment variable that holds the URL")
-    table: str | None = Field(None, description="a table (or schema.table) to read")
-    query: str | None = Field(None, description="a SELECT to read instead of a table")
-    cursor_field: str | None = Field(None, description="a column that grows on every change (updated_at)")
-    tenant_field: str | None = Field(None, description="a column giving each row its tenant")
-    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows fetched per round trip")
-
-    @property
-    def is_labeled(self) -> bool:
-        return bool(self.question_field and self.answer_field)
-
-    @property
-    def is_object_storage(self) -> bool:
-        """Whether `path` is a URL read through fsspec rather than a local path."""
-        return isinstance(self.path, str)
-
-    @property
-    def path_glob(self) -> str | None:
-        """The part of `path` from its first glob character on (posix), or None for a plain path."""
-        if self.path is None:  # a sql source
-            return None
-        parts = self.path.partition("://")[2].split("/") if self.is_object_storage else self.path.parts
-        first = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), None)
-        return None if first is None else "/".join(parts[first:])
-
-    @property
-    def root(self) -> Path | str:
-        """The folder uris are relative to: `path` itself if it is a folder, else its folder
-        (a file's, or a glob's fixed leading part). For a URL: the prefix before any glob."""
-        if self.is_object_storage:
-            return self.path[: len(self.path) - len(self.path_glob or "")].rstrip("/")
-        if self.path_glob is not None:
-            return Path(*self.path.parts[: len(self.path.parts) - len(self.path_glob.split("/"))])
-        return self.path if self.path.is_dir() else self.path.parent
-
-    def selects(self, uri: str) -> bool:
-        """Whether the file at `uri` (posix, relative to `root`) is one of the source's files.
-
-        A folder: the files that match include and not exclude. A glob: the files it matches
-        that also pass include/exclude. One file: that file (include/exclude do not apply).
-        """
-        if self.path_glob is not None:
-            return matches(uri, [self.path_glob], []) and matches(uri, self.include, self.exclude)
-        if self.is_object_storage or self.path.is_dir():  # a URL without a glob names a prefix
-            return matches(uri, self.include, self.exclude)
-        return uri == self.path.name
-
-    @model_validator(mode="after")
-    def _records_fields(self) -> SourceConfig:
-        has_rows = self.kind in ("records", "sql")
-        if has_rows and not (self.id_field and (self.text_field or not self.index)):
-            raise ValueError(f"a {self.kind} source needs id_field and text_field (no text_field when index = false)")
-        if has_rows and not self.index and not self.is_labeled:
-            raise ValueError("a labeled-only source (index = false) needs question_field and answer_field")
-        if self.storage_options and not self.is_object_storage:
-            raise ValueError("storage_options are for an object-storage path (s3://, gs://, az://, file://)")
-        if self.kind == "records" and self.is_object_storage:
-            raise ValueError("records sources read local files; an object-storage path is for kind = \"files\"")
-        if self.kind == "files" and (self.question_field or self.answer_field or self.relevant_field):
-            raise ValueError("question_field, answer_field and relevant_field are for records sources")
-        if self.kind == "sql":
-            return self._sql_fields()
-        if self.path is None:
-            raise ValueError(f"a {self.kind} source needs path (a folder, one file, or a glob)")
-        sql_only = [key for key in ("url", "url_env", "table", "query", "cursor_field", "tenant_field")
-                    if getattr(self, key) is not None]
-        if sql_only:
-            raise ValueError(f"{', '.join(sql_only)}: for sql sources (kind = \"sql\") only")
-        if not self.include:
-            formats = FILE_FORMATS if self.kind == "files" else RECORD_FORMATS
-            self.include = [f"**/*{ext}" for ext in formats]
-        return self
-
-    def _sql_fields(self) -> SourceConfig:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError('a sql source needs url or url_env (the variable holding the URL), exactly one')
-        if (self.table is None) == (self.query is None):
-            raise ValueError('a sql source reads a table or a query: set table = "..." or query = "SELECT ...", exactly one')
-        if self.path is not None or self.include or self.exclude:
-            raise ValueError("a sql source has no path, include or exclude: it reads its table or query")
-        if self.tenant_field and "tenant" in self.model_fields_set:
-            raise ValueError("tenant (one tenant for every row) or tenant_field (a column per row), not both")
-        return self
+def source_config(**fields: Any) -> Source:
+    """A source's model from its keys, as `[[sources]]` gives them (the kind's model, by `kind`)."""
+    global _source_adapter
+    if _source_adapter is None:
+        _source_adapter = TypeAdapter(SourceConfig)
+    return _source_adapter.validate_python(fields)
 
 
 class KbflowConfig(_Section):
@@ -507,19 +387,19 @@ class KbflowConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    sources: list[SourceConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)  # rebuilt by register_source_kind
     root: Path = Field(Path("."), exclude=True, description="directory of the config file")
 
     @field_validator("sources")
     @classmethod
-    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+    def _unique_names(cls, sources: list[Source]) -> list[Source]:
         names = [source.name for source in sources]
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; repeated: {', '.join(duplicated)}")
         return sources
 
-    def select_sources(self, name: str | None) -> list[SourceConfig]:
+    def select_sources(self, name: str | None) -> list[Source]:
         """The indexed sources, or the one called `name` (a clear error if there is none)."""
         if name is None:
             return [source for source in self.sources if source.index]
@@ -528,7 +408,7 @@ class KbflowConfig(_Section):
             raise ConfigError(f"sources: {name!r} is a labeled-only source (index = false); it is never ingested")
         return [source]
 
-    def source(self, name: str) -> SourceConfig:
+    def source(self, name: str) -> Source:
         """The source called `name`, indexed or labeled-only (a clear error if there is none)."""
         for source in self.sources:
             if source.name == name:
@@ -536,9 +416,21 @@ class KbflowConfig(_Section):
         known = ", ".join(s.name for s in self.sources) or "none configured"
         raise ConfigError(f"sources: no source named {name!r} (known: {known})")
 
-    def labeled_sources(self) -> list[SourceConfig]:
+    def labeled_sources(self) -> list[Source]:
         """Records sources with question and answer fields: what sft, raft and eval read."""
         return [source for source in self.sources if source.is_labeled]
+
+
+def register_source_kind(model: type[SourceBase]) -> None:
+    """Add a source kind defined outside kbflow.sources (a plug-in, a test): `model` subclasses
+    SourceBase with `kind: Literal["name"]` and implements the Source protocol. Configs loaded
+    from then on accept `kind = "name"`."""
+    global SourceConfig, _source_adapter
+    (kind,) = model.model_fields["kind"].annotation.__args__
+    SOURCE_KINDS[kind] = model
+    SourceConfig, _source_adapter = _source_union(), None
+    KbflowConfig.model_fields["sources"].annotation = list[SourceConfig]
+    KbflowConfig.model_rebuild(force=True)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> KbflowConfig:
@@ -559,7 +451,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> K
     try:
         config = KbflowConfig.model_validate({**_merged(raw, _environment_values(environ)), "root": path.parent})
     except ValidationError as error:
-        raise ConfigError(_explain(path, error, overrides)) from error
+        raise ConfigError(_explain(path, error, overrides, raw)) from error
     return _resolve_paths(config)
 
 
@@ -623,18 +515,42 @@ def _config_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _explain(path: Path, error: ValidationError, overrides: dict[str, tuple[str, ...]]) -> str:
-    """One line per problem naming the key, and where it came from: the file or an environment variable."""
+def _explain(path: Path, error: ValidationError, overrides: dict[str, tuple[str, ...]],
+             raw: dict[str, Any] | None = None) -> str:
+    """One line per problem naming the key, and where it came from: the file or an environment variable.
+    A source's key is named with the source (`sources.0.path (source 'tickets', kind sql)`) and, when
+    another kind has that key, which one."""
     lines = [f"{path}: invalid configuration"]
     for problem in error.errors():
         loc = tuple(str(part) for part in problem["loc"])
+        fix = "remove it or check its spelling" if problem["type"] == "extra_forbidden" else ""
+        where = ""
+        if loc[:1] == ("sources",) and len(loc) >= 2 and loc[1].isdigit():
+            loc, where, kind_fix = _source_location(loc, problem, (raw or {}).get("sources"))
+            fix = kind_fix or fix
         key = ".".join(loc) or "(top level)"
         variable = _variable_for(loc, overrides)
-        fix = "remove it or check its spelling" if problem["type"] == "extra_forbidden" else ""
         if variable:
             fix = f"set by the environment variable {variable}, not the file" + (f"; {fix}" if fix else "")
-        lines.append(f"  {key}: {problem['msg']}" + (f" ({fix})" if fix else ""))
+        lines.append(f"  {key}{where}: {problem['msg']}" + (f" ({fix})" if fix else ""))
     return "\n".join(lines)
+
+
+def _source_location(loc: tuple[str, ...], problem: Any, sources: Any) -> tuple[tuple[str, ...], str, str]:
+    """A source problem's key without pydantic's union tag, the source it is in, and a fix naming
+    the kinds that have a misplaced key."""
+    kind = loc[2] if len(loc) > 2 and loc[2] in SOURCE_KINDS else None
+    key = (*loc[:2], *loc[3:]) if kind else loc
+    if problem["type"].startswith("union_tag"):
+        key = (*key, "kind")
+    raw = sources[int(loc[1])] if isinstance(sources, list) and int(loc[1]) < len(sources) else {}
+    name = raw.get("name") if isinstance(raw, dict) else None
+    where = f" (source {name!r}" + (f", kind {kind})" if kind else ")") if name else ""
+    fix = keys_of_other_kinds(kind, key[-1]) if kind and problem["type"] == "extra_forbidden" else ""
+    if kind and problem["type"] == "missing":
+        field = SOURCE_KINDS[kind].model_fields.get(key[-1])
+        fix = f"a {kind} source needs {key[-1]}" + (f": {field.description}" if field and field.description else "")
+    return key, where, fix
 
 
 def _variable_for(loc: tuple[str, ...], overrides: dict[str, tuple[str, ...]]) -> str | None:
@@ -650,10 +566,7 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
     if config.store.is_local:
         config.store.uri = str((root / Path(config.store.uri).expanduser()).resolve())
     for source in config.sources:
-        if source.path is not None and not source.is_object_storage:
-            source.path = (root / source.path.expanduser()).resolve()
-        if source.url is not None:
-            source.url = SecretStr(_resolve_sqlite_url(root, source.url.get_secret_value()))
+        source.resolve_paths(root)
     store_dir = Path(config.store.uri) if config.store.is_local else None
     config.datasets.out_dir = _resolve_output(root, config.datasets.out_dir, store_dir, "datasets")
     config.evaluation.results_dir = _resolve_output(root, config.evaluation.results_dir, store_dir, "eval")
@@ -678,23 +591,6 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
     if config.search.rerank_model is not None:
         config.search.rerank_model = _resolve_model(root, config.search.rerank_model)
     return config
-
-
-def _resolve_sqlite_url(root: Path, url: str) -> str:
-    """A sqlite URL's relative database file taken from `root` (the config's folder), as every path is.
-
-    >>> _resolve_sqlite_url(Path("/srv/kb"), "sqlite:///data/tickets.db")
-    'sqlite:////srv/kb/data/tickets.db'
-    >>> _resolve_sqlite_url(Path("/srv/kb"), "postgresql+psycopg://kb@db/kb")
-    'postgresql+psycopg://kb@db/kb'
-    """
-    scheme, separator, rest = url.partition(":///")
-    if not separator or scheme.split("+")[0] != "sqlite":
-        return url
-    database, mark, query = rest.partition("?")
-    if not database or database.startswith("/") or database == ":memory:" or database.startswith("file:"):
-        return url
-    return f"{scheme}:///{(root / database).resolve()}{mark}{query}"
 
 
 def _resolve_model(root: Path, model: str) -> str:

@@ -23,6 +23,11 @@ class InvalidInput(KbflowError, ValueError):
     """Input the user gave (a file, an option, a query) that cannot be used; the message says why."""
 
 
+class ConfigError(KbflowError, ValueError):
+    """A config that cannot be used; the message names the key and the fix. (Here, not in
+    kbflow.config, so that the source kinds of kbflow.sources, which the config imports, raise it too.)"""
+
+
 class NotFound(KbflowError, LookupError):
     """Something the user named (a run, a chunk, a dataset split) does not exist."""
 

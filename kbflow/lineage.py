@@ -24,13 +24,9 @@ def trace_chunk(config: KbflowConfig, chunk_id: str) -> dict[str, Any]:
         "document": None if document is None else {
             **{k: document[k] for k in ("doc_id", "uri", "content_hash", "title", "status", "n_chunks")},
             # a sql row lives in its database, not in a file: its uri says where
-            "path": None if source is None or source.path is None else (
-                f"{source.root}/{document['uri']}" if source.is_object_storage
-                else str(source.root / document["uri"].split("#", 1)[0])),
+            "path": None if source is None else source.document_path(document["uri"]),
         },
-        "source": None if source is None else {
-            "name": source.name, "kind": source.kind, "path": source.path and str(source.path), "tenant": source.tenant,
-        },
+        "source": None if source is None else source.described(),
         "run": None if run is None else {
             k: run[k] for k in ("run_id", "flow", "status", "started_at", "prefect_flow_run_id", "quality_results")
         },

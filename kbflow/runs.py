@@ -47,6 +47,8 @@ class RunRecord:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # what a user should know though the run went on
     promotion: dict[str, Any] | None = None  # reindex: the queries' MRR@10 before and after, and the decision
+    # exact duplicates indexed once: {"source", "uri", "same_as"} (documents["duplicate"] counts them)
+    duplicates: list[dict[str, str]] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
     _started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _lap: float = field(default_factory=time.perf_counter)
@@ -86,7 +88,15 @@ class RunRecord:
             "duration_s": self.duration_s,
             **({"warnings": list(self.warnings)} if self.warnings else {}),
             **({"promotion": self.promotion} if self.promotion else {}),
+            **({"duplicates": list(self.duplicates)} if self.duplicates else {}),
         }
+
+    def set_aside_duplicates(self, duplicates: list[tuple[str, str, str]]) -> None:
+        """Count and list the exact duplicates discovery set aside (each indexed once, as `same_as`);
+        the `duplicate` count appears in `documents` only when there are some."""
+        self.duplicates = [{"source": source, "uri": uri, "same_as": kept} for source, uri, kept in duplicates]
+        if duplicates:
+            self.documents["duplicate"] = len(duplicates)
 
     def __enter__(self) -> RunRecord:
         return self

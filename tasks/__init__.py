@@ -7,6 +7,7 @@ Each subpackage is one floor of the pipeline and imports only the floors below i
 - `datasets/`: labeled fine-tuning datasets (pairs, reranker rows, SFT/RAFT) from the index;
 - `quality/`: profiles, content rules and the Great Expectations gates, Data Docs;
 - `index/`: what turns parsed documents into the index (boilerplate, chunk, embed, publish);
-- `sources/`: the source kinds: list items with change tokens, read them, fingerprint for watch;
+- `sources/`: discover, the diff against the index and the read-and-parse stage, through the
+  `Source` protocol of the core package kbflow.sources (where the kinds themselves live);
 - `formats/`: bytes to clean text with headings, one module per format.
 """

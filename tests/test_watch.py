@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kbflow.config import SourceConfig, load_config
-from kbflow.flows.watch import PendingSources, records_fingerprint
+from kbflow.config import load_config, source_config
+from kbflow.flows.watch import PendingSources, source_fingerprint
 from kbflow.search import search
 
 from conftest import write_config
@@ -38,15 +38,15 @@ def test_records_polling_sees_an_edit_whether_path_is_a_folder_a_file_or_a_glob(
     faq.parent.mkdir()
     faq.write_text('{"id": "a", "answer": "one"}\n')
     other.write_text("id,answer\n1,x\n")
-    sources = [SourceConfig(name="faq", kind="records", path=path, id_field="id", text_field="answer")
+    sources = [source_config(name="faq", kind="records", path=path, id_field="id", text_field="answer")
                for path in (faq.parent, faq, tmp_path / "records/*.jsonl")]
-    before = [records_fingerprint(source) for source in sources]
+    before = [source_fingerprint(source) for source in sources]
     assert all(before)  # each sees faq.jsonl
     faq.write_text('{"id": "a", "answer": "one, edited"}\n')
-    assert all(records_fingerprint(s) != b for s, b in zip(sources, before))
-    edited = [records_fingerprint(source) for source in sources]
+    assert all(source_fingerprint(s) != b for s, b in zip(sources, before))
+    edited = [source_fingerprint(source) for source in sources]
     other.write_text("id,answer\n1,y\n")  # only the folder source holds the CSV
-    assert [records_fingerprint(s) != e for s, e in zip(sources, edited)] == [True, False, False]
+    assert [source_fingerprint(s) != e for s, e in zip(sources, edited)] == [True, False, False]
 
 
 def test_an_edit_is_searchable_without_a_manual_ingest(small_corpus, tmp_path):

@@ -146,11 +146,13 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         "quarantined": len(store.quarantine()),  # items set aside, each once however many runs saw it
         "last_run": decoded_run(runs[0]) if runs else None,
     }
+    # byte-identical documents of a source, indexed once: as the last run that discovered found them
+    summary["duplicates"] = ((summary["last_run"] or {}).get("documents") or {}).get("duplicate", 0)
     if as_json:
         print_json(summary)
         return
     table = Table(title=f"kbflow store {store.uri}", show_header=False)
-    for key in ("documents", "chunks", "quarantined"):
+    for key in ("documents", "chunks", "quarantined", "duplicates"):
         table.add_row(key, str(summary[key]))
     last = summary["last_run"]
     if last:

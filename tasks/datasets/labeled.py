@@ -10,9 +10,8 @@ when there is one, the embedder, the settings): the kind's record names which on
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,13 +20,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow import progress
-from kbflow.config import ConfigError, DatasetsConfig, KbflowConfig, SourceConfig
+from kbflow.config import DatasetsConfig, KbflowConfig
+from kbflow.errors import ConfigError
+from kbflow.sources.base import Source
 from kbflow.models import Embedder
 from kbflow.relevance import hit_keys
 from kbflow.schemas import dataset_schema
 from kbflow.store import sql_list, sql_string
 from kbflow.tasks.datasets.snapshot import GROUP, QUERY, IndexSnapshot, strip_heading, with_private
-from kbflow.tasks.sources.discover import Discovery, discover_records, read_records
 from kbflow.tasks.datasets.pairs import GeneratedPair
 
 
@@ -45,7 +45,7 @@ class LabeledRecord:
     relevant: tuple[str, ...]  # uris / file names / doc ids of the documents that answer it
 
 
-def labeled_sources(config: KbflowConfig, name: str | None) -> list[SourceConfig]:
+def labeled_sources(config: KbflowConfig, name: str | None) -> list[Source]:
     """The labeled sources to read (all, or `name`), with a clear error for an unlabeled one."""
     if name is None:
         sources = config.labeled_sources()
@@ -58,11 +58,11 @@ def labeled_sources(config: KbflowConfig, name: str | None) -> list[SourceConfig
     return [source]
 
 
-def read_labeled_records(sources: list[SourceConfig]) -> tuple[list[LabeledRecord], dict[str, int]]:
+def read_labeled_records(sources: list[Source]) -> tuple[list[LabeledRecord], dict[str, int]]:
     """The question/answer records of labeled sources (discovery's ids and hashes), in source/uri order."""
     records, bad = [], 0
     for source in sources:
-        discovery, row_of = _labeled_rows(source)
+        discovery, row_of = source.labeled_rows()
         bad += len(discovery.quarantined)
         for item in discovery.items.to_pylist():
             record_id = item["uri"].split("#", 1)[1]
@@ -80,25 +80,6 @@ def read_labeled_records(sources: list[SourceConfig]) -> tuple[list[LabeledRecor
                 )
             )
     return sorted(records, key=lambda r: r.id), {"bad_record": bad}
-
-
-def _labeled_rows(source: SourceConfig) -> tuple[Discovery, Callable[[dict], dict]]:
-    """A labeled source's items (ids, hashes) and how to get an item's row: from its records file
-    (each file read once), or from a sql source's rows."""
-    if source.kind == "sql":
-        from kbflow.tasks.sources.sql import discover_sql_rows  # SQLAlchemy only for sql sources
-
-        discovery, rows = discover_sql_rows(source)
-        return discovery, lambda item: rows[item["uri"]]
-    by_path: dict[str, dict[str, dict]] = {}
-
-    def row_of(item: dict) -> dict:
-        if item["path"] not in by_path:
-            rows, _ = read_records(Path(item["path"]), source)
-            by_path[item["path"]] = {str(row.get(source.id_field)): row for row in rows}
-        return by_path[item["path"]][item["uri"].split("#", 1)[1]]
-
-    return discover_records(source), row_of
 
 
 def content_hashes(records: list[LabeledRecord]) -> dict[str, str]:
@@ -239,7 +220,7 @@ def raft_rows(
 
 
 @task(name="read-labeled-records", cache_policy=NO_CACHE)
-def read_labeled_records_task(sources: list[SourceConfig]) -> tuple[list[LabeledRecord], dict[str, int]]:
+def read_labeled_records_task(sources: list[Source]) -> tuple[list[LabeledRecord], dict[str, int]]:
     """Question/answer records of the labeled sources."""
     return read_labeled_records(sources)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from kbflow.tasks.formats.parse import HeadingStack, ParsedText, preformatted
+from kbflow.tasks.formats.base import HeadingStack, ParsedText, preformatted
 
 # Admonition labels: a heading or title with one of these texts is the label of the
 # paragraph it opens ("Note: …"), never a section heading.
@@ -218,3 +218,8 @@ def main_content(text: str) -> ParsedText:
         collector.feed(text)
         parsed = collector.result()
     return parsed
+
+
+def parse_html(text: str) -> ParsedText:
+    """An HTML page as text: its main content (the format registry's name for main_content)."""
+    return main_content(text)

@@ -29,11 +29,13 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from kbflow.config import ChunkingConfig, SourceConfig
+from kbflow.config import ChunkingConfig
+from kbflow.sources.base import Source
 from kbflow.schemas import LINE_HASHES
 from kbflow.store import Store
 from kbflow.tasks.sources.discover import ChangeSet
-from kbflow.tasks.formats.parse import ParsedText, parse_documents
+from kbflow.tasks.formats.base import ParsedText
+from kbflow.tasks.sources.read import parse_documents
 
 LINE_HASHES_TABLE = "line_hashes"
 
@@ -91,7 +93,7 @@ def remove_boilerplate(documents: pa.Table, boilerplate: dict[str, frozenset[str
     return pa.Table.from_pylist(rows, schema=documents.schema)
 
 
-def hash_documents(items: pa.Table, sources: list[SourceConfig]) -> pa.Table:
+def hash_documents(items: pa.Table, sources: list[Source]) -> pa.Table:
     """LINE_HASHES rows of discovered items; an item that cannot be parsed gets no hashes."""
     documents, _ = parse_documents(items, sources)
     hashes = dict(zip(documents.column("doc_id").to_pylist(),
@@ -123,7 +125,7 @@ def stored_line_hashes(store: Store, sources: list[str]) -> pa.Table:
 
 
 def find_boilerplate(
-    items: pa.Table, changes: ChangeSet, previous: pa.Table, sources: list[SourceConfig],
+    items: pa.Table, changes: ChangeSet, previous: pa.Table, sources: list[Source],
     chunking: ChunkingConfig, batch_documents: int = 200,
 ) -> Boilerplate:
     """The boilerplate of the sources from all their current documents, and who must be re-chunked.
@@ -184,7 +186,7 @@ def strip_boilerplate(documents: pa.Table, lines: dict[str, frozenset[str]]) -> 
 
 @task(name="boilerplate", cache_policy=NO_CACHE)
 def find_source_boilerplate(
-    store: Store, items: pa.Table, changes: ChangeSet, sources: list[SourceConfig], chunking: ChunkingConfig,
+    store: Store, items: pa.Table, changes: ChangeSet, sources: list[Source], chunking: ChunkingConfig,
     batch_documents: int,
 ) -> Boilerplate:
     """Find each source's boilerplate lines from all its current documents (see the module docstring)."""

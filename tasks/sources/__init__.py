@@ -1,5 +1,5 @@
-"""Sources: where documents come from (files, records, SQL tables, object storage).
-
-Discovery lists each source's items with a change token and diffs them against the
-`documents` manifest; reading an item hands its bytes to `kbflow.tasks.formats`.
+"""Sources' Prefect tasks: discover (each source lists its items through the `Source` protocol of
+kbflow.sources), the diff against the `documents` manifest, and the read-and-parse stage that hands
+each item's bytes to the format registry (kbflow.tasks.formats). The source kinds themselves, with
+their config models, live in the core package kbflow.sources (see its docstring for why).
 """

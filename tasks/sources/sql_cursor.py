@@ -9,36 +9,17 @@ run never advances it; a rollback drops the table, and the next run reads every 
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kbflow.schemas import SOURCE_CURSORS
+from kbflow.sources.cursor import decode_cursor, encode_cursor
 from kbflow.store import Store
 
 CURSORS_TABLE = "source_cursors"
-
-
-def encode_cursor(value: Any) -> str:
-    """A cursor value as JSON that decodes to the same Python value (and so binds with the same type)."""
-    if isinstance(value, datetime):
-        return json.dumps({"type": "datetime", "value": value.isoformat()})
-    if isinstance(value, date):
-        return json.dumps({"type": "date", "value": value.isoformat()})
-    if isinstance(value, Decimal):
-        return json.dumps({"type": "decimal", "value": str(value)})
-    return json.dumps({"type": "json", "value": value})
-
-
-def decode_cursor(text: str) -> Any:
-    """The value encode_cursor encoded."""
-    cursor = json.loads(text)
-    decode = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "decimal": Decimal}
-    return decode.get(cursor["type"], lambda value: value)(cursor["value"])
 
 
 def stored_cursors(store: Store) -> pa.Table:
@@ -48,10 +29,19 @@ def stored_cursors(store: Store) -> pa.Table:
     return store.db.open_table(CURSORS_TABLE).to_arrow().cast(SOURCE_CURSORS)
 
 
-def stored_cursor(store: Store, source: str) -> Any | None:
-    """The cursor the last successful run of `source` read up to (None: none yet)."""
+def stored_cursor_text(store: Store, source: str) -> str | None:
+    """The cursor the last successful run of `source` read up to, as stored (None: none yet)."""
     cursors = stored_cursors(store).filter(pc.field("source") == source).column("cursor").to_pylist()
-    return decode_cursor(cursors[0]) if cursors else None
+    return cursors[0] if cursors else None
+
+
+def stored_cursor(store: Store, source: str) -> Any | None:
+    """The cursor the last successful run of `source` read up to, decoded (None: none yet)."""
+    text = stored_cursor_text(store, source)
+    return None if text is None else decode_cursor(text)
+
+
+__all__ = ["decode_cursor", "encode_cursor", "forget_cursors", "save_cursors", "stored_cursor", "stored_cursor_text"]
 
 
 def save_cursors(store: Store, cursors: dict[str, str], run_id: str) -> None:

@@ -338,8 +338,9 @@ def test_junk_content_is_quarantined_alone_with_named_reasons(small_corpus, hash
 def test_the_unique_chunk_ratio_verdict_does_not_depend_on_the_batch_size(tmp_path, hash_embedder, batch_documents):
     # Four pages with one and the same text: 1 distinct chunk text in 4. (Four: from
     # chunking.boilerplate_min_documents = 5 pages on, a line on every page is boilerplate and removed.)
+    # Their bytes differ (trailing newlines): byte-identical files would be indexed once (issue 26 #12).
     write(tmp_path, {f"docs/page{i}.txt": "This page intentionally holds the same sentence as every other page."
-                     for i in range(4)})
+                     + "\n" * i for i in range(4)})
     config_path = write_config(tmp_path, DOCS_SOURCE, f"[ingest]\nbatch_documents = {batch_documents}\n")
     with pytest.raises(QualityGateFailed, match=r"unique_chunk_ratio 0\.25 < min_unique_chunk_ratio 0\.30 \(source docs\)"):
         run(config_path)

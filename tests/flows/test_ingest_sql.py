@@ -13,7 +13,7 @@ import lancedb
 import pytest
 import sqlalchemy as sa
 
-import kbflow.tasks.sources.sql as sql_source
+import kbflow.sources.sql as sql_source
 from kbflow.config import load_config
 from kbflow.errors import SourceUnreachable
 from kbflow.flows.ingest import ingest

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from kbflow.config import SourceConfig, load_config
+from kbflow.config import load_config, source_config
 from kbflow.flows.watch import source_fingerprint, watch
 
 from conftest import write_config
@@ -54,7 +54,7 @@ def test_a_changed_object_starts_a_run_of_its_source(tmp_path, s3_proxy):
 
 
 def test_a_failed_listing_keeps_the_last_fingerprint_and_logs_no_secret(caplog):
-    source = SourceConfig(name="kb", kind="files", path="s3://bucket/kb",
+    source = source_config(name="kb", kind="files", path="s3://bucket/kb",
                           storage_options={"endpoint_url": "http://127.0.0.1:9", "secret": "poll-secret-31"})
     last = (("a.md", "etag:1"),)
     assert source_fingerprint(source, last) == last

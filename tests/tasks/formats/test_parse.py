@@ -4,7 +4,10 @@ import time
 
 import pytest
 
-from kbflow.tasks.formats.parse import ParseError, decode_text, parse_bytes, parse_file_items
+from kbflow.config import source_config
+from kbflow.tasks.formats.parse import ParseError, decode_text, parse_bytes
+from kbflow.tasks.sources.read import parse_items
+
 
 from fakes import minimal_docx, minimal_pdf
 
@@ -89,8 +92,8 @@ def test_bad_files_are_quarantined_with_a_reason_and_the_rest_parsed(tmp_path):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
         items.append({"doc_id": name, "source": "s", "tenant": "t", "uri": name, "path": str(tmp_path / name),
-                      "format": name.rsplit(".", 1)[1], "content_hash": "h", "size": len(data)})
-    documents, quarantined = parse_file_items(items)
+                      "format": name.rsplit(".", 1)[1], "content_hash": None, "size": len(data)})
+    documents, quarantined = parse_items(items, source_config(name="s", kind="files", path=tmp_path))
     assert [d["uri"] for d in documents] == ["good.md"]
     reasons = {q.uri: q.reason for q in quarantined}
     assert set(reasons) == {"truncated.pdf", "binary.txt", "random.docx"}
@@ -248,9 +251,9 @@ def test_code_keeps_its_indentation_in_every_markup(format):
 def test_titles_and_headings_have_their_spaces_collapsed(tmp_path):
     # The Python tutorial's "Floating Point Arithmetic:  Issues and Limitations" kept both spaces.
     (tmp_path / "f.rst").write_text("Floating Point:  Issues\n=======================\n\nA  body.\n")
-    items = [{"doc_id": "d", "source": "s", "tenant": "t", "uri": "f.rst", "format": "rst", "content_hash": "c",
+    items = [{"doc_id": "d", "source": "s", "tenant": "t", "uri": "f.rst", "format": "rst", "content_hash": None,
               "size": 1, "path": str(tmp_path / "f.rst")}]
-    (document,), _ = parse_file_items(items)
+    (document,), _ = parse_items(items, source_config(name="s", kind="files", path=tmp_path))
     assert document["title"] == "Floating Point: Issues"
     assert [s["heading"] for s in document["sections"]] == ["Floating Point: Issues"]
 
@@ -258,3 +261,12 @@ def test_titles_and_headings_have_their_spaces_collapsed(tmp_path):
 def test_our_preformatted_markers_in_the_input_are_not_trusted():
     text = parse_bytes("T\n=\n\na\ufdd0   b\ufdd1 \ufdd0c\n".encode(), "rst").text
     assert text == "a b c"
+
+
+def test_the_registry_parses_every_extension_a_files_source_includes_by_default():
+    from kbflow.formats import FILE_FORMATS
+    from kbflow.tasks.formats.parse import FILE_EXTENSIONS, parse
+
+    assert sorted(FILE_EXTENSIONS) == sorted(FILE_FORMATS)
+    assert parse(b"# Title\n\nBody.", "guide.md").title == "Title"
+    assert parse(b"Manual\n======\n\nBody.\n", "page.rst.txt").title == "Manual"

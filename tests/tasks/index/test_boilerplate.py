@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kbflow.config import ChunkingConfig, SourceConfig, StoreConfig
+from kbflow.config import ChunkingConfig, StoreConfig, source_config
+from kbflow.sources.base import Source
 from kbflow.schemas import DOCUMENTS, LINE_HASHES
 from kbflow.store import Store
 from kbflow.tasks.index.boilerplate import (
@@ -16,7 +17,7 @@ from kbflow.tasks.index.boilerplate import (
 )
 from kbflow.tasks.index.chunk import chunk_documents
 from kbflow.tasks.sources.discover import diff_against_documents, discover_source
-from kbflow.tasks.formats.parse import parse_documents
+from kbflow.tasks.sources.read import parse_documents
 
 from fakes import WhitespaceTokenizer
 
@@ -24,15 +25,15 @@ FOOTER = "Edit this page on GitHub. Licensed under CC BY 4.0."
 CHUNKING = ChunkingConfig(boilerplate_min_share=0.5, boilerplate_min_documents=3)
 
 
-def write_source(root: Path, n: int, footer_in: int) -> SourceConfig:
+def write_source(root: Path, n: int, footer_in: int) -> Source:
     root.mkdir(exist_ok=True)
     for i in range(n):
         footer = f"\n\n{FOOTER}\n" if i < footer_in else "\n"
         (root / f"page{i:02d}.md").write_text(f"# Page {i}\n\nTopic {i} is explained here in detail.\n\n}}{footer}")
-    return SourceConfig(name="docs", kind="files", path=root)
+    return source_config(name="docs", kind="files", path=root)
 
 
-def run(source: SourceConfig, previous: pa.Table, known: pa.Table = DOCUMENTS.empty_table(), batch: int = 200):
+def run(source: Source, previous: pa.Table, known: pa.Table = DOCUMENTS.empty_table(), batch: int = 200):
     """One boilerplate pass as the ingest flow does it; returns it and the chunks of what it parsed."""
     discovery = discover_source(source, 10**7)
     changes = diff_against_documents(discovery, known)

@@ -6,16 +6,18 @@ import os
 import pyarrow as pa
 import pytest
 
-from kbflow.config import SourceConfig
+from kbflow.config import source_config
+from kbflow.sources.base import Source
 from kbflow.globs import matches
 from kbflow.schemas import DOCUMENTS
-from kbflow.tasks.sources.discover import diff_against_documents, discover_source, make_doc_id
+from kbflow.sources.base import make_doc_id
+from kbflow.tasks.sources.discover import diff_against_documents, discover_source
 
 from conftest import write
 
 
-def files_source(path, **extra) -> SourceConfig:
-    return SourceConfig(name="docs", kind="files", path=path, **extra)
+def files_source(path, **extra) -> Source:
+    return source_config(name="docs", kind="files", path=path, **extra)
 
 
 def test_globs_match_like_gitignore():
@@ -57,7 +59,7 @@ def test_records_rows_become_documents_and_bad_lines_are_reported(tmp_path):
     lines = [json.dumps({"id": "r1", "answer": "one", "cat": "x"}), "{not json", json.dumps({"id": "r2", "answer": "two"}),
              json.dumps({"answer": "no id"}), json.dumps({"id": "r1", "answer": "again"})]
     write(tmp_path, {"faq.jsonl": "\n".join(lines) + "\n"})
-    source = SourceConfig(name="faq", kind="records", path=tmp_path, id_field="id", text_field="answer", metadata=["cat"])
+    source = source_config(name="faq", kind="records", path=tmp_path, id_field="id", text_field="answer", metadata=["cat"])
     found = discover_source(source, max_file_bytes=10_000)
     assert found.items.column("uri").to_pylist() == ["faq.jsonl#r1", "faq.jsonl#r2"]
     assert sorted(q.reason for q in found.quarantined) == ["bad_record", "duplicate_id", "missing_id"]
@@ -65,7 +67,7 @@ def test_records_rows_become_documents_and_bad_lines_are_reported(tmp_path):
 
 def test_csv_records(tmp_path):
     write(tmp_path, {"kb.csv": "id,answer\n1,first answer\n2,second answer\n"})
-    source = SourceConfig(name="kb", kind="records", path=tmp_path, id_field="id", text_field="answer")
+    source = source_config(name="kb", kind="records", path=tmp_path, id_field="id", text_field="answer")
     assert discover_source(source, 10_000).items.column("uri").to_pylist() == ["kb.csv#1", "kb.csv#2"]
 
 
@@ -75,7 +77,7 @@ def test_a_records_path_may_be_a_folder_one_file_or_a_glob(tmp_path):
                      "records/kb.csv": "id,answer\n1,first answer\n"})
 
     def found(path) -> list[tuple[str, str]]:
-        source = SourceConfig(name="faq", kind="records", path=path, id_field="id", text_field="answer")
+        source = source_config(name="faq", kind="records", path=path, id_field="id", text_field="answer")
         items = discover_source(source, max_file_bytes=10_000).items
         return list(zip(items.column("uri").to_pylist(), items.column("doc_id").to_pylist()))
 
@@ -89,7 +91,7 @@ def test_a_records_path_may_be_a_folder_one_file_or_a_glob(tmp_path):
 
 def test_a_missing_source_path_names_the_source_and_what_path_may_be(tmp_path):
     for path in (tmp_path / "nope", tmp_path / "nope.jsonl", tmp_path / "nope/*.jsonl"):
-        source = SourceConfig(name="faq", kind="records", path=path, id_field="id", text_field="answer")
+        source = source_config(name="faq", kind="records", path=path, id_field="id", text_field="answer")
         with pytest.raises(FileNotFoundError, match="source 'faq': path .* does not exist; .*one file, or a glob"):
             discover_source(source, max_file_bytes=10_000)
 
@@ -121,7 +123,7 @@ def test_unreadable_file_is_not_counted_as_deleted(tmp_path):
 
 
 def test_sphinx_source_files_are_parsed_as_their_markup(tmp_path):
-    from kbflow.tasks.sources.discover import file_format
+    from kbflow.formats import file_format
 
     assert file_format(tmp_path / "library" / "json.rst.txt") == "rst"
     assert file_format(tmp_path / "guide.md.txt") == "md"

@@ -8,10 +8,12 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from kbflow.config import SourceConfig, load_config
+from kbflow.config import load_config, source_config
+from kbflow.sources.base import Source
 from kbflow.errors import SourceUnreachable
-from kbflow.tasks.sources.discover import diff_against_documents, discover_source, file_format
-from kbflow.tasks.sources.objects import (
+from kbflow.formats import file_format
+from kbflow.tasks.sources.discover import diff_against_documents, discover_source
+from kbflow.sources.objects import (
     ObjectReadFailed,
     discover_objects,
     fsspec_options,
@@ -37,11 +39,11 @@ def upload(endpoint: str, files: dict[str, bytes | str]) -> str:
     return f"s3://{BUCKET}/{prefix}"
 
 
-def source_at(url: str, endpoint: str, **fields) -> SourceConfig:
+def source_at(url: str, endpoint: str, **fields) -> Source:
     # object_store's option names, as [store] storage_options takes them
     options = {"aws_endpoint": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
                "aws_region": "us-east-1", "allow_http": "true"}
-    return SourceConfig(name="bucket", kind="files", path=url, storage_options=options, **fields)
+    return source_config(name="bucket", kind="files", path=url, storage_options=options, **fields)
 
 
 def test_object_store_option_names_map_to_s3fs_and_others_pass_through():
@@ -81,11 +83,11 @@ def test_urls_stay_urls_and_local_paths_resolve_as_before(tmp_path):
     assert (globbed.root, globbed.path_glob) == ("gs://bucket/kb", "**/*.md")
     assert globbed.selects("a/b.md") and not globbed.selects("a/b.txt")
     assert local.path == tmp_path / "docs" and not local.is_object_storage
-    assert SECRET not in repr(SourceConfig(name="x", kind="files", path="s3://b", storage_options={"secret": SECRET}))
+    assert SECRET not in repr(source_config(name="x", kind="files", path="s3://b", storage_options={"secret": SECRET}))
     with pytest.raises(ValueError, match="storage_options are for an object-storage path"):
-        SourceConfig(name="x", kind="files", path="docs/", storage_options={"anon": True})
+        source_config(name="x", kind="files", path="docs/", storage_options={"anon": True})
     with pytest.raises(ValueError, match="records sources read local files"):
-        SourceConfig(name="x", kind="records", path="s3://b/r", id_field="id", text_field="t")
+        source_config(name="x", kind="records", path="s3://b/r", id_field="id", text_field="t")
     assert file_format("s3://b/kb/page.rst.txt") == "rst"
 
 
@@ -154,7 +156,7 @@ def test_a_transient_read_failure_is_retried_then_succeeds(s3_proxy):
 
 
 def test_with_retries_backs_off_on_transient_errors_and_gives_up_with_a_scrubbed_reason():
-    source = SourceConfig(name="s", kind="files", path="s3://b", storage_options={"secret": SECRET})
+    source = source_config(name="s", kind="files", path="s3://b", storage_options={"secret": SECRET})
     calls = []
 
     def flaky() -> bytes:
@@ -183,7 +185,7 @@ def test_with_retries_backs_off_on_transient_errors_and_gives_up_with_a_scrubbed
 
 
 def test_an_unreachable_endpoint_fails_with_the_source_and_endpoint_named_and_no_secret():
-    source = SourceConfig(name="kb", kind="files", path="s3://bucket/kb", storage_options={
+    source = source_config(name="kb", kind="files", path="s3://bucket/kb", storage_options={
         "endpoint_url": "http://127.0.0.1:9", "key": "AKIDEXAMPLEKEY", "secret": SECRET})
     with pytest.raises(SourceUnreachable) as failed:
         list_objects(source)
@@ -195,7 +197,7 @@ def test_an_unreachable_endpoint_fails_with_the_source_and_endpoint_named_and_no
 def test_wrong_credentials_fail_with_a_clear_message_and_no_secret():
     process, endpoint = start_authenticating_moto()
     try:
-        source = SourceConfig(name="kb", kind="files", path="s3://bucket/kb", storage_options={
+        source = source_config(name="kb", kind="files", path="s3://bucket/kb", storage_options={
             "endpoint_url": endpoint, "key": "AKIDWRONGKEY", "secret": SECRET, "region": "us-east-1"})
         with pytest.raises(SourceUnreachable) as failed:
             list_objects(source)
@@ -211,7 +213,7 @@ def test_a_file_url_is_listed_and_read_through_fsspec_with_size_and_mtime_as_its
     (tmp_path / "kb/sub").mkdir(parents=True)
     (tmp_path / "kb/a.md").write_text("# A\n\nalpha")
     (tmp_path / "kb/sub/b.rst").write_text("B\n=\n\nbeta")
-    source = SourceConfig(name="local", kind="files", path=f"file://{tmp_path}/kb")
+    source = source_config(name="local", kind="files", path=f"file://{tmp_path}/kb")
     discovery = discover_source(source, 1_000_000)
     rows = discovery.items.to_pylist()
     assert [(r["uri"], r["format"]) for r in rows] == [("a.md", "md"), ("sub/b.rst", "rst")]
@@ -224,9 +226,9 @@ def test_an_azure_source_s_storage_options_reach_adlfs(scheme):
     """No Azure Blob server can be started here (Azurite is an npm package): the options are checked
     at adlfs's constructor, which makes no request."""
     pytest.importorskip("adlfs")
-    from kbflow.tasks.sources.objects import open_filesystem
+    from kbflow.sources.objects import open_filesystem
 
-    source = SourceConfig(name="az", kind="files", path=f"{scheme}://docs/kb", storage_options={
+    source = source_config(name="az", kind="files", path=f"{scheme}://docs/kb", storage_options={
         "azure_storage_account_name": "kbflowacct", "azure_storage_account_key": "a2V5LXZhbHVl"})
     fs = open_filesystem(source)
     assert type(fs).__name__ == "AzureBlobFileSystem"

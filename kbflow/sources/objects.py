@@ -1,4 +1,7 @@
-"""Object storage sources: `files` sources whose `path` is a URL, read through fsspec.
+"""Object storage sources: documents that are objects under a URL, read through fsspec.
+
+Configured as `kind = "objects"`, or as before as `kind = "files"` with a URL `path` (kbflow.sources
+reads such a source as this kind).
 
 `s3://bucket/prefix` (s3fs), `gs://` (gcsfs), `az://` / `abfs://` (adlfs) and `file://`, with the
 source's `[sources.storage_options]` and credentials from the environment (AWS_ACCESS_KEY_ID ...).
@@ -9,7 +12,7 @@ How incrementally: the listing (paginated by the backend) gives each object's si
 token (version id, else ETag, else size+mtime). An object whose token equals the one stored with
 its document is unchanged and its body is never read. Any other object is read (streamed) and
 hashed; if the hash equals the stored content hash, only the token moves. A read that fails is
-retried with back-off, then the object is quarantined with its reason. A listing that fails
+retried with back-off (tenacity), then the object is quarantined with its reason. A listing that fails
 (unreachable endpoint, wrong credentials, no such bucket) fails the run before anything is written.
 Credentials never reach a message: every error text goes through `scrub`.
 """
@@ -19,21 +22,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt
 
-from kbflow.config import SourceConfig
 from kbflow.errors import KbflowError, SourceUnreachable
+from kbflow.formats import FILE_FORMATS, file_format
+from kbflow.globs import matches
 from kbflow.quarantine import Quarantined
-from kbflow.schemas import DISCOVERED
-from kbflow.tasks.sources.discover import HASH_BLOCK, Discovery, _item, make_doc_id
+from kbflow.sources.base import HASH_BLOCK, Content, Discovery, ReadFailed, SourceBase, make_doc_id
+from kbflow.sources.paths import glob_tail
 
 READ_TRIES = 3
 READ_BACKOFF_S = (0.5, 2.0)  # waits before the 2nd and 3rd try
@@ -80,7 +85,7 @@ class ListedObject:
     token: str
 
 
-def protocol_of(source: SourceConfig) -> str:
+def protocol_of(source: ObjectsSource) -> str:
     return str(source.path).partition("://")[0].lower()
 
 
@@ -131,7 +136,7 @@ def scrub(text: str, options: Mapping[str, Any], environ: Mapping[str, str] | No
     return URL_PASSWORD.sub(r"\1***@", text)
 
 
-def endpoint_of(source: SourceConfig) -> str:
+def endpoint_of(source: ObjectsSource) -> str:
     """Where a source's objects are served from, for messages (never with a password)."""
     options = fsspec_options(protocol_of(source), source.storage_options)
     endpoint = options.get("endpoint_url") or options.get("account_name")
@@ -140,7 +145,7 @@ def endpoint_of(source: SourceConfig) -> str:
     return scrub(str(endpoint or f"the default {protocol_of(source)} endpoint"), source.storage_options)
 
 
-def open_filesystem(source: SourceConfig):
+def open_filesystem(source: ObjectsSource):
     """The fsspec filesystem of a source (fsspec caches one instance per set of options)."""
     import fsspec
 
@@ -186,7 +191,7 @@ def modified_at(info: Mapping[str, Any]) -> float:
     return 0.0
 
 
-def list_objects(source: SourceConfig) -> list[ListedObject]:
+def list_objects(source: ObjectsSource) -> list[ListedObject]:
     """Every object under the source's prefix that it selects, in key order.
 
     Raises SourceUnreachable, naming the source and the endpoint (never a secret), when the
@@ -213,32 +218,34 @@ def list_objects(source: SourceConfig) -> list[ListedObject]:
     return listed
 
 
-def with_retries(read: Callable[[], T], source: SourceConfig, url: str,
+def with_retries(read: Callable[[], T], source: ObjectsSource, url: str,
                  tries: int = READ_TRIES, backoff_s: tuple[float, ...] = READ_BACKOFF_S) -> T:
-    """`read()`, tried again after each wait in `backoff_s` while it fails transiently.
+    """`read()`, tried again after each wait in `backoff_s` while it fails transiently (tenacity).
 
     Raises ObjectReadFailed (scrubbed message) after the last try, or at once for a
     permanent failure (missing object, access denied).
     """
-    attempt = 1
-    while True:
-        try:
-            return read()
-        except Exception as error:  # noqa: BLE001 - backends raise botocore / aiohttp / azure errors
-            if isinstance(error, PERMANENT) or attempt >= tries:
-                detail = scrub(f"{type(error).__name__}: {error}", source.storage_options)
-                raise ObjectReadFailed(f"{url}: {detail} (after {attempt} tries)") from None
-        time.sleep(backoff_s[min(attempt - 1, len(backoff_s) - 1)])
-        attempt += 1
+    retrying = Retrying(
+        stop=stop_after_attempt(tries),
+        wait=lambda state: backoff_s[min(state.attempt_number - 1, len(backoff_s) - 1)],
+        retry=retry_if_not_exception_type(PERMANENT),
+        reraise=True,
+    )
+    try:
+        return retrying(read)
+    except Exception as error:  # noqa: BLE001 - backends raise botocore / aiohttp / azure errors
+        detail = scrub(f"{type(error).__name__}: {error}", source.storage_options)
+        attempts = retrying.statistics.get("attempt_number", tries)
+        raise ObjectReadFailed(f"{url}: {detail} (after {attempts} tries)") from None
 
 
-def read_object(source: SourceConfig, url: str) -> bytes:
+def read_object(source: ObjectsSource, url: str) -> bytes:
     """The whole body of one object (what parse reads, on whichever worker runs it)."""
     fs = open_filesystem(source)
     return with_retries(lambda: fs.cat_file(url), source, url)
 
 
-def hash_object(source: SourceConfig, url: str) -> str:
+def hash_object(source: ObjectsSource, url: str) -> str:
     """sha256 of an object's body, streamed block by block."""
     fs = open_filesystem(source)
 
@@ -252,8 +259,8 @@ def hash_object(source: SourceConfig, url: str) -> str:
     return with_retries(digest, source, url)
 
 
-def discover_objects(source: SourceConfig, max_file_bytes: int, known: Mapping[str, tuple[str | None, str]]) -> Discovery:
-    """Every selected object of an object-storage `files` source, with its content hash.
+def discover_objects(source: ObjectsSource, max_file_bytes: int, known: Mapping[str, tuple[str | None, str]]) -> Discovery:
+    """Every selected object of an object-storage source, with its content hash.
 
     `known` maps doc_id to the (change token, content hash) the `documents` table holds: an
     object whose token is unchanged keeps its stored hash and its body is not read. The others
@@ -273,13 +280,14 @@ def discover_objects(source: SourceConfig, max_file_bytes: int, known: Mapping[s
         elif isinstance(content_hash, ObjectReadFailed):
             quarantined.append(Quarantined(source.name, listed.uri, "discover", "unreadable", str(content_hash)))
         else:
-            rows.append(_item(source, listed.uri, listed.url, content_hash, listed.size, listed.mtime, listed.token))
+            rows.append(source.item(listed.uri, listed.url, file_format(listed.url), content_hash, listed.size,
+                                    listed.mtime, listed.token))
             continue
         unreadable.add((source.name, listed.uri))
-    return Discovery(pa.Table.from_pylist(rows, schema=DISCOVERED), quarantined, unreadable)
+    return source.discovered(rows, quarantined, unreadable)
 
 
-def _hash_or_failure(source: SourceConfig, url: str) -> str | ObjectReadFailed:
+def _hash_or_failure(source: ObjectsSource, url: str) -> str | ObjectReadFailed:
     try:
         return hash_object(source, url)
     except ObjectReadFailed as error:
@@ -292,6 +300,78 @@ def known_tokens(documents: pa.Table) -> dict[str, tuple[str | None, str]]:
     return {doc_id: (token, content_hash) for doc_id, token, content_hash in zip(*columns)}
 
 
-def objects_fingerprint(source: SourceConfig) -> tuple[tuple[str, str], ...]:
+def objects_fingerprint(source: ObjectsSource) -> tuple[tuple[str, str], ...]:
     """What changes when a source's objects change: (uri, change token) of each, from one listing."""
     return tuple((listed.uri, listed.token) for listed in list_objects(source))
+
+
+# `s3://bucket/prefix` (any `scheme://`): a URL for fsspec, never a local Path.
+def _object_url(path: str) -> str:
+    if "://" not in path:
+        raise ValueError("an object-storage URL (s3://, gs://, az://, file://); a local path is for kind = \"files\"")
+    return path
+
+
+class ObjectsSource(SourceBase):
+    """Objects under an object-storage URL, one document an object (`kind = "objects"`, or
+    `kind = "files"` with a URL path, as configs written before this kind say)."""
+
+    kind: Literal["objects"]
+    path: str = Field(description="s3://bucket/prefix, gs://, az://, file://; may end in a glob")
+    storage_options: dict[str, str | bool | int | float] = Field(
+        default_factory=dict, repr=False,  # may hold credentials: never in a repr, a log or an error
+        description="fsspec options (endpoint_url, anon, region, ...); credentials from the environment",
+    )
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+    _check_url = field_validator("path")(_object_url)
+
+    @model_validator(mode="after")
+    def _default_include(self) -> ObjectsSource:
+        if not self.include:
+            self.include = [f"**/*{ext}" for ext in FILE_FORMATS]
+        return self
+
+    @property
+    def is_object_storage(self) -> bool:
+        return True
+
+    @property
+    def path_glob(self) -> str | None:
+        """The part of `path` after the scheme from its first glob character on, or None."""
+        return glob_tail(self.path.partition("://")[2].split("/"))
+
+    @property
+    def root(self) -> str:
+        """The prefix uris are relative to: the URL before any glob."""
+        return self.path[: len(self.path) - len(self.path_glob or "")].rstrip("/")
+
+    def selects(self, uri: str) -> bool:
+        """Whether the object at `uri` (its key relative to `root`) is one of the source's documents."""
+        if self.path_glob is not None:
+            return matches(uri, [self.path_glob], []) and matches(uri, self.include, self.exclude)
+        return matches(uri, self.include, self.exclude)
+
+    def discover(self, max_file_bytes: int, known_documents: pa.Table | None = None,
+                 cursor: str | None = None) -> Discovery:
+        known = known_tokens(known_documents) if known_documents is not None else {}
+        return discover_objects(self, max_file_bytes, known)
+
+    def read(self, items: list[dict]) -> Iterator[tuple[dict, Content]]:
+        """Each object's body, opened here, on whichever worker runs the read, with the source's options."""
+        for item in items:
+            try:
+                yield item, read_object(self, item["path"])
+            except ObjectReadFailed as error:
+                yield item, ReadFailed("unreadable", str(error))
+
+    def fingerprint(self) -> tuple[tuple[str, str], ...]:
+        return objects_fingerprint(self)
+
+    def empty_warning(self) -> str:
+        return (f"source {self.name!r} yields no documents: nothing under {self.path} matches include "
+                f"{self.include} (exclude {self.exclude}); check its path and globs")
+
+    def document_path(self, uri: str) -> str | None:
+        return f"{self.root}/{uri}"

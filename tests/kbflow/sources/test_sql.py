@@ -12,14 +12,16 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from kbflow.config import ConfigError, SourceConfig
+from kbflow.config import ConfigError, source_config
+from kbflow.sources.base import Source
 from kbflow.errors import SourceUnreachable
 from kbflow.schemas import DOCUMENTS
 from kbflow.store import Store
-from kbflow.tasks.sources.discover import diff_against_documents, discover_source, make_doc_id
-from kbflow.tasks.formats.parse import parse_documents
+from kbflow.sources.base import make_doc_id
+from kbflow.tasks.sources.discover import diff_against_documents, discover_source
+from kbflow.tasks.sources.read import parse_documents
 from kbflow.tasks.sources.sql_cursor import decode_cursor, save_cursors, stored_cursor
-from kbflow.tasks.sources.sql import connected, sql_fingerprint, stream
+from kbflow.sources.sql import connected, sql_fingerprint, stream
 
 ROWS = [  # id, subject, body, team, updated_at
     (1, "Login fails", "Reset the password from the sign-in page.", "acme", "2026-11-01T10:00:00"),
@@ -40,10 +42,10 @@ def database(tmp_path):
     return path
 
 
-def tickets(database, **fields) -> SourceConfig:
+def tickets(database, **fields) -> Source:
     settings = {"name": "tickets", "kind": "sql", "url": f"sqlite:///{database}", "table": "tickets",
                 "id_field": "id", "text_field": "body", "title_field": "subject", "tenant_field": "team"} | fields
-    return SourceConfig(**settings)
+    return source_config(**settings)
 
 
 def execute(database, statement: str, *parameters) -> None:
@@ -164,7 +166,7 @@ def test_a_cursor_run_finds_the_items_and_repeats_a_full_read_finds(tmp_path, id
     fields = {"name": "notes", "kind": "sql", "url": f"sqlite:///{database}", "table": "notes", "id_field": "id",
               "text_field": "body"}
     store = Store.from_uri(str(tmp_path / "store"))
-    first = discover_source(SourceConfig(**fields, cursor_field="updated_at"), 50_000_000, store=store)
+    first = discover_source(source_config(**fields, cursor_field="updated_at"), 50_000_000, store=store)
     published(store, first.items)
     save_cursors(store, first.cursors, "run-1")
     # None of these rows is past the cursor: only the key scan sees them. The new id comes twice:
@@ -173,8 +175,8 @@ def test_a_cursor_run_finds_the_items_and_repeats_a_full_read_finds(tmp_path, id
     execute(database, "INSERT INTO notes VALUES (?, 'a new id, an old cursor', '2026-10-01')", ids[0] * 5)
     execute(database, "INSERT INTO notes VALUES (?, 'the new id again', '2026-10-01')", ids[0] * 5)
 
-    by_cursor = discover_source(SourceConfig(**fields, cursor_field="updated_at"), 50_000_000, store=store)
-    every_row = discover_source(SourceConfig(**fields), 50_000_000)
+    by_cursor = discover_source(source_config(**fields, cursor_field="updated_at"), 50_000_000, store=store)
+    every_row = discover_source(source_config(**fields), 50_000_000)
     assert by_cursor.items.sort_by("uri").to_pylist() == every_row.items.sort_by("uri").to_pylist()
     assert by_cursor.items.num_rows == len(ids) + 1
     assert sorted((q.uri, q.reason, q.detail) for q in by_cursor.quarantined) == sorted(
@@ -224,7 +226,7 @@ def test_a_batch_of_more_keys_than_a_statement_may_bind_is_read_in_several_queri
     with sqlite3.connect(database) as db:
         db.execute("CREATE TABLE notes (id INTEGER, body TEXT)")
         db.executemany("INSERT INTO notes VALUES (?, ?)", [(n, f"note {n}") for n in range(25_000)])
-    source = SourceConfig(name="notes", kind="sql", url=f"sqlite:///{database}", table="notes", id_field="id",
+    source = source_config(name="notes", kind="sql", url=f"sqlite:///{database}", table="notes", id_field="id",
                           text_field="body")
     items = discover_source(source, 50_000_000).items
     statements.clear()
@@ -268,7 +270,7 @@ def test_a_refused_connection_reads_as_the_drivers_two_sentences():
     # libpq says "Connection refused\n\tIs the server running …?": joined by a space it read as one sentence.
     from pg_server import free_port
 
-    source = SourceConfig(name="tickets", kind="sql", url=f"postgresql+psycopg://kb:secret@127.0.0.1:{free_port()}/kb",
+    source = source_config(name="tickets", kind="sql", url=f"postgresql+psycopg://kb:secret@127.0.0.1:{free_port()}/kb",
                           table="tickets", id_field="id", text_field="body")
     with pytest.raises(SourceUnreachable) as failure:
         discover_source(source, 50_000_000)
@@ -283,7 +285,7 @@ def test_a_refused_connection_reads_as_the_drivers_two_sentences():
 def test_a_missing_driver_names_the_source_and_what_to_install(monkeypatch, url, module, fix):
     if module:
         monkeypatch.setitem(sys.modules, module, None)  # `import module` fails, as where it is not installed
-    source = SourceConfig(name="tickets", kind="sql", url=url, table="tickets", id_field="id", text_field="body")
+    source = source_config(name="tickets", kind="sql", url=url, table="tickets", id_field="id", text_field="body")
     with pytest.raises(ConfigError) as failure:
         discover_source(source, 50_000_000)
     message = str(failure.value)
@@ -292,7 +294,7 @@ def test_a_missing_driver_names_the_source_and_what_to_install(monkeypatch, url,
 
 def test_a_missing_sqlite_file_fails_naming_it_and_is_not_created(tmp_path):
     missing = tmp_path / "tickest.db"  # a typo
-    source = SourceConfig(name="tickets", kind="sql", url=f"sqlite:///{missing}", table="tickets", id_field="id",
+    source = source_config(name="tickets", kind="sql", url=f"sqlite:///{missing}", table="tickets", id_field="id",
                           text_field="body")
     with pytest.raises(SourceUnreachable, match=f"source 'tickets': cannot read .*there is no file {missing}"):
         discover_source(source, 50_000_000)
@@ -316,7 +318,7 @@ def test_a_labeled_sql_source_gives_questions_and_answers(database):
     execute(database, "CREATE TABLE qa (id INTEGER, question TEXT, answer TEXT)")
     execute(database, "INSERT INTO qa VALUES (1, 'How long do refunds take?', 'Five business days.')")
     execute(database, "INSERT INTO qa VALUES (2, 'Which port?', NULL)")
-    source = SourceConfig(name="qa", kind="sql", url=f"sqlite:///{database}", table="qa", id_field="id",
+    source = source_config(name="qa", kind="sql", url=f"sqlite:///{database}", table="qa", id_field="id",
                           index=False, question_field="question", answer_field="answer")
     records, bad = read_labeled_records([source])
     assert [(r.id, r.question, r.answer) for r in records] == [("qa:1", "How long do refunds take?",

@@ -7,12 +7,12 @@ made from it as for records files, and `tenant_field` gives each row its own ten
 
 How incrementally:
 - without `cursor_field` every row is read, streamed `batch_rows` at a time through a server-side
-  cursor, and hashed as records files' rows are (kbflow.tasks.sources.discover.record_hash); the diff
+  cursor, and hashed as records files' rows are (kbflow.sources.rows.record_hash); the diff
   against `documents` sorts rows into new, changed, unchanged and deleted;
 - with `cursor_field` only rows whose cursor is past the last successful run's high-water mark are
   read in full, plus one key-only scan (`SELECT id`) that finds deleted rows, and rows the index
   does not know whose cursor is not past the mark (read by key). The mark is kept, and written only
-  after the run that read it published, by kbflow.tasks.sources.sql_cursor.
+  after the run that read it published, by kbflow.sources.sql_cursor.
 
 Discovery keeps hashes, not rows: a batch's rows are read again by key, one `WHERE id IN (…)`
 per batch, where the batch is parsed — with `--runner dask|ray` on the worker, from the database.
@@ -22,6 +22,12 @@ text (NULL), text that is not UTF-8 (a bytea/BLOB column, undecodable bytes), te
 `quality.max_file_bytes`, no tenant. A row with an id keeps its last good chunks. A database that
 cannot be reached, refuses the credentials or lacks the table fails the run with SourceUnreachable,
 naming the source and its URL with the password hidden; nothing is published.
+
+One module over 500 lines on purpose: the kind's model and its reading (connection, the full and
+the cursor scans, reads by key, the watch query) share every helper; split in two, the model's
+methods would import the reader and the reader the model, an import loop.
+
+SQLAlchemy (~0.5 s to import) is imported inside the functions that use it: loading a config builds this kind's model without them.
 """
 
 from __future__ import annotations
@@ -32,20 +38,22 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlalchemy as sa
+from pydantic import Field, SecretStr, model_validator
 
-from kbflow.config import ConfigError, SourceConfig
-from kbflow.errors import KbflowError, SourceUnreachable
+from kbflow.errors import ConfigError, KbflowError, SourceUnreachable
 from kbflow.quarantine import Quarantined
-from kbflow.schemas import DISCOVERED
-from kbflow.store import Store
-from kbflow.tasks.sources.discover import Discovery, make_doc_id, record_fields, record_hash
-from kbflow.tasks.formats.parse import record_document
-from kbflow.tasks.sources.sql_cursor import encode_cursor, stored_cursor
+from kbflow.schemas import DISCOVERED, DOCUMENTS
+from kbflow.sources.cursor import decode_cursor, encode_cursor
+from kbflow.sources.base import Content, Discovery, LabeledRows, ReadFailed, make_doc_id
+from kbflow.sources.rows import RowSource, record_hash
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 SQL_FORMAT = "sql"  # the `format` of a sql row's document
 QUERY_URI = "query"  # the uri prefix of a `query` source's rows (a table source's is the table)
@@ -56,8 +64,10 @@ Columns = Sequence[Any] | pa.ChunkedArray  # one column of items, as Python valu
 # -- where the rows are ------------------------------------------------------------------------
 
 
-def source_url(source: SourceConfig) -> sa.URL:
+def source_url(source: SqlSource) -> sa.URL:
     """The source's SQLAlchemy URL, from `url` or the variable `url_env` names (read where it is used)."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     if source.url is not None:
         text = source.url.get_secret_value()
     else:
@@ -80,14 +90,16 @@ def shown_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def rows_name(source: SourceConfig) -> str:
+def rows_name(source: SqlSource) -> str:
     """What the rows are called in uris and messages: the table, or "query"."""
     return source.table or QUERY_URI
 
 
-def _engine_of(source: SourceConfig, url: sa.URL) -> sa.Engine:
+def _engine_of(source: SqlSource, url: sa.URL) -> sa.Engine:
     """The engine of the source's database; ConfigError naming the source and what to install
     when SQLAlchemy has no dialect for the URL's scheme or the driver is not installed."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     try:
         return _engine(url)
     except sa.exc.NoSuchModuleError:  # an ArgumentError: the text may hold the URL, never repeated
@@ -107,6 +119,8 @@ def _engine_of(source: SourceConfig, url: sa.URL) -> sa.Engine:
 @functools.lru_cache(maxsize=16)
 def _engine(url: sa.URL) -> sa.Engine:
     """One engine (one connection pool) per database and process: a worker reuses its connections."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     engine = sa.create_engine(url, pool_pre_ping=True)
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _keep_undecodable_text)
@@ -120,8 +134,10 @@ def _keep_undecodable_text(connection: Any, _record: Any) -> None:
 
 
 @contextmanager
-def connected(source: SourceConfig) -> Iterator[sa.Connection]:
+def connected(source: SqlSource) -> Iterator[sa.Connection]:
     """A connection to the source's database; any database error in the block becomes SourceUnreachable."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     url = source_url(source)
     _require_sqlite_file(source, url)
     try:
@@ -135,7 +151,7 @@ def connected(source: SourceConfig) -> Iterator[sa.Connection]:
         ) from None
 
 
-def _require_sqlite_file(source: SourceConfig, url: sa.URL) -> None:
+def _require_sqlite_file(source: SqlSource, url: sa.URL) -> None:
     """A sqlite database file that is not there: SourceUnreachable. sqlite3 would create an empty
     file at a mistyped path and then report `no such table`, leaving the stray file behind."""
     database = url.database or ""
@@ -169,13 +185,15 @@ def _row_hash(row: dict, fields: list[str]) -> str:
     return record_hash({name: row.get(name) for name in fields})
 
 
-def content_fields(source: SourceConfig) -> list[str]:
+def content_fields(source: SqlSource) -> list[str]:
     """The fields a row's hash covers: a change to any of them re-publishes the row."""
-    return list(dict.fromkeys([*record_fields(source), *filter(None, [source.tenant_field])]))
+    return list(dict.fromkeys([*source.record_fields(), *filter(None, [source.tenant_field])]))
 
 
-def _rows_from(source: SourceConfig) -> sa.FromClause:
+def _rows_from(source: SqlSource) -> sa.FromClause:
     """The table or query, with the columns kbflow reads declared (and quoted as needed)."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     columns = [sa.column(name) for name in dict.fromkeys([*content_fields(source), *filter(None, [source.cursor_field])])]
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
@@ -183,7 +201,9 @@ def _rows_from(source: SourceConfig) -> sa.FromClause:
     return sa.text(source.query).columns(*columns).subquery("kbflow_rows")
 
 
-def _select_rows(source: SourceConfig) -> sa.Select:
+def _select_rows(source: SqlSource) -> sa.Select:
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     rows = _rows_from(source)
     return sa.select(*rows.c)
 
@@ -201,12 +221,14 @@ def stream(connection: sa.Connection, statement: sa.Executable, batch_rows: int)
 KEYS_PER_QUERY = 10_000
 
 
-def read_rows_by_key(connection: sa.Connection, source: SourceConfig, keys: list[Any]) -> list[dict]:
+def read_rows_by_key(connection: sa.Connection, source: SqlSource, keys: list[Any]) -> list[dict]:
     """The rows with these ids, in one `WHERE id IN (…)` (one per KEYS_PER_QUERY keys).
 
     A key other than an integer comes back from its item's JSON as text (a uuid, a numeric, a
     date): it is bound untyped, so the database reads it as the column's type (bound as text,
     PostgreSQL refuses `uuid = character varying`)."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     statement = _select_rows(source)
     untyped_keys = sa.bindparam("keys", expanding=True, type_=sa.types.NullType())
     by_key = statement.where(statement.selected_columns[source.id_field].in_(untyped_keys))
@@ -248,7 +270,7 @@ def row_text(value: Any, name: str, max_bytes: int | None = None) -> str:
     return text
 
 
-def row_tenant(row: dict, source: SourceConfig) -> str:
+def row_tenant(row: dict, source: SqlSource) -> str:
     """The row's tenant: its `tenant_field`, else the source's `tenant`."""
     if not source.tenant_field:
         return source.tenant
@@ -265,7 +287,7 @@ def row_tenant(row: dict, source: SourceConfig) -> str:
 class _Rows:
     """What discovery finds in one sql source: items (hashes, not rows), quarantine, cursor."""
 
-    source: SourceConfig
+    source: SqlSource
     max_bytes: int
     # The items' columns doc_id, tenant, uri, path, content_hash, size: six lists, not a tuple a row,
     # so a large table leaves no container per row for the garbage collector to walk (half the time).
@@ -340,12 +362,14 @@ def _sql_items(source: str, doc_id: Columns, tenant: Columns, uri: Columns, path
     }, schema=DISCOVERED)
 
 
-def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None = None,
+def discover_sql(source: SqlSource, max_file_bytes: int, cursor: str | None = None,
                  known_documents: pa.Table | None = None) -> Discovery:
-    """Every row of a sql source as a hashed item: all rows, or (with a cursor_field and a stored
-    cursor in `store`) the rows past the cursor, the index's rows still present, and unknown rows.
-    `known_documents`: the `documents` rows the caller has read already (else read from `store`)."""
-    last = stored_cursor(store, source.name) if source.cursor_field and store is not None else None
+    """Every row of a sql source as a hashed item: all rows, or (with a cursor_field and the `cursor`
+    the last successful run read up to) the rows past the cursor, the index's rows still present
+    (`known_documents`: the source's `documents` rows), and unknown rows."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
+    last = decode_cursor(cursor) if source.cursor_field and cursor is not None else None
     found = _Rows(source, max_file_bytes, repeats_from_key_scan=last is not None)
     statement = _select_rows(source)
     with connected(source) as connection:
@@ -356,21 +380,22 @@ def discover_sql(source: SourceConfig, max_file_bytes: int, store: Store | None 
             cursor = statement.selected_columns[source.cursor_field]
             for rows in stream(connection, statement.where(cursor > sa.bindparam("last", last)), source.batch_rows):
                 found.add(rows)
-            if known_documents is None:
-                known_documents = store.documents([source.name])
-            unknown = _scan_keys(connection, source, found, known_documents)
+            unknown = _scan_keys(connection, source, found, DOCUMENTS.empty_table() if known_documents is None
+                                 else known_documents)
             for start in range(0, len(unknown), source.batch_rows):
                 found.add(read_rows_by_key(connection, source, unknown[start : start + source.batch_rows]))
     moved = found.cursor is not None and (last is None or found.cursor > last)
     return found.discovery({source.name: encode_cursor(found.cursor)} if moved else {})
 
 
-def _scan_keys(connection: sa.Connection, source: SourceConfig, found: _Rows, documents: pa.Table) -> list[Any]:
+def _scan_keys(connection: sa.Connection, source: SqlSource, found: _Rows, documents: pa.Table) -> list[Any]:
     """The key-only scan of a cursor run: every repeat of an id is set aside once (the copy kept is
     the row read past the cursor, else the one the index has, else the first read by key); the
     index's rows still present become items as the `documents` table has them (the cursor says they
     did not change); returns the keys the index does not know. Column-wise: a no-change run costs
     little more than the scan itself."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     statement = sa.select(_rows_from(source).c[source.id_field])
     keys = [key for batch in stream_keys(connection, statement, source.batch_rows) for key in batch]
     texts, kind = _key_texts(keys)
@@ -430,7 +455,7 @@ def stream_keys(connection: sa.Connection, statement: sa.Executable, batch_rows:
     yield from result.scalars().partitions(batch_rows)
 
 
-def discover_sql_rows(source: SourceConfig) -> tuple[Discovery, dict[str, dict]]:
+def discover_sql_rows(source: SqlSource) -> tuple[Discovery, dict[str, dict]]:
     """Every row of a (small) sql source, with discovery's items: what labeled sources (questions
     and answers for datasets and eval) are read with. Holds the rows in memory, as a records file's are."""
     found = _Rows(source, max_bytes=1 << 62)  # labels are not documents: no document size limit
@@ -446,28 +471,26 @@ def discover_sql_rows(source: SourceConfig) -> tuple[Discovery, dict[str, dict]]
 # -- parse -------------------------------------------------------------------------------------
 
 
-def parse_sql_items(items: list[dict], source: SourceConfig) -> tuple[list[dict], list[Quarantined]]:
-    """`PARSED` rows of a batch of a sql source's items, read from the database by key (one query)."""
+def read_sql_items(items: list[dict], source: SqlSource) -> Iterator[tuple[dict, Content]]:
+    """A batch of a sql source's items with their rows as Records, read from the database by key (one query)."""
     keys = [json.loads(item["path"]) for item in items]
     with connected(source) as connection:
         rows = read_rows_by_key(connection, source, keys)
     by_id: dict[str, list[dict]] = {}
     for row in rows:
         by_id.setdefault(str(row[source.id_field]), []).append(row)
-    documents, quarantined, hashed = [], [], content_fields(source)
+    hashed = content_fields(source)
     for item in items:
         try:
             row = _discovered_row(by_id.get(item["uri"].split("#", 1)[1], []), item, source, hashed)
             text = row_text(row.get(source.text_field), source.text_field) if source.text_field else ""
         except BadRow as bad:
-            quarantined.append(Quarantined(item["source"], item["uri"], "parse", bad.reason, bad.detail,
-                                           doc_id=item["doc_id"], content_hash=item["content_hash"]))
+            yield item, ReadFailed(bad.reason, bad.detail)
             continue
-        documents.append(record_document(item, {**row, source.text_field: text}, source))
-    return documents, quarantined
+        yield item, source.record(row, text)
 
 
-def _discovered_row(rows: list[dict], item: dict, source: SourceConfig, fields: list[str]) -> dict:
+def _discovered_row(rows: list[dict], item: dict, source: SqlSource, fields: list[str]) -> dict:
     """Of the rows read by the item's key, the one discovery hashed (over `fields`). A repeated id reads
     several: the others were set aside as `duplicate_id`, and taking one of them would publish its text
     under the kept row's tenant. A row edited since discovery is taken only if its tenant is the same."""
@@ -482,9 +505,11 @@ def _discovered_row(rows: list[dict], item: dict, source: SourceConfig, fields: 
 # -- watch -------------------------------------------------------------------------------------
 
 
-def sql_fingerprint(source: SourceConfig) -> tuple:
+def sql_fingerprint(source: SqlSource) -> tuple:
     """What changes when the source's rows change, read cheaply: with a cursor_field its maximum and
     the row count (an edit moves the one, a deletion the other); without, a hash over every row."""
+    import sqlalchemy as sa  # lazily: start-up cost, see the module docstring
+
     rows = _rows_from(source)
     with connected(source) as connection:
         if source.cursor_field:
@@ -497,3 +522,85 @@ def sql_fingerprint(source: SourceConfig) -> tuple:
                 digest = (digest + int(_row_hash(row, hashed), 16)) % (1 << 256)
                 count += 1
         return ("rows", count, digest)
+
+
+# -- the kind ----------------------------------------------------------------------------------
+
+
+class SqlSource(RowSource):
+    """Rows of a table or a query in a database SQLAlchemy reaches, one document a row."""
+
+    kind: Literal["sql"]
+    misplaced_keys_hint: ClassVar[str] = "a sql source has no path, include or exclude: it reads its table or query"
+    # A URL with a password is a secret: SecretStr keeps it out of reprs and dumps.
+    url: SecretStr | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    url_env: str | None = Field(None, description="name of the environment variable that holds the URL")
+    table: str | None = Field(None, description="a table (or schema.table) to read")
+    query: str | None = Field(None, description="a SELECT to read instead of a table")
+    cursor_field: str | None = Field(None, description="a column that grows on every change (updated_at)")
+    tenant_field: str | None = Field(None, description="a column giving each row its tenant")
+    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows fetched per round trip")
+
+    @model_validator(mode="after")
+    def _one_url_one_table(self) -> SqlSource:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError('a sql source needs url or url_env (the variable holding the URL), exactly one')
+        if (self.table is None) == (self.query is None):
+            raise ValueError('a sql source reads a table or a query: set table = "..." or query = "SELECT ...", exactly one')
+        if self.tenant_field and "tenant" in self.model_fields_set:
+            raise ValueError("tenant (one tenant for every row) or tenant_field (a column per row), not both")
+        return self
+
+    @property
+    def path(self) -> None:
+        """A sql source has no path: its rows live in the database."""
+        return None
+
+    @property
+    def include(self) -> list[str]:
+        return []
+
+    def resolve_paths(self, root: Path) -> None:
+        if self.url is not None:
+            self.url = SecretStr(resolve_sqlite_url(root, self.url.get_secret_value()))
+
+    def discover(self, max_file_bytes: int, known_documents: pa.Table | None = None,
+                 cursor: str | None = None) -> Discovery:
+        return discover_sql(self, max_file_bytes, cursor, known_documents)
+
+    def read(self, items: list[dict]) -> Iterator[tuple[dict, Content]]:
+        return read_sql_items(items, self)
+
+    def fingerprint(self) -> tuple:
+        return sql_fingerprint(self)
+
+    def labeled_rows(self) -> LabeledRows:
+        discovery, rows = discover_sql_rows(self)
+        return discovery, lambda item: rows[item["uri"]]
+
+    def empty_warning(self) -> str:
+        return (f"source {self.name!r} yields no documents: its "
+                f"{f'table {self.table}' if self.table else 'query'} returned no rows")
+
+
+def resolve_sqlite_url(root: Path, url: str) -> str:
+    """A sqlite URL's relative database file taken from `root` (the config's folder), as every path is
+    (sqlalchemy.engine.make_url parses it; the text is rebuilt only for a relative sqlite file).
+
+    >>> resolve_sqlite_url(Path("/srv/kb"), "sqlite:///data/tickets.db?timeout=5")
+    'sqlite:////srv/kb/data/tickets.db?timeout=5'
+    >>> resolve_sqlite_url(Path("/srv/kb"), "postgresql+psycopg://kb@db/kb")
+    'postgresql+psycopg://kb@db/kb'
+    """
+    from sqlalchemy.engine import make_url  # lazily: start-up cost, see the module docstring
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL: source_url says so, without repeating it, when the source is read
+        return url
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database.startswith("/") \
+            or database == ":memory:" or database.startswith("file:"):
+        return url
+    return parsed.set(database=str((root / database).resolve())).render_as_string(hide_password=False)

@@ -7,16 +7,17 @@ import uuid
 
 import pyarrow as pa
 
-from kbflow.config import SourceConfig
+from kbflow.config import source_config
+from kbflow.sources.base import Source
 from kbflow.schemas import DOCUMENTS
 from kbflow.tasks.sources.discover import diff_against_documents
-from kbflow.tasks.sources.objects import discover_objects, list_objects, read_object
+from kbflow.sources.objects import discover_objects, list_objects, read_object
 
 from gcs_server import GCS_BUCKET
 
 
-def gcs_source(endpoint: str) -> SourceConfig:
-    return SourceConfig(name="gcs", kind="files", path=f"gs://{GCS_BUCKET}/kb-{uuid.uuid4().hex[:8]}",
+def gcs_source(endpoint: str) -> Source:
+    return source_config(name="gcs", kind="files", path=f"gs://{GCS_BUCKET}/kb-{uuid.uuid4().hex[:8]}",
                         storage_options={"endpoint_url": endpoint, "token": "anon", "project": "test"})
 
 
@@ -60,9 +61,9 @@ def test_a_gs_source_with_its_own_endpoint_is_read_with_gcsfs_plain_json_api_fil
     emulator never answers, 60 s a bucket. An endpoint of one's own gets the JSON-API class."""
     from gcsfs.core import GCSFileSystem
 
-    from kbflow.tasks.sources.objects import open_filesystem
+    from kbflow.sources.objects import open_filesystem
 
     own = gcs_source("http://127.0.0.1:9")
     assert type(open_filesystem(own)) is GCSFileSystem
-    google = SourceConfig(name="google", kind="files", path=f"gs://{GCS_BUCKET}/kb", storage_options={"token": "anon"})
+    google = source_config(name="google", kind="files", path=f"gs://{GCS_BUCKET}/kb", storage_options={"token": "anon"})
     assert isinstance(open_filesystem(google), GCSFileSystem)  # gcsfs's own choice, whichever class it is
