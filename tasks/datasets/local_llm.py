@@ -34,7 +34,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kbflow import progress
-from kbflow.config import ConfigError, LocalLlmConfig
+from kbflow.config import LocalLlmConfig
+from kbflow.errors import ConfigError
 from kbflow.models import Embedder
 from kbflow.tasks.datasets.pairs import GeneratedPair, Passage
 from kbflow.tasks.datasets.questions import generated_question

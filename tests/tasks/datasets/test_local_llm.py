@@ -7,7 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from kbflow.config import ConfigError, LocalLlmConfig
+from kbflow.config import LocalLlmConfig
+from kbflow.errors import ConfigError
 from kbflow.tasks.datasets.local_llm import (
     CACHE_FILE, EXAMPLES, LocalLlmGenerator, filter_round_trip, model_file, render_prompt, round_trip_consistent,
     sample_passages,
