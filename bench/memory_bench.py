@@ -2,6 +2,15 @@
 
     python bench/memory_bench.py [--docs 300] [--scale 10] [--embedder fake|real]
                                  [--batch-documents 256] [--unbatched] [--out FILE]
+    python bench/memory_bench.py --large-document 1,3,10,30 [--chunk-only] [--embedder fake|real] [--out FILE]
+
+`--large-document MB,...`: instead, one cold ingest per size of a corpus of two
+documents, a plain-text log of that many MB (timestamped lines drawn from a fixed
+vocabulary, written by this script) and a small markdown page: peak RSS against
+the size of one document (memory per document must not grow with it).
+`--chunk-only`: each child process only parses and chunks the log with the real
+tokenizer (no Prefect, no store, no checks): the stages whose memory grew with a
+document's size, measured where a loaded machine cannot start a Prefect server.
 
 Corpus: synthetic markdown written by this script, `--docs` documents of ~6 KB
 (a title, five headed sections of prose-like paragraphs drawn from a fixed
@@ -26,6 +35,7 @@ all-in-memory behaviour, for comparison.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -78,6 +88,25 @@ def write_corpus(root: Path, docs: int, scale: int, batch_documents: int, ann_mi
     return config
 
 
+def write_log_corpus(root: Path, megabytes: float) -> Path:
+    """A `files` source of a `megabytes` MB plain-text log and one small page; the config's path."""
+    docs = root / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(26)
+    with (docs / "service.log").open("w", encoding="utf-8") as log:
+        written = 0
+        while written < megabytes * 1_000_000:
+            line = (f"2026-12-07T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} "
+                    f"{rng.choice(('INFO', 'WARN', 'ERROR'))} {' '.join(rng.choices(WORDS, k=rng.randint(5, 20)))}\n")
+            written += log.write(line)
+    (docs / "readme.md").write_text(document(0, 0), encoding="utf-8")
+    config = root / "kbflow.toml"
+    config.write_text('[store]\nuri = ".kbflow"\n\n[quality]\nmax_file_bytes = 100_000_000\n\n'
+                      '[[sources]]\nname = "docs"\nkind = "files"\npath = "docs/"\ninclude = ["*.log", "*.md"]\n',
+                      encoding="utf-8")
+    return config
+
+
 class FastEmbedder:
     """The packaged model's tokenizer and dimension; deterministic unit vectors instead of encoding."""
 
@@ -100,6 +129,25 @@ class FastEmbedder:
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
+def chunk_child(config: str) -> None:
+    """Parse and chunk the log of a `write_log_corpus` folder in this process; prints counts as JSON."""
+    import pyarrow as pa
+
+    from kbflow.schemas import PARSED
+    from kbflow.tasks.formats.parse import parse_bytes
+    from kbflow.tasks.index.chunk import chunk_documents
+
+    started = time.perf_counter()
+    data = (Path(config).parent / "docs" / "service.log").read_bytes()
+    parsed = parse_bytes(data, "txt")
+    row = {"doc_id": "log", "source": "docs", "tenant": None, "uri": "service.log", "format": "txt",
+           "content_hash": "", "size": len(data), "title": "service", "text": parsed.text, "metadata": "{}",
+           "sections": [{"heading": h, "start": start} for h, start in parsed.sections]}
+    del data, parsed
+    chunks = chunk_documents(pa.Table.from_pylist([row], schema=PARSED), FastEmbedder("fake").tokenizer, 256, 32)
+    print(json.dumps({"chunks": {"total": chunks.num_rows}, "wall_s": round(time.perf_counter() - started, 2)}))
+
+
 def child(config: str, embedder: str) -> None:
     """One cold ingest in this process; prints the report as JSON."""
     import kbflow.flows.ingest
@@ -112,10 +160,11 @@ def child(config: str, embedder: str) -> None:
     print(json.dumps(report))
 
 
-def measure(config: Path, embedder: str) -> dict:
-    """Run one ingest in a fresh process; its report plus its own peak RSS (MiB)."""
+def measure(config: Path, embedder: str, chunk_only: bool = False) -> dict:
+    """Run one ingest (or parse + chunk) in a fresh process; its report plus its own peak RSS (MiB)."""
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(config), "--embedder", embedder],
+        [sys.executable, __file__, "--child", str(config), "--embedder", embedder,
+         *(["--chunk-only"] if chunk_only else [])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     output = process.stdout.read()
@@ -135,14 +184,36 @@ def main() -> None:
     parser.add_argument("--batch-documents", type=int, default=256)
     parser.add_argument("--unbatched", action="store_true", help="also run with one batch for the whole corpus")
     parser.add_argument("--ann-min-rows", type=int, help="store.vector_index_min_rows (default: kbflow's 100,000)")
+    parser.add_argument("--large-document", help="MB,MB,...: peak RSS against the size of one document")
+    parser.add_argument("--chunk-only", action="store_true", help="with --large-document: parse + chunk only")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.embedder)
+        return chunk_child(args.child) if args.chunk_only else child(args.child, args.embedder)
 
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
+
+    if args.large_document:
+        sizes = [float(size) for size in args.large_document.split(",")]
+        results = []
+        # A busy machine (load 20 on 2 cores) took over 120 s to start the test server.
+        server = contextlib.nullcontext() if args.chunk_only else prefect_test_harness(server_startup_timeout=600)
+        with server, tempfile.TemporaryDirectory() as scratch:
+            if not args.chunk_only:
+                os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+            for size in sizes:
+                run = measure(write_log_corpus(Path(scratch) / f"log-{size:g}mb", size), args.embedder, args.chunk_only)
+                results.append({"document_mb": size, **run})
+                print(f"{size:6g} MB document  {run['chunks']['total']:7d} chunks  peak RSS {run['peak_rss_mib']:8.1f} MiB"
+                      f"  {run['wall_s']:7.1f} s", file=sys.stderr)
+        summary = {"embedder": args.embedder, "chunk_only": args.chunk_only, "large_document": results,
+                   "rss_ratio_largest_to_smallest": round(results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"], 3)}
+        print(json.dumps(summary, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(summary, indent=2))
+        return
 
     variants = [("batched", args.batch_documents)] + ([("unbatched", 1_000_000)] if args.unbatched else [])
     results = []

@@ -54,7 +54,7 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 DatasetKind = Literal["embedding-pairs", "reranker", "sft", "raft"]
 SearchMode = Literal["vector", "fts", "hybrid"]
 EvalMode = Literal["all", "vector", "fts", "hybrid"]
-Fusion = Literal["linear", "rrf"]
+Fusion = Literal["linear", "rrf", "adaptive"]
 
 
 class _Section(BaseModel):
@@ -235,10 +235,18 @@ class SearchConfig(_Section):
 
     mode: SearchMode = Field("hybrid", description="`kbflow search` without --mode, and the Python API's default")
     hybrid_fusion: Fusion = Field(
-        "linear", description="linear: weighted normalised scores; rrf: weighted reciprocal-rank fusion"
+        "linear", description="linear: weighted normalised scores; rrf: weighted reciprocal-rank fusion; adaptive: "
+        "linear, with the full-text share growing with the share of the query's terms that are rare in the index"
     )
     hybrid_weight: float = Field(
-        0.6, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); `kbflow evaluate --tune`"
+        0.6, ge=0, le=1, description="vector's share in hybrid (1: vector only, 0: fts only); adaptive: the share for "
+        "a query with no rare term; `kbflow evaluate --tune`"
+    )
+    rare_term_weight: float = Field(
+        0.5, ge=0, le=1, description="adaptive: vector's share for a query whose every indexed term is rare"
+    )
+    rare_term_share: float = Field(
+        0.002, gt=0, le=1, description="adaptive: a term is rare when at most this share of the chunks holds it"
     )
     candidates: int = Field(50, ge=1, le=10_000, description="hits taken from each ranking before fusing/reranking")
     rerank_model: str | None = Field(None, description="local cross-encoder folder; none: no rerank stage")

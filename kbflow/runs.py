@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from kbflow import __version__
 from kbflow.errors import QualityGateFailed, RunRefused
-from kbflow.quarantine import Quarantined, quarantine_table
+from kbflow.quarantine import Quarantined, quarantine_counts, quarantine_table
 from kbflow.store import CHUNKS, Store, new_run_id
 
 
@@ -86,6 +86,8 @@ class RunRecord:
             "documents": dict(self.documents),
             "chunks": dict(self.chunks),
             "duration_s": self.duration_s,
+            # documents.quarantined counts documents; this names both units (1 document, 2 of its chunks)
+            "quarantined": quarantine_counts(self.quarantined),
             **({"warnings": list(self.warnings)} if self.warnings else {}),
             **({"promotion": self.promotion} if self.promotion else {}),
             **({"duplicates": list(self.duplicates)} if self.duplicates else {}),
@@ -163,8 +165,22 @@ def promotion_line(promotion: dict[str, Any]) -> str:
 
 
 def decoded_run(run: dict[str, Any]) -> dict[str, Any]:
-    """A `runs` row with its JSON columns (counts, stage durations, failures) decoded."""
-    return {k: (json.loads(v) if k in RUN_JSON_FIELDS and v else v) for k, v in run.items()}
+    """A `runs` row with its JSON columns (counts, stage durations, failures) decoded, and its `dq_outcome`."""
+    decoded = {k: (json.loads(v) if k in RUN_JSON_FIELDS and v else v) for k, v in run.items()}
+    return {**decoded, "dq_outcome": dq_outcome(decoded)}
+
+
+def dq_outcome(run: dict[str, Any]) -> str | None:
+    """What the checks did to a (decoded) run: "passed"; "set_aside" (rows failed row-level checks and
+    were quarantined, the rest went on: a published run); "blocked" (nothing published); None: no check ran.
+
+    `dq_success` alone is False for both of the last two: a run that set one chunk aside is not blocked.
+    """
+    if run.get("dq_failures") or run.get("status") == "blocked":
+        return "blocked"
+    if run.get("dq_success") is None:
+        return None
+    return "passed" if run["dq_success"] else "set_aside"
 
 
 def quality_summary(run: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import lancedb
@@ -89,11 +91,27 @@ def s3_endpoint():
     server.stop()
 
 
+def unavailable(reason: str) -> NoReturn:
+    """A server a test needs (PostgreSQL, the GCS emulator, Chromium) cannot start: skip here, but FAIL
+    under CI=true, so that a CI run never passes without the tests it is there to run."""
+    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
+        pytest.fail(f"{reason} (CI is set: a test that needs it must run, not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(name: str):
+    """The module, imported; `unavailable` when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        unavailable(f"{name} is not installed: {error}")
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A GCS JSON-API emulator on 127.0.0.1 with the bucket `kbflow-gcs` (tests/gcs_server.py)."""
-    pytest.importorskip("gcp_storage_emulator")
-    pytest.importorskip("gcsfs")
+    require_module("gcp_storage_emulator")
+    require_module("gcsfs")
     from gcs_server import GcsEmulator
 
     emulator = GcsEmulator()
@@ -255,12 +273,13 @@ def start_helper(config_path, marker, crash_point) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL on loopback for the whole session (pgserver's binaries, else the system's),
-    with password authentication; removed at the end. Skipped, saying why, when none can start."""
+    with password authentication; removed at the end. Skipped, saying why, when none can start
+    (failed under CI=true: see `unavailable`)."""
     from pg_server import start_postgres
 
     try:
         server = start_postgres()
     except RuntimeError as error:
-        pytest.skip(str(error))
+        unavailable(str(error))
     yield server
     server.stop()

@@ -29,7 +29,7 @@ def test_ingest_search_status_json_contracts(small_corpus, hash_embedder):
     result = kbflow("ingest", "--config", config, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"run_id", "status", "documents", "chunks", "duration_s"}
+    assert set(report) == {"run_id", "status", "documents", "chunks", "duration_s", "quarantined"}
     assert set(report["documents"]) == {"new", "changed", "unchanged", "deleted", "quarantined"}
     assert set(report["chunks"]) == {"embedded", "reused", "deleted", "total"}
 
@@ -62,6 +62,8 @@ def test_a_tenant_the_index_does_not_hold_is_named_on_stderr(small_corpus, hash_
     assert json.loads(result.stdout) and "warning" not in result.stderr
 
     # a tenant the index holds, with nothing matching: an empty answer, and no warning
+    control = kbflow("search", "backups", "--config", str(small_corpus), "--tenant", "public", "--mode", "fts", "--json")
+    assert json.loads(control.stdout)  # the control: the same mode and tenant find a word the index holds
     result = kbflow("search", "zyxwvut", "--config", str(small_corpus), "--tenant", "public", "--mode", "fts", "--json")
     assert json.loads(result.stdout) == [] and "warning" not in result.stderr
 

@@ -157,3 +157,23 @@ def test_prefect_artifacts_show_quality_next_to_the_run(small_corpus, hash_embed
     assert {a.type for a in mine} == {"markdown", "table"}
     markdown = next(a for a in mine if a.type == "markdown")
     assert report["run_id"] in markdown.data and "| documents |" in markdown.data
+
+
+def test_ingest_and_status_name_the_units_of_what_was_set_aside(small_corpus, hash_embedder):
+    # Issue 26 #16: ingest said "quarantined 1" (documents), status "2" (records: one document's two chunks).
+    from kbflow.config import load_config
+    from kbflow.quarantine import Quarantined, quarantine_table
+    from kbflow.store import Store
+
+    write(small_corpus.parent, {"docs/stub.txt": "tiny"})
+    ingested = kbflow("ingest", "--config", str(small_corpus))
+    assert ingested.exit_code == 0 and "quarantined: 1 document (kbflow quarantine --run" in ingested.stdout
+    chunks = [Quarantined("docs", "install.md", "quality:chunks", "too_repetitive", doc_id="d", chunk_id=f"c{i}",
+                          content_hash=f"text-hash-{i}") for i in (1, 2)]
+    Store(load_config(small_corpus).store).add_quarantine(quarantine_table(chunks, "later-run"))
+    status = json.loads(kbflow("status", "--config", str(small_corpus), "--json").stdout)
+    assert status["quarantined"] == 3 and status["quarantined_units"] == {"documents": 2, "chunks": 2}
+    shown = " ".join(kbflow("status", "--config", str(small_corpus)).stdout.split())
+    assert "quarantined │ 2 documents (2 chunks)" in shown
+    runs = json.loads(kbflow("runs", "--config", str(small_corpus), "--json").stdout)
+    assert (runs[0]["status"], runs[0]["dq_success"], runs[0]["dq_outcome"]) == ("published", False, "set_aside")

@@ -18,7 +18,7 @@ from websockets.sync.client import connect  # a prefect dependency; drives Chrom
 from kbflow.config import load_config
 from kbflow.flows.ingest import ingest
 
-from conftest import write
+from conftest import unavailable, write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -38,13 +38,13 @@ def chromium() -> str:
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and this user cannot apt-get install it")
+        unavailable("chromium is not installed and this user cannot apt-get install it")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
     installed = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True,
                                timeout=900)
     if installed.returncode != 0 or not shutil.which("chromium"):
-        pytest.skip(f"could not install chromium: {installed.stderr.decode()[-500:]}")
+        unavailable(f"could not install chromium: {installed.stderr.decode()[-500:]}")
     return shutil.which("chromium")
 
 

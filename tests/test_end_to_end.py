@@ -65,7 +65,11 @@ def test_labeled_questions_find_their_documents(example_store):
 
 
 def test_html_scripts_never_reach_the_index(example_store):
-    hits = search(load_config(example_store / "kbflow.toml"), ["0xDEADBEEF port 31337"], k=20, mode="fts")[0]
+    config = load_config(example_store / "kbflow.toml")
+    # The control: the page that holds the scripts is indexed, and its visible text is found by the same mode.
+    visible = search(config, ["Markdown shortcuts editor"], k=20, mode="fts")[0]
+    assert any(hit["uri"].endswith("editor-faq.html") and "Markdown" in hit["text"] for hit in visible)
+    hits = search(config, ["0xDEADBEEF port 31337"], k=20, mode="fts")[0]
     assert all("DEADBEEF" not in hit["text"] and "31337" not in hit["text"] for hit in hits)
 
 

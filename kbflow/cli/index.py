@@ -135,15 +135,18 @@ def warn_unknown_tenant(settings: Any, tenant: str) -> None:
 @reports_errors
 def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
     """What the index holds now and how the last run went."""
+    from kbflow.quarantine import quarantine_counts, quarantine_phrase
     from kbflow.runs import decoded_run
     from kbflow.store import Store
 
     store = Store.existing(load_config(config).store)
-    runs = store.runs(limit=1)
+    runs, set_aside = store.runs(limit=1), store.quarantine()
     summary = {
         "documents": store.count("documents", "status = 'active'"),
         "chunks": store.count("chunks"),
-        "quarantined": len(store.quarantine()),  # items set aside, each once however many runs saw it
+        "quarantined": len(set_aside),  # records: items set aside, each once however many runs saw it
+        # the units of those records: documents with one, and chunks (one document, two chunks: 1 and 2)
+        "quarantined_units": quarantine_counts(set_aside),
         "last_run": decoded_run(runs[0]) if runs else None,
     }
     # byte-identical documents of a source, indexed once: as the last run that discovered found them
@@ -152,8 +155,10 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
         print_json(summary)
         return
     table = Table(title=f"kbflow store {store.uri}", show_header=False)
-    for key in ("documents", "chunks", "quarantined", "duplicates"):
+    for key in ("documents", "chunks"):
         table.add_row(key, str(summary[key]))
+    table.add_row("quarantined", quarantine_phrase(summary["quarantined_units"]))
+    table.add_row("duplicates", str(summary["duplicates"]))
     last = summary["last_run"]
     if last:
         table.add_row("last run", f"{last['run_id']} ({last['status']}, {last['duration_s']:.1f} s)")
@@ -223,6 +228,11 @@ def print_run_report(report: dict[str, Any], as_json: bool) -> None:
     for (d_key, d_value), (c_key, c_value) in zip_longest(documents.items(), chunks.items(), fillvalue=("", "")):
         table.add_row(d_key, str(d_value), c_key, str(c_value))
     stdout.print(table)
+    if any((report.get("quarantined") or {}).values()):  # the documents column counts documents: name both units
+        from kbflow.quarantine import quarantine_phrase  # pyarrow: imported when used, for start-up cost
+
+        stdout.print(f"quarantined: {quarantine_phrase(report['quarantined'])}"
+                     f" (kbflow quarantine --run {report.get('run_id', '')})")
     if "duration_s" in report:
         stdout.print(f"took {report['duration_s']:.1f} s")
 

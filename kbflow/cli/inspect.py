@@ -15,7 +15,8 @@ from kbflow.config import load_config
 from kbflow.errors import NotFound
 
 
-DQ_MARKS = {True: "✅", False: "❌", None: "—"}  # None: no check ran (no_change, refused, rollback)
+DQ_MARKS = {"passed": "✅", "set_aside": "⚠", "blocked": "❌", None: "—"}  # by kbflow.runs.dq_outcome
+DQ_LEGEND = "DQ: ✅ passed  ⚠ rows set aside, published  ❌ blocked  — not checked"
 
 
 def _open_store(config: Path):
@@ -161,7 +162,8 @@ def runs(
 
 def runs_table(history: list[dict[str, Any]], wide: bool = False) -> Table:
     """Decoded runs, newest first: fits 80 columns; `wide` adds chunk counts, stage and seconds detail."""
-    table = Table(title="runs, newest first", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(title="runs, newest first", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption=DQ_LEGEND)
     table.add_column("run", no_wrap=True)  # a whole id, to paste into --run
     table.add_column("flow", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -180,7 +182,7 @@ def runs_table(history: list[dict[str, Any]], wide: bool = False) -> Table:
             documents = " ".join(f"{mark}{d.get(k, 0)}" for mark, k in
                                  (("+", "new"), ("~", "changed"), ("-", "deleted"), ("!", "quarantined")))
             chunks = str(c.get("total", 0))
-        cells = [run["run_id"], run["flow"], run["status"], DQ_MARKS[run["dq_success"]], documents, chunks,
+        cells = [run["run_id"], run["flow"], run["status"], DQ_MARKS[run.get("dq_outcome")], documents, chunks,
                  f"{run['duration_s']:.0f}" if not wide else f"{run['duration_s']:.1f}"]
         if wide:
             slowest = max(stages.items(), key=lambda item: item[1], default=("", 0))

@@ -41,11 +41,15 @@ def normalize_text(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def word_runs(normalized: str, length: int) -> set[str]:
+    """The distinct runs of `length` consecutive words of a normalized text (none when it is shorter)."""
+    words = normalized.split(" ") if normalized else []
+    return {" ".join(words[i : i + length]) for i in range(len(words) - length + 1)}
+
+
 def _shingles(normalized: str) -> set[str]:
     words = normalized.split(" ") if normalized else []
-    if len(words) < SHINGLE_WORDS:
-        return set(words)
-    return {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)}
+    return set(words) if len(words) < SHINGLE_WORDS else word_runs(normalized, SHINGLE_WORDS)
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

@@ -5,6 +5,10 @@ and counts them; the dataset suites re-check the final rows with the same functi
 (tasks/datasets/checks.py), so a row that slips through (e.g. two texts that became equal
 when PII redaction replaced what told them apart) blocks the build.
 
+- **copy of the positive**: the candidate shares at least `COPIED_RUNS` distinct runs of
+  `COPIED_RUN_WORDS` words with the positive (the same option text copied across man pages,
+  a page included in another). Training would push the model away from the positive's own text.
+  Compared exactly, pair by pair: the sets are small, and MinHash would only estimate them.
 - **anchor in negative**: the anchor's normalized text is contained in the candidate, or
   at least `ANCHOR_PAIR_SHARE` of its word pairs are (a near-verbatim copy).
   Training would push the model away from a passage that literally holds the query.
@@ -17,6 +21,8 @@ when PII redaction replaced what told them apart) blocks the build.
   with the anchor (an inverse-cloze positive, its sentence taken out): BM25 relative to
   such a positive alone would throw away most good hard negatives.
 - **navigation**: `is_navigation_only` (tasks/quality/content.py).
+
+Reasons are checked in this order: navigation, anchor, copy of the positive, answer.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from kbflow.tasks.quality.content import is_navigation_only
-from kbflow.tasks.datasets.dedup import normalize_text
+from kbflow.tasks.datasets.dedup import normalize_text, word_runs
 
 # Share of the anchor's word pairs found in a text: a near-verbatim copy. Pairs, not dedup's
 # 3-shingles: one changed word of an 11-word sentence keeps 7 of its 9 distinct pairs but only 6 of 9 triples.
@@ -35,7 +41,11 @@ ANCHOR_PAIR_SHARE = 0.75
 ANSWER_MIN_COVERAGE = 0.6  # share of the anchor's IDF weight a negative must hold to be taken for an answer
 BM25_K1, BM25_B = 1.2, 0.75  # the usual Okapi BM25 parameters (as Lucene's and Lance's defaults)
 TERM = re.compile(r"\w+")
-NEGATIVE_PROBLEMS = ("negative_navigation", "negative_with_anchor", "negative_with_answer")  # negative_problem's reasons
+# A 10-word run in two texts is copied, not shared phrasing; three of them (one 12-word passage, or three
+# separate runs) are a copy of a paragraph or an option's description, not a coincidence.
+COPIED_RUN_WORDS, COPIED_RUNS = 10, 3
+NEGATIVE_PROBLEMS = ("negative_navigation", "negative_with_anchor", "negative_copies_positive",
+                     "negative_with_answer")  # negative_problem's reasons
 
 
 def contains_anchor(anchor: str, text: str) -> bool:
@@ -56,8 +66,20 @@ def contains_anchor(anchor: str, text: str) -> bool:
 
 
 def _word_pairs(normalized: str) -> set[str]:
-    words = normalized.split(" ")
-    return {" ".join(words[i : i + 2]) for i in range(len(words) - 1)} or set(words)
+    return word_runs(normalized, 2) or set(normalized.split(" "))
+
+
+def copies_positive(positive: str, text: str) -> bool:
+    """Whether `text` holds passages copied from the positive (`COPIED_RUNS` shared `COPIED_RUN_WORDS`-word runs).
+
+    >>> shared = "the option names a file that holds the list of objects to pack and send"
+    >>> copies_positive(f"Packing. {shared}.", f"In git-repack: {shared}!")
+    True
+    >>> copies_positive(f"Packing. {shared}.", "The option names a file, and the list of refs to send.")
+    False
+    """
+    copied = word_runs(normalize_text(positive), COPIED_RUN_WORDS) & word_runs(normalize_text(text), COPIED_RUN_WORDS)
+    return len(copied) >= COPIED_RUNS
 
 
 def terms(text: str) -> list[str]:
@@ -106,12 +128,15 @@ class LexicalScorer:
 def negative_problem(anchor: str, positive: str, candidate: str, scorer: LexicalScorer, max_ratio: float) -> str | None:
     """Why `candidate` cannot be a negative of (anchor, positive), or None when it can.
 
-    Reasons, first that applies: `negative_navigation`, `negative_with_anchor`, `negative_with_answer`.
+    Reasons, first that applies: `negative_navigation`, `negative_with_anchor`, `negative_copies_positive`,
+    `negative_with_answer`.
     """
     if is_navigation_only(candidate):
         return "negative_navigation"
     if contains_anchor(anchor, candidate):
         return "negative_with_anchor"
+    if copies_positive(positive, candidate):
+        return "negative_copies_positive"
     if holds_answer(anchor, positive, candidate, scorer, max_ratio):
         return "negative_with_answer"
     return None

@@ -18,32 +18,13 @@ from __future__ import annotations
 
 import re
 
+from lemminflect import getAllLemmas, getLemma
+
 from kbflow.tasks.formats.headings import (
     BOOK_DIVISION, REFERENCE_SECTIONS, SEPARATOR, STRUCTURAL, strip_numbering,
 )
 
-# -ing words whose verb is not the word minus "ing" (common in technical headings).
-GERUND_VERBS = {
-    "using": "use", "writing": "write", "creating": "create", "configuring": "configure", "managing": "manage",
-    "removing": "remove", "moving": "move", "choosing": "choose", "making": "make", "changing": "change",
-    "storing": "store", "comparing": "compare", "declaring": "declare", "defining": "define",
-    "determining": "determine", "preparing": "prepare", "updating": "update", "upgrading": "upgrade",
-    "replicating": "replicate", "locating": "locate", "migrating": "migrate", "calculating": "calculate",
-    "generating": "generate", "securing": "secure", "scheduling": "schedule", "handling": "handle",
-    "enabling": "enable", "disabling": "disable", "tuning": "tune", "reducing": "reduce", "resolving": "resolve",
-    "restoring": "restore", "saving": "save", "sharing": "share", "tracing": "trace", "encoding": "encode",
-    "escaping": "escape", "quoting": "quote", "parsing": "parse", "closing": "close", "invoking": "invoke",
-    "executing": "execute", "releasing": "release", "archiving": "archive", "compiling": "compile",
-    "populating": "populate", "increasing": "increase", "decreasing": "decrease", "combining": "combine",
-    "identifying": "identify", "specifying": "specify", "modifying": "modify", "verifying": "verify",
-    "describing": "describe", "providing": "provide", "serving": "serve", "operating": "operate",
-    "isolating": "isolate", "registering": "register", "referencing": "reference", "measuring": "measure",
-    "caching": "cache", "dividing": "divide", "indexing": "index", "raising": "raise", "analysing": "analyse",
-    "receiving": "receive", "retrieving": "retrieve", "reusing": "reuse", "producing": "produce",
-}
 NOUN_GERUND_FOLLOWERS = frozenset({"of", "and", "to", "standards", "style", "conventions"})  # "Binding of names"
-E_STEMS = re.compile(r"(?:iz|ur|ag|ut|ov|at)$")  # localizing → localize, computing → compute
-DOUBLED = re.compile(r"([bdgmnprt])\1$")  # running → run, setting → set, dropping → drop
 OPTION = re.compile(r"^(--?\w[\w-]*)(?:[ =](?!-)\S+)?(?:\s*,?\s+(--?\w[\w-]*)(?:[ =]\S+)?)?\s*$")
 CALLABLE = re.compile(r"^[\w.]+\(.*\)$")  # json.dumps(), pg_backup_start()
 IDENTIFIER = re.compile(r"^\w+(?:\.\w+)+$|^\w*_\w*$")  # pathlib.Path, max_wal_size
@@ -132,12 +113,19 @@ def _subject(parents: list[str], title: str) -> str:
 
 
 def _verb(gerund: str) -> str:
-    if gerund in GERUND_VERBS:
-        return GERUND_VERBS[gerund]
-    stem = gerund[:-3]
-    if DOUBLED.search(stem):
-        return stem[:-1]
-    return stem + "e" if E_STEMS.search(stem) else stem
+    """The verb of an -ing word: "completing" → "complete", "adding" → "add", "syncing" → "sync".
+
+    Spelling rules cannot tell "complet|e" from "edit" or "add" from "ad|d"; lemminflect's
+    English lexicon can. A word it lacks ("rebasing", "syncing") gets its guess, except an "e"
+    the stem cannot take after two consonants or a hyphen ("synce", "fsck-e").
+    """
+    known = getAllLemmas(gerund, upos="VERB").get("VERB")
+    if known:
+        return known[0]
+    stem, guessed = gerund[:-3], (getLemma(gerund, upos="VERB") or ("",))[0]
+    if not guessed or (guessed == f"{stem}e" and not re.search(r"[aeiou][^aeiouy]$", stem)):
+        guessed = stem
+    return guessed.rstrip("-")
 
 
 def _plural(topic: str) -> bool:

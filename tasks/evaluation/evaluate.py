@@ -101,6 +101,9 @@ def score_rankings(
     return scores
 
 
+# The grid's fusions: one weight each. Adaptive fusion has two (kbflow.search.HybridFusion) and is
+# chosen across corpora (bench/retrieval_bench.py --choose), not per index on a handful of queries.
+FIXED_FUSIONS = tuple(fusion for fusion in FUSIONS if fusion != "adaptive")
 WEIGHT_GRID = tuple(i / 10 for i in range(11))  # 0 (fts only) .. 1 (vector only): both parts are in the grid
 TUNE_METRIC, TUNE_TIE_BREAK = "ndcg@10", "hit@5"
 
@@ -115,7 +118,7 @@ def tune_fusion(
     than the better of the two on these queries. (Scored before any rerank stage.)
     """
     grid = []
-    for fusion in FUSIONS:
+    for fusion in FIXED_FUSIONS:
         for weight in WEIGHT_GRID:
             rankings = [rank(c, "hybrid", depth, fusion, weight) for c in candidates]
             grid.append({"fusion": fusion, "weight": weight, **score_rankings(labeled, rankings, k)})
@@ -305,7 +308,8 @@ def rank_mode(
     """Each query's top `depth` hits in one mode, as search ranks them ([search] fusion, rerank stage)."""
     settings = config.search
     wide = rerank_depth(settings, depth)
-    rankings = [rank(c, mode, wide, settings.hybrid_fusion, settings.hybrid_weight) for c in candidates]
+    rankings = [rank(c, mode, wide, settings.hybrid_fusion, settings.hybrid_weight, settings.rare_term_weight)
+                for c in candidates]
     return rerank(settings, [query.query for query in labeled], rankings, depth)
 
 

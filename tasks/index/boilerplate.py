@@ -34,7 +34,7 @@ from kbflow.sources.base import Source
 from kbflow.schemas import LINE_HASHES
 from kbflow.store import Store
 from kbflow.tasks.sources.discover import ChangeSet
-from kbflow.tasks.formats.base import ParsedText
+from kbflow.tasks.formats.base import ParsedText, preformatted
 from kbflow.tasks.sources.read import parse_documents
 
 LINE_HASHES_TABLE = "line_hashes"
@@ -76,7 +76,10 @@ def strip_lines(document: dict, lines: frozenset[str]) -> dict:
     kept = ParsedText(title=document["title"])
     for section, end in zip(sections, ends):
         body = text[section["start"] : end]
-        kept.add(section["heading"], "\n".join(line for line in body.splitlines() if line_hash(line) not in lines))
+        body = "\n".join(line for line in body.splitlines() if line_hash(line) not in lines)
+        # The text was normalized when parsed and its code markers are gone: normalizing it again
+        # as prose would strip every code line's indentation. Marked preformatted, it keeps its spaces.
+        kept.add(section["heading"], preformatted(body))
     stripped = kept.text
     removed = sum(len(line) for line in text.splitlines() if line_hash(line) in lines)
     return {

@@ -12,22 +12,27 @@ A section too small to stand alone (under `min_section_tokens`, at most half a c
 a "Synopsis" line, a one-line "See Also", a short option) is carried into the next
 section's chunk, heading line and all, and a small last section joins the chunk
 before it: a small chunk says too little to be found, matches too many queries by
-accident, and crowds its page's other chunks out of the top hits. A section whose heading only
-gives structure ("Description", "Examples") is placed under the document's title, so
-its chunks say whose description they are.
+accident, and crowds its page's other chunks out of the top hits. A window of joined
+sections sits under their common heading path, never under one section's heading
+while it opens with another's text. Every heading path starts with the document's
+title ("git-add(1) > OPTIONS", not a bare "OPTIONS"), so a chunk says whose section it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kbflow import progress
 from kbflow.models import Tokenizer
 from kbflow.schemas import CHUNKED
-from kbflow.tasks.formats.headings import REFERENCE_SECTIONS, SEPARATOR, STRUCTURAL, strip_numbering
+from kbflow.tasks.formats.headings import SEPARATOR, strip_numbering
 
 MAX_HEADING_CHARS = 200
 MIN_SECTION_TOKENS = 128  # measured on the PostgreSQL manual and the Python docs: bench/README.md
@@ -40,6 +45,47 @@ def sha256_text(text: str) -> str:
 def make_chunk_id(doc_id: str, ordinal: int, text_hash: str) -> str:
     """Same document, position and text: same id, so unchanged chunks keep theirs."""
     return hashlib.sha256(f"{doc_id}\0{ordinal}\0{text_hash}".encode()).hexdigest()[:32]
+
+
+TOKENIZE_CHARS = 100_000  # a long body is tokenized this much at a time (cut at a line or a space)
+
+
+class _Offsets:
+    """Token offsets of a body, tokenized block by block as the windows move on and forgotten
+    behind them, so memory stays bounded whatever the body's size (a 30 MB log held ~6 GB of
+    offsets at once). Blocks are cut at whitespace, where the tokenizer splits anyway, so the
+    offsets, and so the windows, are those of the whole body tokenized at once."""
+
+    def __init__(self, body: str, tokenizer: Tokenizer, on_block: Callable[[int], None] | None = None) -> None:
+        self.body, self.tokenizer, self.on_block = body, tokenizer, on_block
+        self.base, self.spans, self.tokenized = 0, [], 0  # spans[0] is token `base`; body[:tokenized] is read
+
+    def _load(self, index: int) -> None:
+        while self.base + len(self.spans) <= index and self.tokenized < len(self.body):
+            cut = len(self.body)
+            if cut - self.tokenized > TOKENIZE_CHARS:
+                limit = self.tokenized + TOKENIZE_CHARS
+                cut = max(self.body.rfind("\n", self.tokenized, limit), self.body.rfind(" ", limit - 1000, limit))
+                cut = cut + 1 if cut > self.tokenized else limit  # one 100,000-character word: cut anyway
+            shift = self.tokenized
+            self.spans += [(start + shift, end + shift) for start, end in self.tokenizer.offsets(self.body[shift:cut])]
+            self.tokenized = cut
+            if self.on_block is not None:
+                self.on_block(cut)
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        self._load(index)
+        return self.spans[index - self.base]
+
+    def has(self, index: int) -> bool:
+        """Whether the body has a token `index`."""
+        self._load(index)
+        return index < self.base + len(self.spans)
+
+    def forget_before(self, index: int) -> None:
+        if index - self.base > TOKENIZE_CHARS // 10:  # now and then, not per window
+            del self.spans[: index - self.base]
+            self.base = index
 
 
 def _break_score(body: str, offsets: list[tuple[int, int]], end: int) -> int:
@@ -71,69 +117,139 @@ def _next_start(body: str, offsets: list[tuple[int, int]], start: int, end: int,
 
 def split_section(body: str, heading: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -> list[tuple[str, int]]:
     """Chunk texts (heading line + window) and their token counts for one section."""
-    heading = heading[:MAX_HEADING_CHARS]
-    prefix = f"{heading}\n" if heading else ""
-    budget = max_tokens - tokenizer.count([prefix])[0]  # what the body may use after specials + heading
-    offsets = tokenizer.offsets(body)
-    chunks: list[tuple[str, int]] = []
+    return [(text, n_tokens) for _, text, n_tokens in section_windows(body, [(0, heading)], tokenizer, max_tokens, overlap)]
+
+
+def section_windows(
+    body: str, parts: list[tuple[int, str]], tokenizer: Tokenizer, max_tokens: int, overlap: int,
+    on_block: Callable[[int], None] | None = None,
+) -> Iterator[tuple[str, str, int]]:
+    """(heading, chunk text, token count) of each window of a body made of `parts` (start offset, heading path).
+
+    A window's heading is the common path of the parts it holds text of, so a window of
+    joined sections never sits under the heading of a section it holds nothing of. Windows
+    are made as the body is tokenized (`on_block(characters read)` after each block).
+    """
+    starts = [start for start, _ in parts]
+    # The widest heading a window can get: the common path of several parts is never longer.
+    budget = max_tokens - max(tokenizer.count([_prefix(h) for _, h in parts]))
+    offsets = _Offsets(body, tokenizer, on_block)
     start = 0
-    while start < len(offsets):
-        end = min(start + budget, len(offsets))
-        if end < len(offsets):
+    while offsets.has(start):
+        end = start + budget if offsets.has(start + budget - 1) else _last_token(offsets, start) + 1
+        if offsets.has(end):
             candidates = range(end, start + max(1, budget // 2), -1)
             end = max(candidates, key=lambda e: (_break_score(body, offsets, e), e), default=end)
         while True:
-            text = prefix + body[offsets[start][0] : offsets[end - 1][1]]
+            first, last = offsets[start][0], offsets[end - 1][1]
+            held = parts[max(0, bisect_right(starts, first) - 1) : bisect_left(starts, last)] or parts[-1:]
+            heading = common_path([h for _, h in held])[:MAX_HEADING_CHARS]
+            text = _prefix(heading) + body[first:last]
             n_tokens = tokenizer.count([text])[0]
             # Re-tokenizing a cut-out window can differ at its edges; shrink until it fits.
             if n_tokens <= max_tokens or end - start <= 1:
                 break
             end -= max(1, n_tokens - max_tokens)
-        chunks.append((text, n_tokens))
-        if end >= len(offsets):
+        yield heading, text, n_tokens
+        if not offsets.has(end):
             break
         start = _next_start(body, offsets, start, end, overlap)
-    return chunks
+        offsets.forget_before(start - 1)
 
 
-def document_sections(document: dict, tokenizer: Tokenizer, min_tokens: int) -> list[tuple[str, str]]:
-    """(heading path, body) of a document's sections, small ones carried into the next (see the module doc)."""
+def _last_token(offsets: _Offsets, start: int) -> int:
+    """The index of the body's last token (the body has token `start`)."""
+    last = start
+    while offsets.has(last + 1):
+        last += 1
+    return last
+
+
+def _prefix(heading: str) -> str:
+    heading = heading[:MAX_HEADING_CHARS]
+    return f"{heading}\n" if heading else ""
+
+
+def common_path(headings: list[str]) -> str:
+    """The heading path all of `headings` sit under: "A > B > C" and "A > B > D" → "A > B"."""
+    paths = [heading.split(SEPARATOR) for heading in headings]
+    common = []
+    for segments in zip(*paths):
+        if any(segment != segments[0] for segment in segments):
+            break
+        common.append(segments[0])
+    return SEPARATOR.join(common)
+
+
+def document_sections(document: dict, tokenizer: Tokenizer, min_tokens: int) -> list[tuple[str, str, list[tuple[int, str]]]]:
+    """(heading path, body, parts) of a document's sections, small ones carried into the next (see the module doc).
+
+    A body that joins several sections holds each one's heading line (below their common path)
+    and `parts` says where each starts; the heading is their common path.
+    """
     text, title = document["text"], (document.get("title") or "").strip()
     sections = document["sections"] or [{"heading": "", "start": 0}]
     ends = [section["start"] for section in sections[1:]] + [len(text)]
-    merged: list[tuple[str, str]] = []
-    carried: list[tuple[str, str]] = []  # small sections waiting for a section to join
+    groups: list[list[tuple[str, str]]] = []
+    pending: list[tuple[str, str]] = []  # small sections waiting for a section to join
     for section, end in zip(sections, ends):
         heading, body = _rooted(section["heading"], title), text[section["start"] : end].strip()
         if not body:
             continue
-        body = "\n\n".join([*(_with_heading(h, b) for h, b in carried), body])
-        if tokenizer.count([f"{heading}\n{body}"])[0] < min_tokens:
-            carried = [(heading, body)]  # too small: part of what follows
-            continue
-        merged.append((heading, body))
-        carried = []
-    if carried and merged:
-        heading, body = merged[-1]
-        merged[-1] = (heading, f"{body}\n\n{_with_heading(*carried[0])}")
-    elif carried:
-        merged.append(carried[0])  # the whole document is small: one chunk
-    return merged
+        pending.append((heading, body))
+        heading, body, _ = _joined(pending)
+        if not _has_tokens(tokenizer, f"{heading}\n{body}", min_tokens):
+            continue  # too small: part of what follows
+        groups.append(pending)
+        pending = []
+    if pending and groups:
+        groups[-1] += pending  # a small last section joins the one before
+    elif pending:
+        groups.append(pending)  # the whole document is small: one chunk
+    return [_joined(group) for group in groups]
 
 
-def _with_heading(heading: str, body: str) -> str:
-    """A carried section's text: its own heading line (the last part of its path), then its body."""
-    last = heading.rsplit(SEPARATOR, 1)[-1]
-    return f"{last}\n{body}" if last else body
+def _has_tokens(tokenizer: Tokenizer, text: str, n: int) -> bool:
+    """Whether `text` has at least `n` tokens, from its first TOKENIZE_CHARS when that says so:
+    a 30 MB body is never tokenized whole just to learn it is not small."""
+    if len(text) > TOKENIZE_CHARS and tokenizer.count([text[: text.rfind(" ", 0, TOKENIZE_CHARS) + 1 or TOKENIZE_CHARS]])[0] >= n:
+        return True
+    return tokenizer.count([text])[0] >= n
+
+
+def _joined(group: list[tuple[str, str]]) -> tuple[str, str, list[tuple[int, str]]]:
+    """One body for consecutive sections: each under its heading line (its path below the common one)."""
+    if len(group) == 1:
+        return group[0][0], group[0][1], [(0, group[0][0])]
+    common = common_path([heading for heading, _ in group])
+    # A part starts after its heading line: a window that starts on that line holds it under the
+    # common path ("git-restore(1)" + "EXAMPLES\n…"), not as "git-restore(1) > EXAMPLES\nEXAMPLES\n…".
+    texts, parts, length = [], [(0, common)], 0
+    for heading, body in group:
+        below = heading[len(common):].removeprefix(SEPARATOR)
+        texts.append(f"{below}\n{body}" if below else body)
+        parts.append((length + len(below) + 1 if below else length, heading))
+        length += len(texts[-1]) + 2
+    return common, "\n\n".join(texts), parts
 
 
 def _rooted(heading: str, title: str) -> str:
-    """A heading path that only gives structure ("See Also") placed under the document's title."""
-    top = strip_numbering(heading.split(SEPARATOR)[0]).rstrip(":").lower()
-    if title and heading and not heading.startswith(title) and (top in STRUCTURAL or top in REFERENCE_SECTIONS):
-        return f"{title}{SEPARATOR}{heading}"
-    return heading
+    """A heading path that starts with the document's title ("git-add(1) > OPTIONS"): a bare
+    section heading ("OPTIONS", "CONFIGURATION") says nothing of whose section it is."""
+    if not title:
+        return heading
+    if not heading:
+        return title
+    if any(_same_name(segment, title) for segment in heading.split(SEPARATOR)[:2]):
+        return heading  # already under the title ("DROP ROLE > Description", "Backup and Restore > 26.3. …")
+    return f"{title}{SEPARATOR}{heading}"
 
+
+def _same_name(segment: str, title: str) -> bool:
+    """"gitweb.conf(5) Manual Page" names the page titled "gitweb.conf(5)"; numbering and case aside."""
+    segment, title = (" ".join(strip_numbering(s).casefold().split()) for s in (segment, title))
+    shorter, longer = sorted((segment, title), key=len)
+    return bool(shorter) and (longer == shorter or longer.startswith(shorter + " "))
 
 
 def chunk_documents(
@@ -146,10 +262,19 @@ def chunk_documents(
     """
     rows = []
     min_section_tokens = min(min_section_tokens, max_tokens // 2)
+    total = pc.sum(pc.utf8_length(documents.column("text"))).as_py() or 0 if documents.num_rows else 0
+    done, every = 0, max(TOKENIZE_CHARS, total // progress.STEPS)
+    progress.report("chunk (characters)", 0, total)  # a large document moves the bar, not only a batch
+
+    def read(characters: int) -> None:
+        nonlocal done
+        if (done + characters) // every > done // every:
+            progress.report("chunk (characters)", min(done + characters, total), total)
+
     for document in documents.to_pylist():
         ordinal = 0
-        for heading, body in document_sections(document, tokenizer, min_section_tokens):
-            for chunk_text, n_tokens in split_section(body, heading, tokenizer, max_tokens, overlap):
+        for _, body, parts in document_sections(document, tokenizer, min_section_tokens):
+            for heading, chunk_text, n_tokens in section_windows(body, parts, tokenizer, max_tokens, overlap, read):
                 text_hash = sha256_text(chunk_text)
                 rows.append(
                     {
@@ -163,6 +288,8 @@ def chunk_documents(
                     }
                 )
                 ordinal += 1
+            done += len(body)
+    progress.report("chunk (characters)", total, total)
     return pa.Table.from_pylist(rows, schema=CHUNKED)
 
 

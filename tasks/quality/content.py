@@ -29,6 +29,9 @@ MIN_REPETITION_WORDS = 50
 TOP_NGRAM_SIZES = (2, 3, 4)
 DUP_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
 MIN_LINK_LIST_LINES = 3  # fewer lines say nothing about a list
+# Repetition is judged on a document's first million characters: its n-gram tables grow with
+# the text (a 30 MB log's took gigabytes), and a share measured on 1 MB reads the same.
+REPETITION_MAX_CHARS = 1_000_000
 
 # Site chrome words: a body made only of these is navigation, not content.
 NAVIGATION_WORDS = frozenset(
@@ -123,7 +126,12 @@ REPETITION_COLUMNS = (
 
 
 def repetition(text: str) -> dict[str, float | None]:
-    """Gopher's repetition measures of a document (`REPETITION_COLUMNS`); None for texts too short to judge."""
+    """Gopher's repetition measures of a document (`REPETITION_COLUMNS`); None for texts too short to judge.
+
+    A document longer than `REPETITION_MAX_CHARS` is judged on its first lines up to that size.
+    """
+    if len(text) > REPETITION_MAX_CHARS:
+        text = text[: text.rfind("\n", 0, REPETITION_MAX_CHARS) + 1 or REPETITION_MAX_CHARS]
     tokens = [w.lower() for w in words(text)]
     if len(tokens) < MIN_REPETITION_WORDS:
         return dict.fromkeys(REPETITION_COLUMNS)

@@ -138,20 +138,23 @@ def run_profile(
 
 
 class ChunkTally:
-    """The run's chunk texts per source, for `unique_chunk_ratio` over the whole run.
+    """The run's chunk bodies per source, for `unique_chunk_ratio` over the whole run.
 
-    Keeps 8 bytes per chunk (a 64-bit digest of its text hash), not the texts, so a
-    large run stays within its memory bound; two different texts sharing 64 bits is
-    negligible at any corpus size kbflow handles.
+    A body is a chunk's text under its heading line: every heading path starts with its
+    document's title, so the same text on two pages is two chunk texts but one body.
+    Keeps 8 bytes per chunk (a 64-bit digest of its body), not the texts, so a large run
+    stays within its memory bound; two different bodies sharing 64 bits is negligible at
+    any corpus size kbflow handles.
     """
 
     def __init__(self) -> None:
         self._hashes: dict[str, array] = {}
 
     def add(self, chunks: pa.Table) -> None:
-        """Count a batch's chunks (a table with `source` and `text_hash`)."""
-        for source, text_hash in zip(chunks.column("source").to_pylist(), chunks.column("text_hash").to_pylist()):
-            digest = hashlib.blake2b(text_hash.encode(), digest_size=8).digest()
+        """Count a batch's chunks (a table with `source`, `heading` and `text`)."""
+        columns = (chunks.column(name).to_pylist() for name in ("source", "heading", "text"))
+        for source, heading, text in zip(*columns):
+            digest = hashlib.blake2b(content.chunk_body(text, heading).encode(), digest_size=8).digest()
             self._hashes.setdefault(source, array("Q")).append(int.from_bytes(digest, "little"))
 
     def counts(self) -> dict[str, tuple[int, int]]:

@@ -41,6 +41,7 @@ def test_navigation_and_boilerplate_never_reach_the_index(tmp_path, hash_embedde
     assert report["status"] == "published"
     chunks = chunks_of(config)
     texts = [chunk["text"] for chunk in chunks]
+    assert any("Topic 0 covers its own subject." in text for text in texts)  # the control: pages were indexed
     assert not any(word in text for text in texts for word in ("Prev", "Home", "Chapter 3"))
     assert "nav-only.html" not in {chunk["uri"] for chunk in chunks}
     assert not any(FOOTER in text for text in texts)

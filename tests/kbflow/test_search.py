@@ -1,4 +1,4 @@
-"""Hybrid fusion (linear and RRF, hand-computed), its endpoints, and the search path with a rerank stage."""
+"""Hybrid fusion (linear and RRF, hand-computed; adaptive by rare terms), its endpoints, and the search path with a rerank stage."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from kbflow.config import DEFAULT_MODEL, KbflowConfig, StoreConfig
 from kbflow.schemas import CHUNKED
-from kbflow.search import Candidates, fuse_hits, rank, search, search_hits
+from kbflow.search import Candidates, HybridFusion, fuse_hits, rank, rare_terms, retrieve, search, search_hits
 from kbflow.store import Store, new_run_id
 from kbflow.tasks.index.embed import vector_column
 
@@ -158,3 +158,67 @@ def test_the_fusion_docstring_example_holds():
 
     results = doctest.testmod(kbflow.search)
     assert results.attempted >= 1 and results.failed == 0
+
+
+# -- adaptive fusion: the weight follows the query's rare terms ---------------------------------
+
+
+def test_adaptive_weight_moves_from_weight_to_rare_weight_with_the_rare_share():
+    adaptive = HybridFusion("adaptive", weight=0.9, rare_weight=0.3)
+    assert [adaptive.weight_for(share) for share in (0.0, 0.5, 1.0)] == pytest.approx([0.9, 0.6, 0.3])
+    assert HybridFusion("linear", weight=0.9, rare_weight=0.3).weight_for(1.0) == 0.9  # fixed fusions ignore it
+
+
+def test_adaptive_fusion_is_linear_fusion_at_the_query_weight():
+    rng = random.Random(3)
+    for _ in range(30):
+        ids_ = [f"c{i}" for i in range(10)]
+        vector = hits(*zip(rng.sample(ids_, 6), sorted((rng.random() for _ in range(6)), reverse=True)))
+        fts = hits(*zip(rng.sample(ids_, 6), sorted((rng.uniform(1, 9) for _ in range(6)), reverse=True)))
+        share = rng.choice([0.0, 0.25, 0.5, 1.0])
+        candidates = Candidates(vector, fts, rare_share=share)
+        expected = fuse_hits(vector, fts, "linear", 0.8 + (0.2 - 0.8) * share)
+        assert rank(candidates, "hybrid", 10, "adaptive", 0.8, rare_weight=0.2) == expected
+    every_term_rare = Candidates(vector, fts, rare_share=1.0)
+    assert ids(rank(every_term_rare, "hybrid", 6, "adaptive", 1.0, rare_weight=0.0)) == ids(fts)
+    assert ids(rank(Candidates(vector, fts), "hybrid", 6, "adaptive", 1.0, rare_weight=0.0)) == ids(vector)
+
+
+def test_fuse_hits_refuses_adaptive_without_a_query_weight():
+    with pytest.raises(ValueError, match="per query"):
+        fuse_hits([], [], "adaptive", 0.5)
+
+
+def test_rare_terms_counts_chunks_in_the_full_text_index(config):
+    store = Store(config.store)
+    # 5 chunks, share 0.25: a term in at most 1 chunk is rare. "lumen" and "restore" are in one
+    # chunk, "server" in two, "the" is a stop word and "zzz" in none: neither of those counts.
+    assert rare_terms(store, "lumen", 0.25) == 1.0
+    assert rare_terms(store, "server", 0.25) == 0.0  # the positive control above is not a constant
+    assert rare_terms(store, "restore the LUMEN server zzz", 0.25) == pytest.approx(2 / 3)
+    assert rare_terms(store, "zzz the", 0.25) == 0.0
+    assert rare_terms(store, "", 0.25) == 0.0
+    # a tenant's view: "nightly" is in two chunks, one of them the public tenant's
+    assert rare_terms(store, "nightly", 0.25) == 0.0
+    assert rare_terms(store, "nightly", 0.25, "tenant = 'public'") == 1.0
+
+
+def test_search_with_adaptive_fusion_follows_fts_for_rare_terms_and_vector_otherwise(config, hash_embedder):
+    config.search.hybrid_fusion, config.search.hybrid_weight = "adaptive", 1.0
+    config.search.rare_term_weight, config.search.rare_term_share = 0.0, 0.25
+    rare, common = ["month"], ["server snapshot"]  # every term rare / none rare (server 2, snapshot 3 chunks)
+    assert ids(search(config, rare, k=1, mode="fts")[0]) != ids(search(config, rare, k=1, mode="vector")[0])
+    assert ids(search(config, rare, k=1, mode="hybrid")[0]) == ids(search(config, rare, k=1, mode="fts")[0])
+    assert ids(search(config, common, k=4, mode="hybrid")[0]) == ids(search(config, common, k=4, mode="vector")[0])
+
+
+def test_evaluation_ranks_adaptive_fusion_as_search_does(config, hash_embedder):
+    config.search.hybrid_fusion, config.search.hybrid_weight = "adaptive", 0.9
+    config.search.rare_term_weight, config.search.rare_term_share = 0.1, 0.25
+    queries = ["month", "server snapshot", "restore the lumen server"]
+    candidates = retrieve(config, queries, k=4)
+    assert [c.rare_share for c in candidates] == pytest.approx([1.0, 0.0, 2 / 3])
+    settings = config.search
+    ranked = [rank(c, "hybrid", 4, settings.hybrid_fusion, settings.hybrid_weight, settings.rare_term_weight)
+              for c in candidates]
+    assert [ids(found) for found in ranked] == [ids(found) for found in search(config, queries, k=4)]

@@ -76,3 +76,15 @@ def test_a_few_shared_words_with_a_weak_positive_do_not_make_an_answer():
 def test_docstring_examples_hold():
     results = doctest.testmod(negatives)
     assert results.attempted >= 2 and results.failed == 0
+
+
+def test_a_negative_that_copies_the_positives_text_is_rejected():
+    # The same option text copied into two man pages: another page's chunk is no negative of this one.
+    scorer = LexicalScorer(CORPUS)
+    option = ("--thin: create a thin pack, which records objects in deltified form based on objects "
+              "not included in the pack, to reduce network traffic when the other side already has them.")
+    positive = f"git-push(1) > OPTIONS\n{option}\n--all: push all branches."
+    negative = f"git-fetch-pack(1) > OPTIONS\n--depth: limit fetching to the given depth.\n{option}"
+    question = "What does the --all option of git-push do?"
+    assert negative_problem(question, positive, "--depth: limit fetching to the given depth.", scorer, 1.0) is None
+    assert negative_problem(question, positive, negative, scorer, 1.0) == "negative_copies_positive"

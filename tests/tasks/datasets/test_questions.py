@@ -27,6 +27,15 @@ from kbflow.tasks.datasets.questions import heading_question, is_informative_sen
     ("11.2. Index Types > 11.2.6. BRIN", "", "What is BRIN in index types?"),  # the parent as a phrase
     ("Data Structures > Dictionaries", "", "What are dictionaries in data structures?"),  # was "What is"
     ("Why doesn't closing sys.stdout really close it?", "", "Why doesn't closing sys.stdout really close it?"),
+    # -ing words spelling rules broke ("complet", "ad", "rebas", "stag") and ones they got right
+    ("Completing a review", "", "How do I complete a review?"),
+    ("Adding a remote", "", "How do I add a remote?"),
+    ("Rebasing a topic branch", "", "How do I rebase a topic branch?"),
+    ("Staging changes", "", "How do I stage changes?"),
+    ("Editing commit messages", "", "How do I edit commit messages?"),
+    ("Setting up a repository", "", "How do I set up a repository?"),
+    ("Syncing repositories", "", "How do I sync repositories?"),  # words the lexicon lacks: its guess, checked
+    ("Rebasing merges", "", "How do I rebase merges?"),
 ])
 def test_headings_become_questions_by_their_shape(heading, title, expected):
     assert heading_question(heading, title) == expected

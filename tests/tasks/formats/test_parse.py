@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 
+import pyarrow as pa
 import pytest
 
 from kbflow.config import source_config
@@ -71,6 +72,33 @@ def test_pdf_text_and_title():
     parsed = parse_bytes(minimal_pdf(["Release 3.1 adds offline sync.", "Fixed: login loop."], title="Notes 3.1"), "pdf")
     assert "offline sync" in parsed.text and "login loop" in parsed.text
     assert parsed.title == "Notes 3.1"
+
+
+def test_pdf_running_headers_footers_and_page_numbers_are_removed():
+    body = [["Magic rules match the first bytes of a file.", "Each rule has a priority and a type."],
+            ["Globs match the file name; the longest glob wins.", "Shared MIME-info Database keeps both."],
+            ["Aliases map old type names to new ones."]]
+    pages = [["Shared MIME-info Database", *lines, f"Page {n} of 3"] for n, lines in enumerate(body, start=1)]
+    pages[1].insert(0, "2")  # a bare page number above the running header
+    parsed = parse_bytes(minimal_pdf([], pages=pages), "pdf")
+    assert all(line in parsed.text for lines in body for line in lines)  # the control: every body line is kept
+    assert "Page " not in parsed.text and not any(line.strip() == "2" for line in parsed.text.splitlines())
+    assert parsed.text.count("Shared MIME-info Database") == 1  # the running header went, the sentence stayed
+    assert parsed.title == "Shared MIME-info Database"  # no metadata title: the running header names it
+
+
+def test_pdf_chunks_sit_under_the_document_title():
+    from kbflow.schemas import PARSED
+    from kbflow.tasks.index.chunk import chunk_documents
+
+    from fakes import WhitespaceTokenizer
+
+    parsed = parse_bytes(minimal_pdf(["Release 3.1 adds offline sync."] * 3, title="Notes 3.1"), "pdf")
+    row = {"doc_id": "d", "source": "s", "tenant": "t", "uri": "notes.pdf", "format": "pdf", "content_hash": "h",
+           "size": 1, "title": parsed.title, "text": parsed.text, "metadata": "{}",
+           "sections": [{"heading": h, "start": start} for h, start in parsed.sections]}
+    chunks = chunk_documents(pa.Table.from_pylist([row], schema=PARSED), WhitespaceTokenizer(), 64, 4)
+    assert chunks.num_rows >= 1 and set(chunks.column("heading").to_pylist()) == {"Notes 3.1"}
 
 
 def test_docx_headings_and_title():

@@ -115,3 +115,30 @@ def test_stored_state_keeps_other_sources_and_only_its_newest_version(tmp_path):
     assert stored_line_hashes(store, ["a"]).equals(state("a", 2))
     assert stored_line_hashes(store, ["b"]).equals(state("b", 4))
     assert len(store.table(LINE_HASHES_TABLE).list_versions()) == 1
+
+
+def code(i: int) -> str:
+    return f"sub handler{i} {{\n    my ($request{i}) = @_;\n    if ($request{i}) {{\n        return {i};\n    }}\n}}"
+
+
+def write_html_pages(root: Path, footer: str) -> Source:
+    """Three asciidoc-like pages, each with an indented Perl block; `footer` on every page."""
+    root.mkdir()
+    for i in range(3):
+        (root / f"page{i}.html").write_text(
+            f"<html><head><title>gitweb{i}(5)</title></head><body><div id='content'>"
+            f"<h2>CONFIGURATION {i}</h2><p>Topic {i}: the configuration file is a Perl fragment.</p>"
+            f"<div class='listingblock'><div class='content'><pre><code>{code(i)}</code></pre></div></div>"
+            f"<p>{footer}</p></div></body></html>"
+        )
+    return source_config(name="docs", kind="files", path=root, include=["*.html"])
+
+
+def test_code_keeps_its_indentation_with_and_without_boilerplate_removed(tmp_path):
+    for footer in (FOOTER, ""):  # a footer on every page, removed as boilerplate; or none to remove
+        source = write_html_pages(tmp_path / f"footer{len(footer)}", footer)
+        _, boilerplate, documents, _ = run(source, LINE_HASHES.empty_table())
+        assert boilerplate.lines.get("docs", frozenset()) == ({line_hash(FOOTER)} if footer else frozenset())
+        for uri, text in zip(documents.column("uri").to_pylist(), documents.column("text").to_pylist()):
+            assert "Perl fragment" in text and FOOTER not in text
+            assert code(int(uri[4])) in text  # "    my ($request0)", "        return 0;" as written

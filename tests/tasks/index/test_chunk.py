@@ -53,7 +53,7 @@ def test_chunk_ids_are_stable_for_unchanged_text_and_change_with_it():
     first = chunk_documents(table, TOKENIZER, 32, 4, min_section_tokens=0)
     assert first.column("chunk_id").to_pylist() == again.column("chunk_id").to_pylist()
     assert first.column("ordinal").to_pylist() == [0, 1]
-    assert first.column("heading").to_pylist() == ["A", "B"]
+    assert first.column("heading").to_pylist() == ["T > A", "T > B"]
     edited = pa.Table.from_pylist([document(text.replace("Second", "Third"), [("A", 0), ("B", 18)])], schema=PARSED)
     changed = chunk_documents(edited, TOKENIZER, 32, 4, min_section_tokens=0).column("chunk_id").to_pylist()
     assert changed[0] == first.column("chunk_id")[0].as_py() and changed[1] != first.column("chunk_id")[1].as_py()
@@ -62,7 +62,7 @@ def test_chunk_ids_are_stable_for_unchanged_text_and_change_with_it():
 def test_empty_sections_make_no_chunks():
     table = pa.Table.from_pylist([document("Body.", [("Parent", 0), ("Parent > Child", 0)])], schema=PARSED)
     chunks = chunk_documents(table, TOKENIZER, 32, 4)
-    assert chunks.column("heading").to_pylist() == ["Parent > Child"]
+    assert chunks.column("heading").to_pylist() == ["T > Parent > Child"]
 
 
 def test_small_sections_are_carried_into_the_next_and_a_small_last_one_joins_the_one_before():
@@ -71,9 +71,9 @@ def test_small_sections_are_carried_into_the_next_and_a_small_last_one_joins_the
     sections = [("Page > Synopsis", 0), ("Page > Description", 11), ("Page > See Also", 11 + len(long_body) + 2)]
     chunks = chunk_documents(pa.Table.from_pylist([document(text, sections)], schema=PARSED), TOKENIZER, 64, 4,
                              min_section_tokens=12)
-    assert chunks.column("heading").to_pylist() == ["Page > Description"]
+    assert chunks.column("heading").to_pylist() == ["T > Page"]  # the sections' common path
     (only,) = chunks.column("text").to_pylist()
-    assert only.startswith("Page > Description\nSynopsis\nTiny one.\n\nword0")
+    assert only.startswith("T > Page\nSynopsis\nTiny one.\n\nDescription\nword0")
     assert only.endswith("word39\n\nSee Also\nSee the manual.")
     alone = chunk_documents(pa.Table.from_pylist([document(text, sections)], schema=PARSED), TOKENIZER, 64, 4,
                             min_section_tokens=0)
@@ -86,17 +86,48 @@ def test_the_carrying_threshold_is_at_most_half_a_chunk():
     sections = [("Page > One", 0), ("Page > Two", len(body) + 2)]
     table = pa.Table.from_pylist([document(text, sections)], schema=PARSED)
     headings = chunk_documents(table, TOKENIZER, 64, 4, min_section_tokens=128).column("heading").to_pylist()
-    assert headings[0] == "Page > One" and headings[-1] == "Page > Two"  # each section starts its own chunks
+    assert headings[0] == "T > Page > One" and headings[-1] == "T > Page > Two"  # each section starts its own chunks
     merged = chunk_documents(table, TOKENIZER, 512, 4, min_section_tokens=128).column("heading").to_pylist()
-    assert merged == ["Page > Two"]  # a 512-token chunk carries a 60-token section
+    assert merged == ["T > Page"]  # a 512-token chunk carries a 60-token section: both under their common path
 
 
-def test_a_structural_heading_is_placed_under_the_document_title():
+def test_every_heading_path_starts_with_the_document_title():
     text = "DROP ROLE removes a database role. " * 10
-    table = pa.Table.from_pylist([{**document(text, [("Description", 0)]), "title": "DROP ROLE"}], schema=PARSED)
-    assert chunk_documents(table, TOKENIZER, 128, 4).column("heading").to_pylist() == ["DROP ROLE > Description"]
-    topical = pa.Table.from_pylist([{**document(text, [("Roles", 0)]), "title": "DROP ROLE"}], schema=PARSED)
-    assert chunk_documents(topical, TOKENIZER, 128, 4).column("heading").to_pylist() == ["Roles"]
+
+    def headings(sections: list[tuple[str, int]], title: str = "DROP ROLE") -> list[str]:
+        table = pa.Table.from_pylist([{**document(text, sections), "title": title}], schema=PARSED)
+        return chunk_documents(table, TOKENIZER, 128, 4).column("heading").to_pylist()
+
+    assert headings([("Description", 0)]) == ["DROP ROLE > Description"]
+    assert headings([("Roles", 0)]) == ["DROP ROLE > Roles"]
+    assert headings([("CONFIGURATION", 0)], title="gitweb.conf(5)") == ["gitweb.conf(5) > CONFIGURATION"]
+    assert headings([("", 0)]) == ["DROP ROLE"]  # no heading: the title, never an empty one
+    # A path that already names the page keeps its own words, not the title twice.
+    assert headings([("gitweb.conf(5) Manual Page > NAME", 0)], title="gitweb.conf(5)") == [
+        "gitweb.conf(5) Manual Page > NAME"]
+    assert headings([("Backup and Restore > 26.3. Archiving", 0)], title="26.3. Archiving") == [
+        "Backup and Restore > 26.3. Archiving"]
+    assert headings([("Description", 0)], title="") == ["Description"]
+
+
+def test_a_window_sits_under_the_headings_of_the_sections_it_holds():
+    # "Creating tags" is small and carried into "Browsing revisions", which spans several windows:
+    # the first window holds both (their common path), the later ones only "Browsing revisions".
+    tags = "We can also create a tag."
+    browsing = " ".join(f"rev{i}" for i in range(80))
+    text = f"{tags}\n\n{browsing}"
+    sections = [("Manual > Exploring > Creating tags", 0), ("Manual > Exploring > Browsing revisions", len(tags) + 2)]
+    table = pa.Table.from_pylist([{**document(text, sections), "title": "Manual"}], schema=PARSED)
+    chunks = chunk_documents(table, TOKENIZER, 40, 4, min_section_tokens=20).to_pylist()
+    assert len(chunks) >= 3
+    assert chunks[0]["heading"] == "Manual > Exploring"
+    assert chunks[0]["text"].startswith("Manual > Exploring\nCreating tags\nWe can also create a tag.\n\n"
+                                        "Browsing revisions\nrev0")
+    assert all(c["heading"] == "Manual > Exploring > Browsing revisions" for c in chunks[1:])
+    for c in chunks:  # the heading a chunk sits under is never one whose text it lacks
+        body = c["text"][len(c["heading"]) + 1:]
+        assert body.startswith(("Creating tags", "rev")) and c["text"].startswith(c["heading"] + "\n")
+        assert ("tag" in body) == c["heading"].endswith("Exploring")
 
 
 class PieceTokenizer(WhitespaceTokenizer):
@@ -117,3 +148,44 @@ def test_a_window_never_starts_inside_a_word():
     chunks = split_section(body, "", PieceTokenizer(), max_tokens=20, overlap=5)
     assert len(chunks) > 2
     assert all(text.split()[0].startswith("alpha") for text, _ in chunks)  # "a0" or "ha12": a cut word
+
+
+class WidestTokenizer(WhitespaceTokenizer):
+    """Remembers the longest text it was asked to tokenize: what a document costs in memory at once."""
+
+    def __init__(self) -> None:
+        self.widest = 0
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        self.widest = max(self.widest, len(text))
+        return super().offsets(text)
+
+    def count(self, texts):
+        self.widest = max(self.widest, *map(len, texts))
+        return super().count(texts)
+
+
+def test_a_large_document_is_tokenized_a_block_at_a_time_with_the_same_windows(monkeypatch):
+    # Issue 26 #9: a 30 MB log was tokenized whole (~6 GB of offsets); now a block at a time.
+    from kbflow import progress
+    from kbflow.tasks.index import chunk as chunking
+
+    lines = [f"2026-12-07 ERROR request {i} timed out after {i % 97} ms on node{i % 7}" for i in range(12_000)]
+    text = "\n".join(lines)  # ~0.75 MB, one section
+    table = pa.Table.from_pylist([document(text, [("", 0)])], schema=PARSED)
+    reports = []
+    progress.listen(lambda stage, done, total: reports.append((stage, done, total)))
+    try:
+        tokenizer = WidestTokenizer()
+        streamed = chunk_documents(table, tokenizer, 64, 8)
+    finally:
+        progress.listen(None)
+    block = getattr(chunking, "TOKENIZE_CHARS", 100_000)
+    assert len(text) > 5 * block
+    assert 0 < tokenizer.widest <= block  # never the whole document at once
+    moving = [done for stage, done, total in reports if stage == "chunk (characters)" and 0 < done < total]
+    assert len(moving) >= 5 and moving == sorted(moving)  # progress moves inside the one document
+    monkeypatch.setattr(chunking, "TOKENIZE_CHARS", 10 * len(text))  # the whole body in one block
+    whole = chunk_documents(table, WhitespaceTokenizer(), 64, 8)
+    assert streamed.column("text").to_pylist() == whole.column("text").to_pylist()
+    assert streamed.num_rows > 500

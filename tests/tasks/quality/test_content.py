@@ -38,3 +38,15 @@ def test_content_is_not_navigation(text):
 def test_docstring_examples_hold():
     results = doctest.testmod(content)
     assert results.attempted >= 4 and results.failed == 0
+
+
+def test_repetition_of_a_long_document_is_judged_on_its_first_lines():
+    # Issue 26 #9: the n-gram tables of a 30 MB log took gigabytes; a bounded prefix is judged instead.
+    from kbflow.tasks.quality import content
+
+    line = "2026-12-07 request {} served from cache node {} in {} ms\n"
+    text = "".join(line.format(i, i % 7, i % 13) for i in range(60_000))  # ~3.4 MB
+    assert len(text) > 3 * content.REPETITION_MAX_CHARS
+    prefix = text[: text.rfind("\n", 0, content.REPETITION_MAX_CHARS) + 1]
+    assert content.repetition(text) == content.repetition(prefix)
+    assert content.repetition(text)["dup_line_frac"] is not None  # the control: it was judged, not skipped

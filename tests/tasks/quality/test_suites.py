@@ -315,3 +315,13 @@ def test_user_suites_are_loaded_from_a_folder_and_policies_are_required(tmp_path
 def test_bundled_suites_have_at_least_twelve_expectations():
     counts = {name: len(load_suite(name)["expectations"]) for name in ("documents", "chunks", "embeddings", "run")}
     assert sum(counts.values()) >= 12 and all(counts.values())
+
+
+def test_unique_chunk_ratio_counts_bodies_under_their_own_titles_once():
+    # Every heading path starts with its document's title: the same text on two pages differs only there.
+    rows = chunk_table(["x"] * 4).to_pylist()
+    for i, row in enumerate(rows):
+        row.update(heading=f"page{i}", text=f"page{i}\nThis page holds the same sentence as every other page.")
+    tally = ChunkTally()
+    tally.add(pa.Table.from_pylist(rows, schema=CHUNKED))
+    assert tally.counts() == {"s": (4, 1)}
