@@ -158,7 +158,7 @@ def test_reindex_refuses_a_model_that_scores_worse_on_the_configured_queries(sma
     with_queries(small_corpus, "model-b")
     promoted = reindex(config_path=str(small_corpus))
     assert promoted["status"] == "published" and promoted["promotion"]["decision"] == "promoted"
-    assert promoted["promotion"]["before"] == promoted["promotion"]["after"] > 0.9
+    assert promoted["promotion"]["before"] == promoted["promotion"]["after"] >= 0.8
     assert promoted["promotion"]["n"] == len(QUERIES)
     assert index_models(small_corpus) == {"model-b": 32}
 
