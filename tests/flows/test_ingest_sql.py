@@ -219,7 +219,8 @@ def test_rows_keyed_by_a_uuid_numeric_or_date_are_read_back_by_key(tmp_path, dat
     config_path = config_of(tmp_path, table="notes")
     assert ingest(config_path=config_path)["documents"] == {"new": 3, "changed": 0, "unchanged": 0, "deleted": 0,
                                                             "quarantined": 0, "acl_changed": 0}
-    assert sorted(chunk_texts(config_path).values()) == [f"Note number {n} about backups." for n in (1, 2, 3)]
+    # each chunk's heading line is its row's title (a heading path starts with the document's title)
+    assert sorted(chunk_texts(config_path).values()) == [f"Note\nNote number {n} about backups." for n in (1, 2, 3)]
 
 
 @pytest.mark.model
