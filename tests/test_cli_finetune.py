@@ -24,13 +24,15 @@ SPLITS = {
 }
 
 
-def write_pairs(root: Path) -> Path:
+def write_pairs(root: Path, labeled: set[str] = frozenset()) -> Path:
+    """The pairs of SPLITS as a dataset; rows whose chunk id is in `labeled` come from a labeled source."""
     dataset = root / "embedding-pairs"
     (dataset / "data").mkdir(parents=True)
     for split, rows in SPLITS.items():
         table = pa.Table.from_pylist(
             [{"anchor": a, "positive": p, "negative_1": rows[(i + 1) % len(rows)][1], "query_id": f"q{c}",
-              "positive_chunk_id": c, "doc_id": c, "source": "docs", "generator": "llm"}
+              "positive_chunk_id": c, "doc_id": c, "source": "docs",
+              "generator": "labeled" if c in labeled else "llm"}
              for i, (a, p, c) in enumerate(rows)],
             schema=embedding_pairs_schema(1),
         )
@@ -64,3 +66,27 @@ def test_finetune_json_contract(small_corpus, tmp_path):
     assert report["steps"] == 1 and report["train_rows"] == 4 and report["model_dir"] == str(out)
     assert report["base"]["n"] == report["tuned"]["n"] == 2
     assert (out / "config_sentence_transformers.json").is_file()
+
+
+@pytest.mark.model
+@pytest.mark.usefixtures("prefect_harness")
+def test_finetune_adapts_with_tsdae_first_and_scores_the_labeled_questions_apart(small_corpus, tmp_path, monkeypatch):
+    from kbflow.flows.ingest import ingest
+
+    ingest(config_path=str(small_corpus))  # TSDAE reads the index's chunk texts
+    import kbflow.tasks.evaluation.finetune as finetune_tasks
+
+    adapted_on = []
+    real = finetune_tasks.adapt_embedder
+    monkeypatch.setattr(finetune_tasks, "adapt_embedder",
+                        lambda model, texts, *args: adapted_on.extend(texts) or real(model, texts, *args))
+    out = tmp_path / "tuned"
+    result = runner.invoke(app, ["finetune", "--config", str(small_corpus), "--out", str(out), "--max-steps", "1",
+                                 "--dataset", str(write_pairs(tmp_path, labeled={"c5"})), "--tsdae-steps", "1",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tsdae"]["steps"] == 1 and report["steps"] == 2  # one TSDAE step, then one pair step
+    assert any("port 8420" in text for text in adapted_on)  # the index's own texts, not the dataset's
+    assert report["labeled"]["base"]["n"] == report["labeled"]["tuned"]["n"] == 1  # c5, held out
+    assert report["base"]["n"] == 2 and "labeled questions apart" in report["scored_on"]

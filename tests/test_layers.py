@@ -67,15 +67,37 @@ def test_only_the_kbflow_name_is_importable_from_outside_the_repository(tmp_path
 def test_the_floors_hold(installed_tree):
     result = lint_imports(installed_tree)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
+
+
+def add_import(module: Path, imported: str, inside_a_function: bool = False) -> None:
+    """A deliberate violation appended to an installed module (at module level, or hidden in a function)."""
+    line = (f"\ndef _hidden():\n    import {imported}  # a deliberate violation\n" if inside_a_function
+            else f"\nimport {imported}  # a deliberate violation\n")
+    module.write_text(module.read_text() + line)
 
 
 def test_a_core_module_that_imports_a_flow_breaks_the_contract(installed_tree):
-    store = installed_tree / "kbflow" / "store.py"
-    store.write_text(store.read_text() + "\nimport kbflow.flows.ingest  # a deliberate violation\n")
+    add_import(installed_tree / "kbflow" / "store" / "reads.py", "kbflow.flows.ingest")
     result = lint_imports(installed_tree)
     assert result.returncode != 0
-    assert "kbflow.store -> kbflow.flows.ingest" in result.stdout
+    assert "kbflow.store.reads -> kbflow.flows.ingest" in result.stdout
+
+
+def test_a_format_that_imports_a_source_task_breaks_the_domain_floors(installed_tree):
+    add_import(installed_tree / "kbflow" / "tasks" / "formats" / "markdown.py", "kbflow.tasks.sources.read")
+    result = lint_imports(installed_tree)
+    assert result.returncode != 0
+    assert "kbflow.tasks.formats is not allowed to import kbflow.tasks.sources" in result.stdout
+
+
+def test_an_import_loop_hidden_in_a_function_breaks_the_contract(installed_tree):
+    # kbflow.tasks.formats.parse imports the format modules; one importing parse back closes a loop
+    add_import(installed_tree / "kbflow" / "tasks" / "formats" / "markdown.py", "kbflow.tasks.formats.parse",
+               inside_a_function=True)
+    result = lint_imports(installed_tree)
+    assert result.returncode != 0
+    assert "No cycles are allowed in kbflow.tasks.formats" in result.stdout
 
 
 def test_a_new_module_must_be_placed_on_a_floor(installed_tree):

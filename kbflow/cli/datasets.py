@@ -68,6 +68,10 @@ def dataset_build(
     pii = ", ".join(f"{kind} {n}" for kind, n in report["pii"].items()) or "none"
     failed = [e["check"] or e["type"] for e in report["checks"]["expectations"] if not e["success"]]
     stdout.print(f"dropped: {dropped}\nPII found: {pii}\nchecks: {'all passed' if not failed else ', '.join(failed)}")
+    for name, stats in report.get("generation", {}).items():  # a model-backed generator's speed and yield
+        speed = f", {stats['seconds_per_question']} s a question" if stats.get("seconds_per_question") else ""
+        stdout.print(f"{name}: {stats['accepted']} of {stats['passages']} passages kept a question "
+                     f"({stats['generated']} generated, {stats['cached']} cached{speed})", highlight=False)
 
 
 # The flow's name as a command: same options, same output.

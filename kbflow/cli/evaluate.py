@@ -95,6 +95,8 @@ def finetune(
     out: Annotated[Path, typer.Option(help="a new folder for the tuned model")] = ...,
     epochs: Annotated[int | None, typer.Option(min=1, help="default: finetune.epochs of the config")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="stop after N steps (default: finetune.max_steps)")] = None,
+    tsdae_steps: Annotated[int | None, typer.Option(
+        "--tsdae-steps", min=0, help="TSDAE steps on the index's texts first (default: finetune.tsdae_steps)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune the embedding model on built pairs; report base vs tuned retrieval on the test split."""
@@ -109,7 +111,7 @@ def finetune(
     with progress_bars(enabled=not as_json):
         api.ready()
         report = finetune_flow(config_path=str(config.resolve()), dataset=str(dataset.resolve()),
-                               out=str(out.resolve()), epochs=epochs, max_steps=max_steps)
+                               out=str(out.resolve()), epochs=epochs, max_steps=max_steps, tsdae_steps=tsdae_steps)
     if as_json:
         print_json(report)
         return
@@ -119,7 +121,11 @@ def finetune(
         table.add_column(name, justify="right")
     for label in ("base", "tuned"):
         table.add_row(label, *(f"{report[label][name]:.3f}" for name in REPORTED_METRICS))
+    for label in ("base", "tuned") if report.get("labeled") else ():  # the real questions among them, apart
+        table.add_row(f"{label}, labeled", *(f"{report['labeled'][label][name]:.3f}" for name in REPORTED_METRICS))
     stdout.print(table)
-    stdout.print(f"test split: {report['base']['n']} queries. tuned model: {report['model_dir']}\n"
+    labeled = f", {report['labeled']['base']['n']} of them labeled" if report.get("labeled") else \
+        " (generated questions: no labeled ones in it)"
+    stdout.print(f"test split: {report['base']['n']} queries{labeled}. tuned model: {report['model_dir']}\n"
                  f"to use it: set [embedding] model = \"{report['model_dir']}\" in {config}, "
                  f"then `kbflow reindex --config {config}`", highlight=False)

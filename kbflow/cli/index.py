@@ -140,14 +140,24 @@ def status(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = Fal
 
 @app.command()
 @reports_errors
-def reindex(config: ConfigOption = Path("kbflow.toml"), as_json: JsonOption = False) -> None:
-    """Re-embed everything with the configured model; switch search to it only if it passes DQ."""
+def reindex(
+    config: ConfigOption = Path("kbflow.toml"),
+    allow_worse: Annotated[bool, typer.Option(
+        "--allow-worse", help="switch even when [evaluation] queries lose more than max_mrr_drop of MRR@10")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-embed everything with the configured model; switch search to it only if it passes DQ
+    and the [evaluation] queries do not score worse on it."""
     try:
-        report = served.run("reindex", config, {}, as_json=as_json, flows=True)
+        report = served.run("reindex", config, {"allow_worse": allow_worse}, as_json=as_json, flows=True)
     except CommandBlocked as blocked:
         print_run_report(blocked.report or {}, as_json)
         raise fail(f"{blocked}; the index was not switched", EXIT_BLOCKED) from None
     print_run_report(report, as_json)
+    if "promotion" in report and not as_json:
+        from kbflow.runs import promotion_line
+
+        stdout.print(f"reindex {promotion_line(report['promotion'])}", highlight=False)
 
 
 @app.command()

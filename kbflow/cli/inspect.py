@@ -125,11 +125,17 @@ def runs(
     as_json: JsonOption = False,
 ) -> None:
     """Run history: counts, durations per stage, data-quality outcome."""
+    from kbflow.runs import promotion_line
+
     history = served.run("runs", config, {"limit": limit})
     if as_json:
         print_json(history)
         return
     stdout.print(runs_table(history, wide=wide))
+    for run in history:  # a reindex's model switch: decided on the labeled queries' MRR@10
+        if run.get("promotion"):
+            stdout.print(f"{run['run_id']} {run['flow']} {promotion_line(run['promotion'])}", highlight=False,
+                         soft_wrap=True)
 
 
 def runs_table(history: list[dict[str, Any]], wide: bool = False) -> Table:

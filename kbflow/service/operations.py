@@ -68,7 +68,7 @@ def reindex(config_path: str, arguments: dict[str, Any], context: Context) -> di
 
     context.ready()
     try:
-        return reindex_flow(config_path=config_path)
+        return reindex_flow(config_path=config_path, allow_worse=bool(arguments.get("allow_worse")))
     except QualityGateFailed as blocked:
         raise CommandBlocked(str(blocked), blocked.blocked_report(), blocked.failure_dicts()) from None
 

@@ -72,8 +72,12 @@ def describe_dataset(
     checks: dict[str, Any],
     tokenizer: Tokenizer,
     principals: list[str] | None = None,
+    generation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """The manifest (lineage: index versions, run ids, config hash, seed, document hashes) and the card."""
+    """The manifest (lineage: index versions, run ids, config hash, seed, document hashes) and the card.
+
+    `generation`: per model-backed generator (local-llm), its speed and accept rate.
+    """
     sources = sorted({s for table in splits.values() for s in table.column("source").to_pylist()})
     generators = [] if dataset_kind(kind).labeled else list(dict.fromkeys(config.datasets.generators))
     manifest = {
@@ -95,6 +99,7 @@ def describe_dataset(
         "documents": dict(sorted(documents.items())),
         # [access] mode = "enforce": the principals whose visible documents the rows come from; null: off
         "principals": principals,
+        **({"generation": generation} if generation else {}),
     }
     card = render_card(kind, name, manifest, length_stats(kind, splits, tokenizer), config, checks)
     return manifest, card

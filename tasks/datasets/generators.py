@@ -6,7 +6,8 @@ heading path into the question it answers (tasks/datasets/questions.py: "What is
 X?", "What does option -f do?"; structural headings give none), `ict` (inverse cloze
 task) uses one whole informative sentence of the passage as the query and the rest as
 the positive. The `labeled` generator (tasks/datasets/labeled.py) takes the real questions of
-labeled sources; the `llm` generator (tasks/datasets/llm.py) asks an OpenAI-compatible endpoint.
+labeled sources; the `llm` generator (tasks/datasets/llm.py) asks an OpenAI-compatible endpoint,
+the `local-llm` generator (tasks/datasets/local_llm.py) a small model on this machine's CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from kbflow import progress
 from kbflow.config import DatasetsConfig
 from kbflow.tasks.datasets.llm import LlmQueryGenerator
+from kbflow.tasks.datasets.local_llm import LocalLlmGenerator
 from kbflow.tasks.datasets.pairs import GeneratedPair, Passage, QueryGenerator
 from kbflow.tasks.datasets.questions import heading_question, is_informative_sentence
 
@@ -120,9 +122,27 @@ def make_generators(config: DatasetsConfig) -> list[QueryGenerator]:
         elif name == "ict":
             generators.append(IctGenerator(config.ict_keep_sentence, config.min_query_tokens))
         elif name == "llm":
-
             generators.append(LlmQueryGenerator(config.llm))
+        elif name == "local-llm":
+            generators.append(LocalLlmGenerator(config.local_llm, config.generator_sample, config.seed,
+                                                config.min_query_tokens))
     return generators
+
+
+def generation_stats(generators: Sequence[QueryGenerator], pairs: Sequence[GeneratedPair],
+                     removed: dict[str, int]) -> dict[str, dict]:
+    """Per generator that keeps `stats` (local-llm): its counts and speed, the questions kept after every
+    filter (`accepted`) and their share of the passages asked (`accept_rate`)."""
+    report = {}
+    for generator in generators:
+        stats = getattr(generator, "stats", None)
+        if not isinstance(stats, dict) or not stats:
+            continue
+        accepted = sum(pair.generator == generator.name for pair in pairs)
+        asked = stats.get("passages") or 0
+        report[generator.name] = {**stats, "rejected_by_round_trip": removed.get(generator.name, 0),
+                                  "accepted": accepted, "accept_rate": round(accepted / asked, 3) if asked else None}
+    return report
 
 
 def generate_pairs(

@@ -182,3 +182,42 @@ def is_informative_sentence(sentence: str, min_words: int = 6) -> bool:
         return False
     alphabetic = sum(bool(re.fullmatch(r"[A-Za-z][a-z'-]*[.,;:!?)\"]*", w)) for w in words)
     return alphabetic / len(words) >= 0.7
+
+
+# -- questions a model wrote ---------------------------------------------------------------------
+
+ANSWER_PREFIX = re.compile(r"^\s*(?:\*\*)?(?:question|q)\s*\d*\s*[:.)-]\s*(?:\*\*)?\s*", re.IGNORECASE)
+# "the passage", "this text", "the above": a question that needs the passage to make sense
+NEEDS_PASSAGE = re.compile(r"\b(?:(?:the|this) (?:passage|text|excerpt|section|paragraph|document|snippet)"
+                           r"|the above|mentioned above|described above|given (?:passage|text))\b", re.IGNORECASE)
+MAX_QUESTION_WORDS = 40
+
+
+def generated_question(answer: str, min_words: int = 3) -> str | None:
+    """The question in a model's answer, or None when it is not one a user could ask on its own.
+
+    The first line that holds a question, a "Question:" label and quotes removed; it must start like
+    prose, end with "?", have `min_words` to 40 words, carry no code marks (backquotes are dropped) and
+    not point at "the passage".
+
+    >>> generated_question('Question: "How do I restore a base backup?"')
+    'How do I restore a base backup?'
+    >>> generated_question("What does the passage say about backups?") is None
+    True
+    """
+    for line in answer.strip().splitlines():
+        # backquotes around a name are markdown, not code: "the `json.dumps` function" asks about json.dumps
+        line = ANSWER_PREFIX.sub("", line.strip().replace("`", "")).strip().strip("\"'* ").strip()
+        if line:
+            break
+    else:
+        return None
+    question = line[: line.find("?") + 1] if "?" in line else line  # a question, then chatter: the question
+    words = question.split()
+    if not question.endswith("?") or not min_words <= len(words) <= MAX_QUESTION_WORDS:
+        return None
+    if not STARTS_LIKE_PROSE.match(question) or NEEDS_PASSAGE.search(question):
+        return None
+    if re.search(r"[{};]|=>|->|</?\w+>", question):
+        return None
+    return question

@@ -1,6 +1,9 @@
 """Fine-tune: train the embedding model on embedding-pairs, and score base and tuned alike.
 
-Training is sentence-transformers' `SentenceTransformerTrainer` with
+Optionally first, domain adaptation without labels (`adapt_embedder`): TSDAE on the index's own
+chunk texts (sentence-transformers' DenoisingAutoEncoderLoss: the encoder's sentence vector must
+let a tied decoder rebuild a text from a copy with 60% of its words deleted; our own seeded noise,
+since the library's default needs NLTK data). Then the pair training, `SentenceTransformerTrainer` with
 MultipleNegativesRankingLoss: each anchor must pick its positive out of the
 batch's other positives and every hard negative (`negative_1..n`, when the
 dataset has them). Lineage columns (query_id, positive_chunk_id, doc_id, source,
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -42,6 +46,7 @@ from kbflow.dataset_files import SPLITS, read_split, split_file
 from kbflow.errors import InvalidInput, MissingFile, OutputExists
 from kbflow.models import Embedder
 from kbflow.relevance import RANK_CUTOFF, mean_metrics, query_metrics
+from kbflow.store import CHUNKS, Store
 
 NEGATIVE_COLUMN = re.compile(r"^negative_(\d+)$")
 MODEL_CARD = "README.md"
@@ -111,9 +116,11 @@ def _relevant_ids(table: pa.Table) -> list[str]:
 
 
 def retrieval_set(
-    splits: dict[str, pa.Table], query_split: str = "test", corpus_splits: Sequence[str] = ("test",)
+    splits: dict[str, pa.Table], query_split: str = "test", corpus_splits: Sequence[str] = ("test",),
+    generators: Sequence[str] | None = None,
 ) -> RetrievalSet:
-    """The test split's anchors as queries over the distinct positives and negatives of `corpus_splits`."""
+    """The test split's anchors as queries over the distinct positives and negatives of `corpus_splits`;
+    with `generators`, only the anchors those generators made (e.g. "labeled": real questions)."""
     corpus_tables = [splits[name] for name in corpus_splits if name in splits]
     ids_of: dict[str, set[str]] = defaultdict(set)  # passage text -> ids; insertion order = corpus order
     for table in corpus_tables:
@@ -126,6 +133,8 @@ def retrieval_set(
                     if text:  # a negative is relevant to nobody, unless it is some row's positive
                         ids_of.setdefault(text, set())
     queries = splits.get(query_split)
+    if queries is not None and generators is not None and "generator" in queries.column_names:
+        queries = queries.filter(pa.array([g in generators for g in queries.column("generator").to_pylist()]))
     if queries is None or queries.num_rows == 0:
         raise InvalidInput(f"the dataset has no {query_split} rows to score base and tuned models on")
     return RetrievalSet(
@@ -134,6 +143,14 @@ def retrieval_set(
         corpus=list(ids_of),
         corpus_ids=[frozenset(ids) for ids in ids_of.values()],
     )
+
+
+def labeled_retrieval_set(splits: dict[str, pa.Table]) -> RetrievalSet | None:
+    """The test split's real questions (labeled sources) alone, or None when it has none."""
+    try:
+        return retrieval_set(splits, generators=("labeled",))
+    except ValueError:
+        return None
 
 
 def score_embedder(embedder: Embedder, retrieval: RetrievalSet, k: int = RANK_CUTOFF) -> dict[str, float]:
@@ -253,18 +270,75 @@ def _train(model, train, validation, settings, work_dir, epochs, max_steps) -> T
     )
 
 
-def _progress_callback():
+def _progress_callback(stage: str = "finetune"):
     """Steps to kbflow.progress (the CLI's progress bar), losses to the log; transformers is imported late."""
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            progress.report("finetune", state.global_step, state.max_steps)
+            progress.report(stage, state.global_step, state.max_steps)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             log.info("finetune step %s/%s: %s", state.global_step, state.max_steps, logs)
 
     return ProgressCallback()
+
+
+# -- domain adaptation (TSDAE) --------------------------------------------------------------------
+
+TSDAE_DELETE = 0.6  # the TSDAE paper's best noise: delete 60% of the words
+
+
+def delete_noise(text: str, rng: random.Random, ratio: float = TSDAE_DELETE) -> str:
+    """The text with about `ratio` of its words deleted (at least one kept), seeded: no NLTK needed."""
+    words = text.split()
+    if not words:
+        return text
+    kept = [word for word in words if rng.random() >= ratio]
+    return " ".join(kept or [rng.choice(words)])
+
+
+def adapt_embedder(model, texts: Sequence[str], settings: FinetuneConfig, work_dir: Path, max_steps: int) -> Trained:
+    """TSDAE: `max_steps` denoising steps on `texts` (the index's chunks), the model changed in place."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncoderLoss
+    from transformers.trainer_callback import PrinterCallback
+
+    rng = random.Random(settings.seed)
+    texts = [text for text in texts if text.split()]
+    train_set = Dataset.from_dict({"noisy": [delete_noise(t, rng) for t in texts], "text": list(texts)})
+    base_length = model.max_seq_length
+    if settings.max_seq_length is not None:
+        model.max_seq_length = settings.max_seq_length
+    try:
+        args = training_arguments(settings, work_dir, use_cpu=str(model.device) == "cpu", epochs=1,
+                                  max_steps=max_steps)
+        args.learning_rate = settings.tsdae_learning_rate
+        # The decoder is the encoder's own weights (tied) with an LM head: no second model to load.
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_set,
+                                             loss=DenoisingAutoEncoderLoss(model, tie_encoder_decoder=True),
+                                             callbacks=[_progress_callback("tsdae")])
+        trainer.remove_callback(PrinterCallback)
+        output = trainer.train()
+    finally:
+        model.max_seq_length = base_length
+    return Trained(steps=int(output.global_step), validation_loss=None,
+                   train_loss=round(float(output.training_loss), 6) if output.training_loss is not None else None)
+
+
+def index_texts(store: Store) -> list[str]:
+    """The index's chunk texts: what TSDAE adapts the model to."""
+    if not store.has(CHUNKS):
+        raise ValueError("TSDAE adapts the model to the index's own texts: ingest first (kbflow ingest)")
+    return store.chunks(["text"]).column("text").to_pylist()
+
+
+def adaptation_texts(texts: Sequence[str], steps: int, batch_size: int, seed: int) -> list[str]:
+    """The chunk texts TSDAE sees: a seeded sample of `steps` × `batch_size` (all when fewer)."""
+    wanted = steps * batch_size
+    texts = list(texts)
+    return texts if len(texts) <= wanted else random.Random(seed).sample(texts, wanted)
 
 
 # -- the model folder ----------------------------------------------------------------------------
@@ -355,6 +429,12 @@ def discard(staged: Path) -> None:
 @task(name="score-embedder", cache_policy=NO_CACHE)
 def score(embedder: Embedder, retrieval: RetrievalSet) -> dict[str, float]:
     return score_embedder(embedder, retrieval)
+
+
+@task(name="adapt-embedder", cache_policy=NO_CACHE)
+def adapt(model, texts: list[str], settings: FinetuneConfig, work_dir: Path, max_steps: int) -> Trained:
+    """TSDAE domain adaptation on the index's own texts, before the pair training."""
+    return adapt_embedder(model, texts, settings, work_dir, max_steps)
 
 
 @task(name="train-embedder", cache_policy=NO_CACHE)

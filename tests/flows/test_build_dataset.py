@@ -387,3 +387,29 @@ def test_a_build_reports_progress_by_rows_of_generation_encoding_and_mining(corp
         assert len(by_stage[stage]) > 2, by_stage[stage]  # rows as they go, not only start and end
     mined = by_stage["mining negatives"][-1][1]
     assert mined >= sum(report["rows"].values())  # every row was a mined pair
+
+
+@pytest.mark.slow
+def test_local_llm_questions_from_the_real_smollm2_are_checked_cached_and_not_asked_again(tmp_path, hash_embedder):
+    """The packaged SmolLM2 on three passages (~2 min: loading it is most of that); a re-run asks it nothing."""
+    config = write_corpus(tmp_path, 'generators = ["local-llm"]\ngenerator_sample = 3\n'
+                                    "[datasets.local_llm]\ntop_k = 5\nmax_new_tokens = 32\n")
+    ingest(config_path=str(config))
+    first = build(config, "embedding-pairs", tmp_path / "out")
+    stats = first["generation"]["local-llm"]
+    assert stats["passages"] == 3 and stats["generated"] == 3 and stats["cached"] == 0
+    assert stats["load_seconds"] > 0 and stats["seconds_per_question"] > 0
+    # every question asked is accounted for: kept, or rejected by the rules or the round trip
+    assert stats["accepted"] + stats["rejected_by_rules"] + stats["rejected_by_round_trip"] == 3
+    assert first["dropped"]["local-llm_round_trip"] == stats["rejected_by_round_trip"]
+    cache = load_config(config).datasets.local_llm.cache_dir / "local-llm.jsonl"
+    assert len(cache.read_text().splitlines()) == 3
+    rows = [row for split in SPLITS for row in read_split(tmp_path / "out" / "embedding-pairs", split).to_pylist()]
+    assert all(row["generator"] == "local-llm" and row["anchor"].endswith("?") for row in rows)
+    assert len(rows) == stats["accepted"]
+
+    second = build(config, "embedding-pairs", tmp_path / "out2")
+    again = second["generation"]["local-llm"]
+    assert again["generated"] == 0 and again["cached"] == 3 and again["load_seconds"] == 0
+    assert len(cache.read_text().splitlines()) == 3
+    assert second["rows"] == first["rows"]

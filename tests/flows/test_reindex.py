@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
 import lancedb
+import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from kbflow.cli import app
 from kbflow.config import load_config
-from kbflow.errors import ModelMismatch, QualityGateFailed
+from kbflow.errors import ModelMismatch, PromotionRefused, QualityGateFailed
 from kbflow.flows.ingest import ingest
 from kbflow.flows.reindex import reindex
 from kbflow.flows.rollback import rollback
+from kbflow.runs import decoded_run
 from kbflow.search import search
 from kbflow.store import Store
 from kbflow.tasks.quality.suites import bundled_expectations_dir
@@ -118,3 +123,58 @@ def test_reindex_with_a_local_copy_of_the_real_model(small_corpus, tmp_path):
     assert index_models(small_corpus) == {str(copy): 384}
     hits = search(load_config(small_corpus), ["Which port does the server listen on?"], k=1)[0]
     assert hits[0]["uri"] == "install.md"
+
+
+class NoSignalEmbedder(HashEmbedder):
+    """A model that learned nothing: each text a pseudo-random unit vector of its own."""
+
+    def encode(self, texts):
+        rows = [np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
+                .standard_normal(self.dim) for t in texts]
+        return np.asarray([r / np.linalg.norm(r) for r in rows], dtype=np.float32)
+
+
+QUERIES = [
+    {"query": "When do nightly backups run and how many snapshots are kept?", "relevant": ["backup.md"]},
+    {"query": "How do I restore a snapshot with lumen restore?", "relevant": ["backup.md"]},
+    {"query": "Which port does the server listen on by default?", "relevant": ["install.md"]},
+    {"query": "Where are notes stored in plain files?", "relevant": ["install.md"]},
+    {"query": "When are invoices emailed and how long do refunds take?", "relevant": ["billing.txt"]},
+]
+
+
+def with_queries(config_path, model: str) -> None:
+    (config_path.parent / "qa.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUERIES))
+    text = config_path.read_text()
+    config_path.write_text(text.replace("[store]", f'[embedding]\nmodel = "{model}"\n\n[evaluation]\nqueries = "qa.jsonl"'
+                                        '\n\n[search]\nmode = "vector"\n\n[store]', 1))
+
+
+def test_reindex_refuses_a_model_that_scores_worse_on_the_configured_queries(small_corpus, hash_embedder):
+    ingest(config_path=str(small_corpus))
+    store = Store(load_config(small_corpus).store)
+    # positive control: a model as good as the current one is promoted, with its numbers recorded
+    hash_embedder.registry["model-b"] = HashEmbedder(name="model-b", dim=32)
+    with_queries(small_corpus, "model-b")
+    promoted = reindex(config_path=str(small_corpus))
+    assert promoted["status"] == "published" and promoted["promotion"]["decision"] == "promoted"
+    assert promoted["promotion"]["before"] == promoted["promotion"]["after"] >= 0.8
+    assert promoted["promotion"]["n"] == len(QUERIES)
+    assert index_models(small_corpus) == {"model-b": 32}
+
+    hash_embedder.registry["model-worse"] = NoSignalEmbedder(name="model-worse", dim=16)
+    small_corpus.write_text(small_corpus.read_text().replace('model = "model-b"', 'model = "model-worse"'))
+    with pytest.raises(PromotionRefused, match="refused: MRR@10"):
+        reindex(config_path=str(small_corpus))
+    assert index_models(small_corpus) == {"model-b": 32}  # not switched
+    assert not (small_corpus.parent / ".kbflow" / "staging").exists()
+    refused = decoded_run(store.runs(limit=1)[0])
+    assert refused["status"] == "refused" and refused["promotion"]["decision"] == "refused"
+    assert refused["promotion"]["after"] < refused["promotion"]["before"] - 0.005
+    assert refused["promotion"]["model_before"] == "model-b" and refused["promotion"]["model_after"] == "model-worse"
+    shown = CliRunner().invoke(app, ["runs", "--config", str(small_corpus)])
+    assert shown.exit_code == 0 and f"{refused['run_id']} reindex refused: MRR@10" in shown.stdout
+
+    anyway = reindex(config_path=str(small_corpus), allow_worse=True)
+    assert anyway["status"] == "published" and anyway["promotion"]["decision"] == "promoted_anyway"
+    assert index_models(small_corpus) == {"model-worse": 16}
