@@ -3,8 +3,8 @@
 The reference pages are generated from the code (docs/hooks/reference.py); these tests walk the Typer
 app and the pydantic models on their own and look for each command, option and key in the built HTML,
 so a generator that skips something fails here. Config and Python examples live in docs/snippets/ and
-are loaded or run below (the warm-search and search snippets run against a live index in
-tests/test_worker.py).
+are loaded or run below (the client and search snippets run against a live index and a real service
+in tests/test_docs_snippets.py).
 """
 
 from __future__ import annotations

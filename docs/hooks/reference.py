@@ -177,7 +177,7 @@ def cli_page() -> str:
              "Every command and option of `kbflow`, generated from its Typer app (`kbflow.cli:app`) at each "
              "build: what `kbflow COMMAND --help` shows. Two options work with every command and are read "
              "before it runs: `--verbose` (Prefect's own log lines on the terminal; the command runs in this "
-             "process, not the warm worker) and `--progress` (progress bars on stderr even with `--json`). "
+             "process, not the kbflow service) and `--progress` (progress bars on stderr even with `--json`). "
              "What `--json` prints: [JSON output](json-output.md); exit codes: [Exit codes](exit-codes.md).", ""]
     for path, command in cli_commands():
         name = " ".join(path)
