@@ -490,9 +490,19 @@ def register_source_kind(model: type[SourceBase]) -> None:
     """Add a source kind defined outside kbflow.sources (a plug-in, a test): `model` subclasses
     SourceBase with `kind: Literal["name"]` and implements the Source protocol. Configs loaded
     from then on accept `kind = "name"`."""
-    global SourceConfig, _source_adapter
     (kind,) = model.model_fields["kind"].annotation.__args__
     SOURCE_KINDS[kind] = model
+    _rebuild_source_union()
+
+
+def unregister_source_kind(kind: str) -> None:
+    """Remove a kind added with register_source_kind (a test's own kind, after the test)."""
+    del SOURCE_KINDS[kind]
+    _rebuild_source_union()
+
+
+def _rebuild_source_union() -> None:
+    global SourceConfig, _source_adapter
     SourceConfig, _source_adapter = _source_union(), None
     KbflowConfig.model_fields["sources"].annotation = list[SourceConfig]
     KbflowConfig.model_rebuild(force=True)

@@ -132,9 +132,10 @@ class SourceBase(BaseModel):
     # said with a config error for a key this kind does not have
     misplaced_keys_hint: ClassVar[str] = ""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: str
-    tenant: str = "default"
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="the source's name: in chunks, runs and `--source`; letters, digits, _ . -")
+    kind: str = Field(description="files | records | sql | objects: which reader, and which other keys apply")
+    tenant: str = Field("default", description="every chunk of this source belongs to this tenant (search --tenant)")
     ingest_cron: str | None = Field(None, description="kbflow serve: also ingest this source alone on this cron")
     index: bool = Field(True, description="false: a labeled-only source (datasets, eval), never ingested")
 

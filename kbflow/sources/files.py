@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
+from pydantic import Field
 
 from kbflow.formats import FILE_FORMATS, file_format
 from kbflow.quarantine import Quarantined
@@ -23,7 +24,7 @@ from kbflow.sources.paths import LocalPathSource
 class FilesSource(RuleAcl, LocalPathSource):
     """Local files, one document each."""
 
-    kind: Literal["files"]
+    kind: Literal["files"] = Field(description="files: local files (.md .txt .rst .html .pdf .docx), one document each")
     default_formats: ClassVar[tuple[str, ...]] = FILE_FORMATS
 
     def discover(self, max_file_bytes: int, known_documents: pa.Table | None = None,

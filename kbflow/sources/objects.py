@@ -317,14 +317,15 @@ class ObjectsSource(RuleAcl, SourceBase):
     """Objects under an object-storage URL, one document an object (`kind = "objects"`, or
     `kind = "files"` with a URL path, as configs written before this kind say)."""
 
-    kind: Literal["objects"]
+    kind: Literal["objects"] = Field(description="objects: objects under an s3://, gs://, az:// or file:// URL")
     path: str = Field(description="s3://bucket/prefix, gs://, az://, file://; may end in a glob")
     storage_options: dict[str, str | bool | int | float] = Field(
         default_factory=dict, repr=False,  # may hold credentials: never in a repr, a log or an error
         description="fsspec options (endpoint_url, anon, region, ...); credentials from the environment",
     )
-    include: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list, description="globs of paths to read (default: every "
+                               "file of a format the kind reads); `**` spans folders")
+    exclude: list[str] = Field(default_factory=list, description="globs of paths to skip, applied after include")
 
     _check_url = field_validator("path")(_object_url)
 

@@ -34,8 +34,9 @@ class LocalPathSource(SourceBase):
     """A source whose `path` names local files: a folder, one file, or a glob (`docs/**/*.md`)."""
 
     path: Path = Field(description="a folder, one file, or a glob such as docs/**/*.md")
-    include: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list, description="globs of paths to read (default: every "
+                               "file of a format the kind reads); `**` spans folders")
+    exclude: list[str] = Field(default_factory=list, description="globs of paths to skip, applied after include")
     default_formats: ClassVar[tuple[str, ...]] = ()  # what an empty include means: every file of these
 
     @model_validator(mode="after")

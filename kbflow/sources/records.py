@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
+from pydantic import Field
 
 from kbflow.errors import InvalidInput
 from kbflow.quarantine import Quarantined
@@ -31,7 +32,7 @@ RECORD_FORMATS = (".jsonl", ".csv", ".parquet")
 class RecordsSource(LocalPathSource, RowSource):
     """Rows of local .jsonl / .csv / .parquet files, one document a row."""
 
-    kind: Literal["records"]
+    kind: Literal["records"] = Field(description="records: rows of .jsonl / .csv / .parquet files, one document a row")
     default_formats: ClassVar[tuple[str, ...]] = RECORD_FORMATS
 
     def read_file(self, path: Path) -> tuple[list[dict], list[tuple[int, str]]]:

@@ -25,12 +25,12 @@ class RowSource(FieldAcl, SourceBase):
     """A source whose documents are rows: an id, a text, a title and metadata fields, and the
     labels of fine-tuning datasets and evaluation (sft, raft) where it has them."""
 
-    id_field: str | None = None
-    text_field: str | None = None
-    title_field: str | None = None
-    metadata: list[str] = Field(default_factory=list)
-    question_field: str | None = None
-    answer_field: str | None = None
+    id_field: str | None = Field(None, description="the column that identifies a row (its document id)")
+    text_field: str | None = Field(None, description="the column holding the text to index")
+    title_field: str | None = Field(None, description="the column holding the row's title (its chunks' heading)")
+    metadata: list[str] = Field(default_factory=list, description="columns copied onto every chunk of the row")
+    question_field: str | None = Field(None, description="labeled source: the column holding a question")
+    answer_field: str | None = Field(None, description="labeled source: the column holding its answer")
     relevant_field: str | None = Field(None, description="list of uris / file names / ids that answer the question")
 
     @model_validator(mode="after")

@@ -535,7 +535,7 @@ def sql_fingerprint(source: SqlSource) -> tuple:
 class SqlSource(RowSource):
     """Rows of a table or a query in a database SQLAlchemy reaches, one document a row."""
 
-    kind: Literal["sql"]
+    kind: Literal["sql"] = Field(description="sql: rows of a table or query, one document a row")
     misplaced_keys_hint: ClassVar[str] = "a sql source has no path, include or exclude: it reads its table or query"
     # A URL with a password is a secret: SecretStr keeps it out of reprs and dumps.
     url: SecretStr | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")

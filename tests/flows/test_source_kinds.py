@@ -11,7 +11,7 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from kbflow.config import ConfigError, load_config, register_source_kind
+from kbflow.config import ConfigError, load_config, register_source_kind, unregister_source_kind
 from kbflow.flows.ingest import ingest
 from kbflow.formats import file_format
 from kbflow.search import search
@@ -42,7 +42,12 @@ class InlineSource(SourceBase):
         return tuple(sorted(self.pages.items()))
 
 
-register_source_kind(InlineSource)
+@pytest.fixture(autouse=True, scope="module")
+def inline_kind():
+    """The kind exists for this module's tests only: every other test sees kbflow's own kinds."""
+    register_source_kind(InlineSource)
+    yield
+    unregister_source_kind("inline")
 
 INLINE_SOURCE = """
 [[sources]]
