@@ -368,11 +368,16 @@ class Client:
             raise ServiceLost(str(error)) from None
         raise ServiceLost("the answer ended without a result")
 
-    def search(self, query: str | list[str], k: int = 10, tenant: str | None = None,
-               mode: str | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-        """Hits for one query (a list of hits), or for each of several (a list of lists)."""
+    def search(self, query: str | list[str], k: int = 10, tenant: str | None = None, mode: str | None = None,
+               principals: list[str] | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Hits for one query (a list of hits), or for each of several (a list of lists).
+
+        `principals`: who asks (a user and their groups), as `kbflow search --principal`; under
+        `[access] mode = "enforce"` only documents whose ACL holds one of them are searched.
+        """
         texts = [query] if isinstance(query, str) else list(query)
-        answer = self.call("search", {"texts": texts, "k": k, "tenant": tenant, "mode": mode})
+        answer = self.call("search", {"texts": texts, "k": k, "tenant": tenant, "mode": mode,
+                                      "principals": principals})
         return answer["results"][0] if isinstance(query, str) else answer["results"]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import socketserver
 import subprocess
@@ -116,6 +117,18 @@ def test_the_client_sends_the_command_and_config_overrides_never_the_environment
         assert b"very-secret-value-1" not in sent and b"AWS_SECRET_ACCESS_KEY" not in sent
         assert b"PATH" not in sent and os.environ["HOME"].encode() not in sent
         assert environment_digest(config).encode() in sent  # a digest of the variables, not their values
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_search_sends_who_asks(tmp_path):
+    config = config_at(tmp_path / "kb")
+    server = Recorder(checked_socket_path(config), config.store.uri)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        Client(tmp_path / "kb" / "kbflow.toml", config=config).search("vpn", principals=["group:support"])
+        assert re.search(rb'"principals":\s*\["group:support"\]', bytes(server.received))
     finally:
         server.shutdown()
         server.server_close()
