@@ -51,6 +51,17 @@ def test_ingest_search_status_json_contracts(small_corpus, hash_embedder):
     assert status["last_run"]["run_id"] == report["run_id"]
 
 
+def test_search_prints_indexed_text_as_written_not_as_markup(tmp_path, hash_embedder):
+    write(tmp_path, {"docs/backup.md": "# Backups\n\nBackups are configured in the `[backup]` section: [bold]keep_days[/bold].\n"})
+    config = str(write_config(tmp_path, DOCS_SOURCE))
+    assert kbflow("ingest", "--config", config, "--json").exit_code == 0
+    result = kbflow("search", "[backup] section", "--config", config, "--mode", "fts")
+    assert result.exit_code == 0, result.output
+    assert "Backups are configured" in result.output  # the hit is printed (positive control)
+    assert "[backup]" in result.output and "[bold]keep_days[/bold]" in result.output
+    assert "search: [backup] section" in result.output
+
+
 def test_a_tenant_the_index_does_not_hold_is_named_on_stderr(small_corpus, hash_embedder):
     # A misspelt --tenant used to answer an empty list with exit 0 and no word why.
     kbflow("ingest", "--config", str(small_corpus), "--json")

@@ -206,10 +206,11 @@ def print_run_report(report: dict[str, Any], as_json: bool) -> None:
 
 
 def print_hits(query: str, hits: list[dict[str, Any]]) -> None:
-    table = Table(title=f"search: {query}", show_lines=True)
+    # Indexed text is data, not Rich markup: "[backup]" in a TOML sample must print as written.
+    table = Table(title=f"search: {escape(query)}", show_lines=True)
     for column in ("#", "score", "source / uri", "text"):
         table.add_column(column)
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit["text"].split())[:300]
-        table.add_row(str(rank), f"{hit['score']:.3f}", f"{hit['source']}\n{hit['uri']}", snippet)
+        table.add_row(str(rank), f"{hit['score']:.3f}", escape(f"{hit['source']}\n{hit['uri']}"), escape(snippet))
     stdout.print(table)
