@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from kbflow.cli import served
@@ -92,7 +93,9 @@ def quarantine(config: ConfigOption = Path("kbflow.toml"), run: RunOption = None
     for column in ("run", "source", "uri", "stage", "reason", "detail"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["run_id"], row["source"], row["uri"], row["stage"], row["reason"], (row["detail"] or "")[:120])
+        # uris and details are data (file names, parser messages), never Rich markup
+        table.add_row(row["run_id"], row["source"], escape(row["uri"]), row["stage"], row["reason"],
+                      escape((row["detail"] or "")[:120]))
     stdout.print(table)
 
 
@@ -111,7 +114,7 @@ def trace(
     for part in ("chunk", "document", "source", "run"):
         table = Table(title=part, show_header=False, title_justify="left")
         for key, value in (lineage[part] or {}).items():
-            table.add_row(key, str(value))
+            table.add_row(key, escape(str(value)))  # a chunk's text or a uri is data, never Rich markup
         stdout.print(table)
     stdout.print(f"chunks table version: {lineage['table_version']}")
 
