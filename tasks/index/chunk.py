@@ -267,7 +267,6 @@ def chunk_documents(
     progress.report("chunk (characters)", 0, total)  # a large document moves the bar, not only a batch
 
     def read(characters: int) -> None:
-        nonlocal done
         if (done + characters) // every > done // every:
             progress.report("chunk (characters)", min(done + characters, total), total)
 
